@@ -1,0 +1,99 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+let strictSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+]
+
+let package = Package(
+    name: "courier",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Courier", targets: ["Courier"]),
+        .library(name: "CourierCore", targets: ["CourierCore"]),
+        .library(name: "CourierTCP", targets: ["CourierTCP"]),
+        .library(name: "CourierTesting", targets: ["CourierTesting"]),
+        .executable(name: "courier", targets: ["CourierCLI"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // Transport-neutral model: JSON, patterns, errors, packets, correlation, transport seams.
+        .target(
+            name: "CourierCore",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The user-facing API: Microservice (a Service), handler registration, Client.
+        .target(
+            name: "Courier",
+            dependencies: [
+                "CourierCore",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // NestJS-compatible TCP transporter on SwiftNIO.
+        .target(
+            name: "CourierTCP",
+            dependencies: [
+                "CourierCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // In-memory transport for users' unit tests, and the transport conformance suite.
+        .target(
+            name: "CourierTesting",
+            dependencies: [
+                "Courier", "CourierExample",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        // The example service every transport serves identically (math.sum, math.countdown, ...).
+        .target(
+            name: "CourierExample",
+            dependencies: ["Courier"],
+            swiftSettings: strictSettings
+        ),
+        .executableTarget(
+            name: "CourierCLI",
+            dependencies: [
+                "Courier",
+                "CourierTCP",
+                "CourierExample",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(name: "CourierCoreTests", dependencies: ["CourierCore"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "CourierTests",
+            dependencies: ["Courier", "CourierTesting", "CourierExample"],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "CourierTCPTests",
+            dependencies: [
+                "CourierTCP", "CourierTesting", "CourierExample",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+    ]
+)

@@ -1,0 +1,236 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import Logging
+import NIOCore
+
+/// Calls services: request/reply (``send(_:_:timeout:headers:)``), events (``emit(_:_:headers:)``), streamed
+/// replies (``sendStream(_:_:timeout:headers:)``), and raw access to the native client (``unwrap(as:)``).
+///
+/// A client connects lazily on its first call and reconnects on the next call after a connection is lost. Every
+/// call has a deadline: the per-call `timeout`, else ``ClientConfiguration/defaultTimeout``, and never later than
+/// the deadline of the handler making the call. Cancelling the calling task ends the call with
+/// ``CourierError/Code/cancelled``; replies arriving after a call ended are dropped.
+///
+/// It is safe to use from many tasks at once; calls are multiplexed over the transport.
+public final class CourierClient: Sendable {
+    private let transport: any ClientTransport
+    private let configuration: ClientConfiguration
+    private let correlator = ReplyCorrelator()
+    private let coder = PayloadCoder()
+    private let logger: Logger
+
+    /// Creates a client.
+    ///
+    /// - Parameters:
+    ///   - transport: How requests travel (for example `TCPClientTransport`).
+    ///   - configuration: Timeouts and default headers.
+    ///   - logger: The logger for client events.
+    public init(
+        transport: any ClientTransport,
+        configuration: ClientConfiguration = .init(),
+        logger: Logger = Logger(label: "courier.client")
+    ) {
+        self.transport = transport
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// The number of calls waiting for replies.
+    public var pendingCalls: Int { correlator.pendingCount }
+
+    // MARK: Typed API
+
+    /// Sends a request and waits for its reply.
+    ///
+    /// - Parameters:
+    ///   - pattern: The contract to call.
+    ///   - request: The request payload.
+    ///   - timeout: How long to wait; default ``ClientConfiguration/defaultTimeout``.
+    ///   - headers: Metadata sent with the request.
+    /// - Returns: The handler's reply.
+    /// - Throws: ``CourierError``: ``CourierError/Code/timedOut``, ``CourierError/Code/noHandler``, a remote
+    ///   error with the handler's code, ``CourierError/Code/cancelled``, ``CourierError/Code/decodingFailed``,
+    ///   ``CourierError/Code/transportUnavailable``, …
+    public func send<Request, Response>(
+        _ pattern: MessagePattern<Request, Response>,
+        _ request: Request,
+        timeout: Duration? = nil,
+        headers: [String: String] = [:]
+    ) async throws -> Response {
+        let reply = try await send(pattern.name, payload: try coder.encode(request), timeout: timeout, headers: headers)
+        return try coder.decode(Response.self, from: reply)
+    }
+
+    /// Sends an event. Returns once the transport accepted it; no handler replies.
+    public func emit<Payload>(
+        _ pattern: EventPattern<Payload>,
+        _ payload: Payload,
+        headers: [String: String] = [:]
+    ) async throws {
+        try await emit(pattern.name, payload: try coder.encode(payload), headers: headers)
+    }
+
+    /// Sends a request and returns the stream of its replies.
+    ///
+    /// The request is sent before this returns; iterate the result to receive the replies.
+    public func sendStream<Request, Element>(
+        _ pattern: StreamPattern<Request, Element>,
+        _ request: Request,
+        timeout: Duration? = nil,
+        headers: [String: String] = [:]
+    ) async throws -> ReplyStream<Element> {
+        ReplyStream(
+            raw: try await sendStream(pattern.name, payload: try coder.encode(request), timeout: timeout,
+                                      headers: headers),
+            coder: coder
+        )
+    }
+
+    // MARK: Untyped API
+
+    /// Sends a request with a raw JSON payload and returns the raw JSON reply (`null` when the reply had no value).
+    public func send(
+        _ pattern: String,
+        json: JSONValue,
+        timeout: Duration? = nil,
+        headers: [String: String] = [:]
+    ) async throws -> JSONValue {
+        let reply = try await send(pattern, payload: try coder.encode(json), timeout: timeout, headers: headers)
+        return try coder.decode(JSONValue.self, from: reply)
+    }
+
+    /// Sends an event with a raw JSON payload.
+    public func emit(_ pattern: String, json: JSONValue, headers: [String: String] = [:]) async throws {
+        try await emit(pattern, payload: try coder.encode(json), headers: headers)
+    }
+
+    /// Sends a request with a raw JSON payload and returns its replies as JSON.
+    public func sendStream(
+        _ pattern: String,
+        json: JSONValue,
+        timeout: Duration? = nil,
+        headers: [String: String] = [:]
+    ) async throws -> ReplyStream<JSONValue> {
+        ReplyStream(
+            raw: try await sendStream(pattern, payload: try coder.encode(json), timeout: timeout, headers: headers),
+            coder: coder
+        )
+    }
+
+    /// Sends a request whose payload is raw JSON bytes; returns the reply's raw JSON bytes, or `nil` when the
+    /// reply carried no value.
+    public func send(
+        _ pattern: String,
+        payload: ByteBuffer,
+        timeout: Duration? = nil,
+        headers: [String: String] = [:]
+    ) async throws -> ByteBuffer? {
+        let timeout = try effectiveTimeout(timeout, pattern: pattern)
+        try await connect()
+        let id = CorrelationID.make()
+        let request = WireRequest(
+            pattern: pattern,
+            payload: payload,
+            correlationID: id,
+            headers: mergedHeaders(headers),
+            timeout: timeout
+        )
+        let transport = self.transport
+        do {
+            return try await correlator.awaitReply(id: id, pattern: pattern, timeout: timeout) {
+                transport.send(request)
+            }
+        } catch {
+            transport.release(correlationID: id)
+            throw error
+        }
+    }
+
+    /// Sends an event whose payload is raw JSON bytes.
+    public func emit(_ pattern: String, payload: ByteBuffer, headers: [String: String] = [:]) async throws {
+        try await connect()
+        let event = WireRequest(pattern: pattern, payload: payload, correlationID: nil, headers: mergedHeaders(headers))
+        do {
+            try await transport.emit(event)
+        } catch {
+            throw CourierError.wrapping(error, as: .transportUnavailable, "could not emit '\(pattern)'")
+        }
+    }
+
+    /// Sends a request whose payload is raw JSON bytes; returns the raw JSON of each reply.
+    public func sendStream(
+        _ pattern: String,
+        payload: ByteBuffer,
+        timeout: Duration? = nil,
+        headers: [String: String] = [:]
+    ) async throws -> AsyncThrowingStream<ByteBuffer, any Error> {
+        let timeout = try effectiveTimeout(timeout, pattern: pattern)
+        try await connect()
+        let id = CorrelationID.make()
+        let request = WireRequest(
+            pattern: pattern,
+            payload: payload,
+            correlationID: id,
+            headers: mergedHeaders(headers),
+            timeout: timeout
+        )
+        let transport = self.transport
+        let stream = correlator.openStream(id: id, pattern: pattern, timeout: timeout) {
+            transport.release(correlationID: id)
+        }
+        transport.send(request)
+        return stream
+    }
+
+    // MARK: Native client and lifecycle
+
+    /// The transport's native client, for what Courier does not wrap (for TCP, the NIO `Channel`).
+    ///
+    /// - Throws: ``CourierError`` when the transport cannot connect or its native client is not a `Native`.
+    public func unwrap<Native>(as type: Native.Type = Native.self) async throws -> Native {
+        let native = try await transport.nativeClient(replies: correlator)
+        guard let typed = native as? Native else {
+            throw CourierError(
+                .unprocessable,
+                "the \(transport.name) client is a \(Swift.type(of: native)), not \(Native.self)"
+            )
+        }
+        return typed
+    }
+
+    /// Fails every pending call with ``CourierError/Code/transportUnavailable`` and closes the transport.
+    public func shutdown() async {
+        correlator.shutdown()
+        await transport.close()
+    }
+
+    // MARK: Internals
+
+    private func connect() async throws {
+        do {
+            try await transport.connect(replies: correlator)
+        } catch {
+            throw CourierError.wrapping(error, as: .transportUnavailable, "cannot connect (\(transport.name))")
+        }
+    }
+
+    private func effectiveTimeout(_ requested: Duration?, pattern: String) throws -> Duration {
+        var timeout = requested ?? configuration.defaultTimeout
+        if let deadline = CallDeadline.current {
+            let left = Duration.nanoseconds((deadline - .now()).nanoseconds)
+            guard left > .zero else {
+                throw CourierError(.timedOut, "no time left for '\(pattern)': the calling handler's deadline passed")
+            }
+            timeout = min(timeout, left)
+        }
+        return timeout
+    }
+
+    private func mergedHeaders(_ headers: [String: String]) -> [String: String] {
+        if configuration.defaultHeaders.isEmpty { return headers }
+        return configuration.defaultHeaders.merging(headers) { _, call in call }
+    }
+}

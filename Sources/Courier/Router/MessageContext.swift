@@ -1,0 +1,109 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import Logging
+import NIOCore
+import Synchronization
+
+/// What a handler knows about the message it is handling, and what it can do beyond returning a reply.
+public struct MessageContext: Sendable {
+    /// The concrete pattern the message was sent to.
+    public let pattern: String
+    /// The registered route that matched it (differs from ``pattern`` for wildcard routes).
+    public let route: String
+    /// The request's correlation id; `nil` for an event.
+    public let correlationID: String?
+    /// String metadata sent with the message.
+    public let headers: [String: String]
+    /// What the transport knows about the message's origin (remote address, partition, offset, channel, …).
+    public let transport: TransportMetadata
+    /// A client for onward calls, if the microservice was given one. Calls made from a handler never wait past
+    /// this handler's own deadline.
+    public let client: CourierClient?
+    /// A logger with the pattern and correlation id attached.
+    public let logger: Logger
+
+    let deadlineState: DeadlineState?
+    let replies: ReplyEmitter?
+
+    /// Whether the message is an event (no reply is ever sent).
+    public var isEvent: Bool { correlationID == nil }
+
+    /// The time left before the caller gives up, or `nil` when the caller announced no deadline (an event, or a
+    /// caller that is not Courier, such as a NestJS client).
+    public var remainingTime: Duration? {
+        deadlineState.map { state in
+            let left = state.deadline.withLock { $0 } - .now()
+            return .nanoseconds(max(0, left.nanoseconds))
+        }
+    }
+
+    /// Asks the caller to wait longer: its deadline becomes now + `duration` (if that is later).
+    ///
+    /// Use it from long-running handlers, as Ascender's `defer_response`. It is a no-op for events and for
+    /// callers that announced no deadline (NestJS callers have none, and would not understand the packet).
+    ///
+    /// - Throws: ``CourierError`` when the extension cannot be sent (the caller's connection is gone).
+    public func extendDeadline(by duration: Duration) async throws {
+        guard let deadlineState, let replies else { return }
+        let proposed = NIODeadline.now() + .nanoseconds(duration.nanosecondCount)
+        deadlineState.deadline.withLock { $0 = max($0, proposed) }
+        try await replies.write(WireReply(correlationID: replies.correlationID, extendDeadline: duration))
+    }
+}
+
+/// The mutable deadline of one request, shared by the context's copies.
+final class DeadlineState: Sendable {
+    let deadline: Mutex<NIODeadline>
+    init(_ deadline: NIODeadline) { self.deadline = Mutex(deadline) }
+}
+
+/// Writes the reply packets of one request.
+struct ReplyEmitter: Sendable {
+    let correlationID: String
+    let writer: any ReplyWriter
+
+    func write(_ reply: WireReply) async throws {
+        do {
+            try await writer.write(reply)
+        } catch let error as CourierError {
+            throw error
+        } catch {
+            throw CourierError.unavailable("could not send a reply: \(error)", underlying: error)
+        }
+    }
+}
+
+/// Sends the elements of a streamed reply. Each ``send(_:)`` returns once the element is handed to the network,
+/// so a fast producer is paced by the connection.
+public struct StreamWriter<Element: Encodable & Sendable>: Sendable {
+    let replies: ReplyEmitter?
+    let deadline: DeadlineState?
+    let coder: PayloadCoder
+
+    /// Sends one element to the caller.
+    ///
+    /// - Throws: ``CourierError`` if the element cannot be encoded or the caller is unreachable, and
+    ///   ``CourierError/Code/timedOut`` once the caller's deadline has passed (it stopped listening, so the
+    ///   handler should stop producing).
+    public func send(_ element: Element) async throws {
+        guard let replies else { return }
+        if let deadline, deadline.deadline.withLock({ $0 }) < .now() {
+            throw CourierError(.timedOut, "the caller's deadline passed; it no longer listens")
+        }
+        let payload = try coder.encode(element)
+        try await replies.write(WireReply(correlationID: replies.correlationID, response: payload))
+    }
+
+    /// Sends every element of `sequence`, in order.
+    public func send<S: AsyncSequence>(contentsOf sequence: S) async throws where S.Element == Element {
+        for try await element in sequence { try await send(element) }
+    }
+}
+
+/// The deadline of the handler running in the current task, for onward calls.
+enum CallDeadline {
+    @TaskLocal static var current: NIODeadline?
+}

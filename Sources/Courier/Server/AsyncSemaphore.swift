@@ -1,0 +1,74 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import NIOCore
+import Synchronization
+
+/// A counting semaphore for tasks: `acquire` suspends while no permit is free, in FIFO order, and gives up when
+/// its task is cancelled.
+final class AsyncSemaphore: Sendable {
+    private struct Waiter {
+        let id: UInt64
+        let continuation: CheckedContinuation<Bool, Never>
+    }
+
+    private struct State {
+        var available: Int
+        var waiters = CircularBuffer<Waiter>()
+        var nextID: UInt64 = 0
+    }
+
+    private let state: Mutex<State>
+
+    init(permits: Int) {
+        state = Mutex(State(available: permits))
+    }
+
+    /// Takes a permit, waiting for one if needed.
+    ///
+    /// - Returns: `false` if the task was cancelled before a permit was granted.
+    func acquire() async -> Bool {
+        let fast = state.withLock { state -> UInt64? in
+            if state.available > 0 {
+                state.available -= 1
+                return nil
+            }
+            state.nextID += 1
+            return state.nextID
+        }
+        guard let id = fast else { return true }
+        return await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLock { state -> Bool in
+                    if Task.isCancelled { return true }
+                    if state.available > 0 {  // a permit came back in between
+                        state.available -= 1
+                        continuation.resume(returning: true)
+                        return false
+                    }
+                    state.waiters.append(Waiter(id: id, continuation: continuation))
+                    return false
+                }
+                if resumeNow { continuation.resume(returning: false) }
+            }
+        } onCancel: {
+            let cancelled = state.withLock { state -> Waiter? in
+                guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
+                return state.waiters.remove(at: index)
+            }
+            cancelled?.continuation.resume(returning: false)
+        }
+    }
+
+    /// Returns a permit, waking the longest waiter.
+    func release() {
+        let waiter = state.withLock { state -> Waiter? in
+            if let waiter = state.waiters.popFirst() { return waiter }
+            state.available += 1
+            return nil
+        }
+        waiter?.continuation.resume(returning: true)
+    }
+}

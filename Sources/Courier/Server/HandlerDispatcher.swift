@@ -1,0 +1,219 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import Logging
+import NIOCore
+import Synchronization
+
+/// Runs a microservice's handlers for what its transport receives: routing, decoding, bounded concurrency,
+/// replies and errors, and the bookkeeping that lets a graceful shutdown wait for in-flight work.
+final class HandlerDispatcher: InboundDispatcher {
+    private struct DrainState {
+        var isDraining = false
+        var inFlight = 0
+        var drainWaiters: [(UInt64, CheckedContinuation<Void, Never>)] = []
+        var nextWaiterID: UInt64 = 0
+        var idleWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let routes: RouteTable<RegisteredHandler>
+    private let permits: AsyncSemaphore
+    private let client: CourierClient?
+    private let logger: Logger
+    private let state = Mutex(DrainState())
+    private let eventFailures = Atomic<Int>(0)
+
+    init(router: MessageRouter, configuration: MicroserviceConfiguration, client: CourierClient?, logger: Logger) {
+        self.routes = router.routes
+        self.permits = AsyncSemaphore(permits: configuration.maxConcurrentHandlers)
+        self.client = client
+        self.logger = logger
+    }
+
+    /// The number of event handlers that failed (their errors are logged, never sent).
+    var failedEvents: Int { eventFailures.load(ordering: .relaxed) }
+
+    // MARK: InboundDispatcher
+
+    func dispatch(_ message: InboundMessage, in group: inout DiscardingTaskGroup) async {
+        guard await permits.acquire() else { return }
+        let accepted = state.withLock { state -> Bool in
+            guard !state.isDraining else { return false }
+            state.inFlight += 1
+            return true
+        }
+        guard accepted else {
+            permits.release()
+            await Self.waitUntilCancelled()
+            return
+        }
+        group.addTask {
+            await self.handle(message)
+            self.permits.release()
+            self.finishedOne()
+        }
+    }
+
+    func draining() async {
+        let id = state.withLock { state -> UInt64 in
+            state.nextWaiterID += 1
+            return state.nextWaiterID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let now = state.withLock { state -> Bool in
+                    if state.isDraining || Task.isCancelled { return true }
+                    state.drainWaiters.append((id, continuation))
+                    return false
+                }
+                if now { continuation.resume() }
+            }
+        } onCancel: {
+            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+                guard let index = state.drainWaiters.firstIndex(where: { $0.0 == id }) else { return nil }
+                return state.drainWaiters.remove(at: index).1
+            }
+            waiter?.resume()
+        }
+    }
+
+    func reportBadInput(_ reason: String, metadata: TransportMetadata) {
+        logger.warning(
+            "rejected input",
+            metadata: [
+                "reason": "\(reason)", "transport": "\(metadata.transport)",
+                "remote": "\(metadata.remoteAddress ?? metadata.channel ?? "-")",
+            ]
+        )
+    }
+
+    // MARK: Draining
+
+    /// Stops taking new work: messages dispatched from now on are held back.
+    func beginDraining() {
+        let waiters = state.withLock { state -> [(UInt64, CheckedContinuation<Void, Never>)] in
+            state.isDraining = true
+            defer { state.drainWaiters.removeAll() }
+            return state.drainWaiters
+        }
+        for (_, waiter) in waiters { waiter.resume() }
+    }
+
+    /// Waits until no handler is running, or `timeout` passes. Returns whether all finished.
+    func waitUntilIdle(timeout: Duration) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let idle = self.state.withLock { state -> Bool in
+                        if state.inFlight == 0 { return true }
+                        state.idleWaiters.append(continuation)
+                        return false
+                    }
+                    if idle { continuation.resume() }
+                }
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            // The idle waiter cannot be cancelled; release it so the group can finish.
+            let waiters = state.withLock { state in
+                defer { state.idleWaiters.removeAll() }
+                return state.idleWaiters
+            }
+            for waiter in waiters { waiter.resume() }
+            return first
+        }
+    }
+
+    /// The number of handlers running now.
+    var inFlight: Int { state.withLock { $0.inFlight } }
+
+    private func finishedOne() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.inFlight -= 1
+            guard state.inFlight == 0 else { return [] }
+            defer { state.idleWaiters.removeAll() }
+            return state.idleWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    private static func waitUntilCancelled() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(3600))
+        }
+    }
+
+    // MARK: Handling one message
+
+    func handle(_ message: InboundMessage) async {
+        let request = message.request
+        let replies = request.correlationID.flatMap { id in
+            message.replyWriter.map { ReplyEmitter(correlationID: id, writer: $0) }
+        }
+        guard let (route, handler) = routes.lookup(request.pattern) else {
+            if let replies {
+                try? await replies.write(.noHandler(correlationID: replies.correlationID))
+                logger.debug("no handler", metadata: ["pattern": "\(request.pattern)"])
+            } else {
+                logger.warning(
+                    "There is no matching event handler defined in the remote service. Event pattern: \(request.pattern)"
+                )
+            }
+            return
+        }
+        var logger = self.logger
+        logger[metadataKey: "pattern"] = "\(request.pattern)"
+        if let id = request.correlationID { logger[metadataKey: "correlation-id"] = "\(id)" }
+        let deadline = replies != nil ? request.timeout.map { NIODeadline.now() + .nanoseconds($0.nanosecondCount) } : nil
+        let context = MessageContext(
+            pattern: request.pattern,
+            route: route.text,
+            correlationID: request.correlationID,
+            headers: request.headers,
+            transport: message.metadata,
+            client: client,
+            logger: logger,
+            deadlineState: deadline.map(DeadlineState.init),
+            replies: replies
+        )
+        do {
+            let value = try await CallDeadline.$current.withValue(deadline) {
+                try await handler.run(request.payload, context)
+            }
+            guard let replies else { return }
+            switch handler.kind {
+            case .message:
+                try await replies.write(WireReply(correlationID: replies.correlationID, response: value,
+                                                  isDisposed: true))
+            case .stream, .event:
+                try await replies.write(WireReply(correlationID: replies.correlationID, isDisposed: true))
+            }
+        } catch {
+            report(error, for: request, logger: logger)
+            guard let replies else { return }
+            do {
+                try await replies.write(.failure(correlationID: replies.correlationID, error: error))
+            } catch {
+                logger.debug("could not send an error reply: \(error)")
+            }
+        }
+    }
+
+    private func report(_ error: any Error, for request: WireRequest, logger: Logger) {
+        if request.isEvent { eventFailures.add(1, ordering: .relaxed) }
+        if let courier = error as? CourierError {
+            // Coded errors are the handler's answer; they are the caller's business, not a worker fault.
+            let level: Logger.Level = request.isEvent || courier.code == .encodingFailed ? .warning : .debug
+            logger.log(level: level, "handler failed: \(courier)")
+        } else {
+            logger.error("handler threw: \(String(reflecting: error))")
+        }
+    }
+}

@@ -1,0 +1,74 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import ArgumentParser
+import Courier
+import CourierExample
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+struct ExampleWorker: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "example-worker",
+        abstract: "Run the example service (math.sum, math.countdown, math.fail, audit.log, audit.count).",
+        discussion: """
+            Prints one line 'ready <url>' on stdout once it serves (with port 0, the URL names the real port).
+            SIGTERM or SIGINT drain in-flight work, then exit.
+            """
+    )
+
+    @Option(name: .long, help: "The transport URL to serve, e.g. tcp://0.0.0.0:3000.")
+    var transport: String
+
+    @Option(name: .long, help: "The most handlers that run at once.")
+    var maxConcurrentHandlers: Int = 1024
+
+    @Option(name: .long, help: "Seconds a graceful shutdown waits for in-flight handlers.")
+    var shutdownTimeout: Double = 30
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: String = "info"
+
+    func run() async throws {
+        bootstrapLogging(level: logLevel)
+        let logger = Logger(label: "courier.example-worker")
+        let server: any ServerTransport
+        do {
+            server = try TransportFactory.server(for: transport)
+        } catch {
+            printError(error)
+            throw ExitCode(2)
+        }
+        let worker = Microservice(
+            router: ExampleService.router(),
+            transport: server,
+            configuration: MicroserviceConfiguration(
+                maxConcurrentHandlers: maxConcurrentHandlers,
+                gracefulShutdownTimeout: .milliseconds(Int64(shutdownTimeout * 1000))
+            ),
+            logger: logger
+        )
+        let group = ServiceGroup(
+            configuration: ServiceGroupConfiguration(
+                services: [.init(service: worker)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger
+            )
+        )
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                tasks.addTask {
+                    printLine("ready \(try await TransportFactory.readyURL(of: server))")
+                }
+                try await tasks.waitForAll()
+            }
+        } catch {
+            printError(error)
+            throw ExitCode(1)
+        }
+    }
+}

@@ -1,0 +1,116 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+import NIOCore
+
+/// Turns typed payloads into the raw JSON a wire format carries, and back.
+///
+/// Uses `JSONEncoder`/`JSONDecoder` (with `/` left unescaped, as NestJS writes it) for `Codable` types, and
+/// Courier's own parser for ``JSONValue``. Errors are ``CourierError``s with ``CourierError/Code/encodingFailed``
+/// or ``CourierError/Code/decodingFailed``.
+public struct PayloadCoder: Sendable {
+    public init() {}
+
+    /// Encodes a value as JSON.
+    public func encode<Value: Encodable>(_ value: Value) throws -> ByteBuffer {
+        if let json = value as? JSONValue {
+            var buffer = ByteBuffer()
+            NestJSEnvelope.writeJSON(json, into: &buffer)
+            return buffer
+        }
+        if let raw = value as? ByteBuffer { return raw }
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.withoutEscapingSlashes]
+            return ByteBuffer(bytes: try encoder.encode(value))
+        } catch {
+            throw CourierError(.encodingFailed, "could not encode \(Value.self): \(error)", underlying: error)
+        }
+    }
+
+    /// Decodes a value from raw JSON; `nil` (a reply with no value) decodes as JSON `null`.
+    public func decode<Value: Decodable>(_ type: Value.Type, from buffer: ByteBuffer?) throws -> Value {
+        let buffer = buffer ?? ByteBuffer(staticString: "null")
+        if Value.self == JSONValue.self {
+            do {
+                let value = try buffer.withUnsafeReadableBytes { bytes in
+                    try JSONValue(parsing: Array(bytes))
+                }
+                return value as! Value
+            } catch {
+                throw CourierError(.decodingFailed, "payload is not valid JSON: \(error)", underlying: error)
+            }
+        }
+        if Value.self == ByteBuffer.self { return buffer as! Value }
+        do {
+            return try JSONDecoder().decode(Value.self, from: Data(buffer.readableBytesView))
+        } catch {
+            throw CourierError(
+                .decodingFailed,
+                "could not decode \(Value.self) from \(Self.preview(buffer)): \(Self.describe(error))",
+                underlying: error
+            )
+        }
+    }
+
+    /// The start of a payload, for error messages.
+    static func preview(_ buffer: ByteBuffer) -> String {
+        let limit = 120
+        let text = String(decoding: buffer.readableBytesView.prefix(limit), as: UTF8.self)
+        return buffer.readableBytes > limit ? "\(text)…" : text
+    }
+
+    private static func describe(_ error: any Error) -> String {
+        guard let decoding = error as? DecodingError else { return "\(error)" }
+        switch decoding {
+        case .typeMismatch(let type, let context):
+            return "expected \(type) at \(path(context.codingPath)): \(context.debugDescription)"
+        case .valueNotFound(let type, let context):
+            return "missing \(type) at \(path(context.codingPath))"
+        case .keyNotFound(let key, let context):
+            return "missing key '\(key.stringValue)' at \(path(context.codingPath))"
+        case .dataCorrupted(let context):
+            return "\(context.debugDescription) at \(path(context.codingPath))"
+        @unknown default:
+            return "\(error)"
+        }
+    }
+
+    private static func path(_ keys: [any CodingKey]) -> String {
+        keys.isEmpty ? "top level" : keys.map { $0.intValue.map { "[\($0)]" } ?? ".\($0.stringValue)" }.joined()
+    }
+}
+
+/// Generates correlation ids: lowercase UUID version 4 text, as NestJS does.
+public enum CorrelationID {
+    /// A new random id.
+    public static func make() -> String {
+        var generator = SystemRandomNumberGenerator()
+        var bytes = (generator.next() as UInt64, generator.next() as UInt64)
+        return withUnsafeMutableBytes(of: &bytes) { raw in
+            raw[6] = (raw[6] & 0x0F) | 0x40
+            raw[8] = (raw[8] & 0x3F) | 0x80
+            let hex: [UInt8] = Array("0123456789abcdef".utf8)
+            return String(unsafeUninitializedCapacity: 36) { out in
+                var position = 0
+                for index in 0..<16 {
+                    if index == 4 || index == 6 || index == 8 || index == 10 {
+                        out[position] = UInt8(ascii: "-")
+                        position += 1
+                    }
+                    out[position] = hex[Int(raw[index] >> 4)]
+                    out[position + 1] = hex[Int(raw[index] & 0x0F)]
+                    position += 2
+                }
+                return position
+            }
+        }
+    }
+}

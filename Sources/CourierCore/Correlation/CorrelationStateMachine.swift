@@ -1,0 +1,149 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import NIOCore
+
+/// The pure bookkeeping behind every call awaiting replies: which correlation ids are pending, their deadlines,
+/// whether they expect one reply or a stream, and what each incoming packet means.
+///
+/// It performs no I/O and holds no clock: callers pass `now` and carry out the returned actions, so every
+/// transition (timeouts, late replies, stream end, cancellation, deadline extension) is unit-testable.
+/// `Sink` is whatever the caller resumes (a continuation in production, a marker in tests).
+struct CorrelationStateMachine<Sink> {
+    enum Mode: Sendable {
+        /// `send`: the first value (or error, or end) completes the call.
+        case single
+        /// `sendStream`: values are delivered until the end-of-stream marker or an error.
+        case stream
+    }
+
+    struct Entry {
+        var mode: Mode
+        var pattern: String
+        var deadline: NIODeadline
+        var sink: Sink
+    }
+
+    enum RegisterAction {
+        /// Registered; nothing else to do.
+        case none
+        /// Registered, and the deadline timer must fire at this instant (it is the new earliest deadline).
+        case armTimer(NIODeadline)
+        /// Refused: the correlator is shut down or the id is already pending.
+        case reject(Sink, CourierError)
+    }
+
+    enum ReceiveAction {
+        /// Unknown id (a late reply after a timeout, or one meant for another client): drop it quietly.
+        case drop
+        /// A stream element; the call goes on.
+        case deliver(Sink, ByteBuffer)
+        /// The call ends successfully, with a last value when the packet carried one.
+        case complete(Sink, ByteBuffer?)
+        /// The call ends with an error.
+        case fail(Sink, CourierError)
+        /// The deadline moved; nothing to deliver.
+        case extended
+    }
+
+    private(set) var entries: [String: Entry] = [:]
+    /// When the single deadline timer is set to fire, if it is armed.
+    private(set) var armedDeadline: NIODeadline?
+    private(set) var isShutdown = false
+
+    var pendingCount: Int { entries.count }
+
+    mutating func register(id: String, pattern: String, mode: Mode, deadline: NIODeadline, sink: Sink)
+        -> RegisterAction
+    {
+        if isShutdown {
+            return .reject(sink, .unavailable("the client is shut down"))
+        }
+        guard entries[id] == nil else {
+            return .reject(sink, CourierError(.unprocessable, "correlation id '\(id)' is already pending"))
+        }
+        entries[id] = Entry(mode: mode, pattern: pattern, deadline: deadline, sink: sink)
+        if let armed = armedDeadline, armed <= deadline { return .none }
+        armedDeadline = deadline
+        return .armTimer(deadline)
+    }
+
+    mutating func receive(_ reply: WireReply, now: NIODeadline) -> ReceiveAction {
+        guard var entry = entries[reply.correlationID] else { return .drop }
+        if let error = reply.error {
+            entries[reply.correlationID] = nil
+            return .fail(entry.sink, WireReply.callerError(from: error))
+        }
+        if reply.isDisposed {
+            entries[reply.correlationID] = nil
+            return .complete(entry.sink, reply.response)
+        }
+        if let response = reply.response {
+            switch entry.mode {
+            case .single:
+                entries[reply.correlationID] = nil
+                return .complete(entry.sink, response)
+            case .stream:
+                return .deliver(entry.sink, response)
+            }
+        }
+        if let extra = reply.extendDeadline {
+            let proposed = now + TimeAmount.nanoseconds(extra.nanosecondCount)
+            if proposed > entry.deadline {
+                entry.deadline = proposed
+                entries[reply.correlationID] = entry
+            }
+            return .extended
+        }
+        // A packet with nothing in it: NestJS would deliver `undefined`; Courier ignores it.
+        return .drop
+    }
+
+    /// The caller stopped waiting (task cancelled, stream iteration ended): forget the call.
+    mutating func cancel(id: String) -> Entry? {
+        entries.removeValue(forKey: id)
+    }
+
+    /// Fails the given calls (their connection was lost).
+    mutating func fail(ids: some Sequence<String>) -> [Entry] {
+        ids.compactMap { entries.removeValue(forKey: $0) }
+    }
+
+    /// The deadline timer fired: returns the expired calls and when to fire next.
+    mutating func timerFired(now: NIODeadline) -> (expired: [Entry], nextDeadline: NIODeadline?) {
+        var expired: [Entry] = []
+        var earliest: NIODeadline?
+        for (id, entry) in entries {
+            if entry.deadline <= now {
+                expired.append(entry)
+                entries[id] = nil
+            } else if earliest.map({ entry.deadline < $0 }) ?? true {
+                earliest = entry.deadline
+            }
+        }
+        armedDeadline = earliest
+        return (expired, earliest)
+    }
+
+    /// Shuts down: every pending call is returned to be failed, and later registrations are refused.
+    mutating func shutdown() -> [Entry] {
+        isShutdown = true
+        armedDeadline = nil
+        let all = Array(entries.values)
+        entries.removeAll()
+        return all
+    }
+}
+
+extension Duration {
+    /// The duration in whole nanoseconds, saturating.
+    package var nanosecondCount: Int64 {
+        let (seconds, attoseconds) = components
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return seconds < 0 ? .min : .max }
+        return scaled.addingReportingOverflow(attoseconds / 1_000_000_000).overflow
+            ? .max : scaled + attoseconds / 1_000_000_000
+    }
+}

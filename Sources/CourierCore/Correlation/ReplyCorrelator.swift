@@ -1,0 +1,207 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import NIOCore
+import Synchronization
+
+/// Where a client transport hands the replies it receives, and reports calls it could not deliver.
+public protocol ReplyReceiver: Sendable {
+    /// A reply packet arrived. Unknown correlation ids (late or foreign replies) are dropped.
+    func receive(_ reply: WireReply)
+    /// The given calls cannot get replies any more (their connection dropped, their request was not delivered).
+    func fail(correlationIDs: some Sequence<String>, with error: CourierError)
+}
+
+/// Matches replies to pending calls by correlation id and enforces deadlines, for every transport alike.
+///
+/// One instance serves one client. It keeps a single deadline timer armed at the earliest pending deadline, so the
+/// cost of timeouts does not grow with the number of calls in flight.
+public final class ReplyCorrelator: ReplyReceiver, Sendable {
+    enum Sink: Sendable {
+        case single(CheckedContinuation<ByteBuffer?, any Error>)
+        case stream(AsyncThrowingStream<ByteBuffer, any Error>.Continuation)
+
+        func deliver(_ value: ByteBuffer) {
+            switch self {
+            case .single(let continuation): continuation.resume(returning: value)
+            case .stream(let continuation): continuation.yield(value)
+            }
+        }
+
+        func complete(_ value: ByteBuffer?) {
+            switch self {
+            case .single(let continuation): continuation.resume(returning: value)
+            case .stream(let continuation):
+                if let value { continuation.yield(value) }
+                continuation.finish()
+            }
+        }
+
+        func fail(_ error: CourierError) {
+            switch self {
+            case .single(let continuation): continuation.resume(throwing: error)
+            case .stream(let continuation): continuation.finish(throwing: error)
+            }
+        }
+    }
+
+    private struct State: ~Copyable {
+        var machine = CorrelationStateMachine<Sink>()
+        var timer: Task<Void, Never>?
+    }
+
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// The number of calls awaiting replies.
+    public var pendingCount: Int { state.withLock { $0.machine.pendingCount } }
+
+    /// Registers a call expecting one reply, runs `send` (which must not suspend), and waits for the reply.
+    ///
+    /// - Returns: The raw JSON of the reply value, or `nil` when the handler replied with no value.
+    /// - Throws: ``CourierError`` on timeout, cancellation, remote error or transport failure.
+    public func awaitReply(
+        id: String,
+        pattern: String,
+        timeout: Duration,
+        send: () -> Void
+    ) async throws -> ByteBuffer? {
+        let deadline = NIODeadline.now() + TimeAmount.nanoseconds(timeout.nanosecondCount)
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                guard register(id: id, pattern: pattern, mode: .single, deadline: deadline,
+                               sink: .single(continuation)) else { return }
+                if Task.isCancelled {
+                    cancel(id: id)
+                    return
+                }
+                send()
+            }
+        } onCancel: {
+            cancel(id: id)
+        }
+    }
+
+    /// Registers a call expecting a stream of replies and returns the stream of raw reply values.
+    ///
+    /// The caller must run `send` after this returns. The stream ends on the end-of-stream marker; it throws on
+    /// error or timeout; when the consumer stops iterating, the call is forgotten (`onCancel` runs).
+    public func openStream(
+        id: String,
+        pattern: String,
+        timeout: Duration,
+        onCancel: @escaping @Sendable () -> Void
+    ) -> AsyncThrowingStream<ByteBuffer, any Error> {
+        let deadline = NIODeadline.now() + TimeAmount.nanoseconds(timeout.nanosecondCount)
+        let (stream, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
+        continuation.onTermination = { [weak self] termination in
+            if case .cancelled = termination, let self, self.forget(id: id) {
+                onCancel()
+            }
+        }
+        _ = register(id: id, pattern: pattern, mode: .stream, deadline: deadline, sink: .stream(continuation))
+        return stream
+    }
+
+    public func receive(_ reply: WireReply) {
+        let action = state.withLock { $0.machine.receive(reply, now: .now()) }
+        switch action {
+        case .drop, .extended: break
+        case .deliver(let sink, let value): sink.deliver(value)
+        case .complete(let sink, let value): sink.complete(value)
+        case .fail(let sink, let error): sink.fail(error)
+        }
+    }
+
+    public func fail(correlationIDs: some Sequence<String>, with error: CourierError) {
+        let ids = Array(correlationIDs)
+        let sinks = state.withLock { state in state.machine.fail(ids: ids).map(\.sink) }
+        for sink in sinks { sink.fail(error) }
+    }
+
+    /// Fails one call now, if it is still pending (for example because its request could not be sent).
+    public func fail(correlationID: String, with error: CourierError) {
+        fail(correlationIDs: CollectionOfOne(correlationID), with: error)
+    }
+
+    /// Fails every pending call and refuses new ones.
+    public func shutdown(error: CourierError = .unavailable("the client is shut down")) {
+        let (sinks, timer) = state.withLock { state -> ([Sink], Task<Void, Never>?) in
+            let sinks = state.machine.shutdown().map(\.sink)
+            let timer = state.timer
+            state.timer = nil
+            return (sinks, timer)
+        }
+        timer?.cancel()
+        for sink in sinks { sink.fail(error) }
+    }
+
+    // MARK: Internals
+
+    private func register(
+        id: String,
+        pattern: String,
+        mode: CorrelationStateMachine<Sink>.Mode,
+        deadline: NIODeadline,
+        sink: Sink
+    ) -> Bool {
+        let action = state.withLock { $0.machine.register(id: id, pattern: pattern, mode: mode, deadline: deadline,
+                                                           sink: sink) }
+        switch action {
+        case .none:
+            return true
+        case .armTimer(let at):
+            arm(at: at)
+            return true
+        case .reject(let sink, let error):
+            sink.fail(error)
+            return false
+        }
+    }
+
+    /// Removes a call; returns whether it was still pending.
+    @discardableResult
+    private func forget(id: String) -> Bool {
+        state.withLock { state in state.machine.cancel(id: id) != nil }
+    }
+
+    private func cancel(id: String) {
+        let cancelled = state.withLock { state -> (Sink, String)? in
+            state.machine.cancel(id: id).map { ($0.sink, $0.pattern) }
+        }
+        guard let (sink, pattern) = cancelled else { return }
+        sink.fail(.cancelled(pattern))
+    }
+
+    private func arm(at deadline: NIODeadline) {
+        let task = Task { [weak self] in
+            let delay = deadline - .now()
+            if delay > .zero {
+                try? await Task.sleep(for: .nanoseconds(delay.nanoseconds))
+            }
+            if Task.isCancelled { return }
+            self?.timerFired()
+        }
+        // Only the timer for the current earliest deadline may stay armed; a racing, later arm loses.
+        let installed = state.withLock { state -> (Bool, Task<Void, Never>?) in
+            guard state.machine.armedDeadline == deadline else { return (false, nil) }
+            let previous = state.timer
+            state.timer = task
+            return (true, previous)
+        }
+        if !installed.0 { task.cancel() }
+        installed.1?.cancel()
+    }
+
+    private func timerFired() {
+        let (expired, next) = state.withLock { state -> ([(Sink, String)], NIODeadline?) in
+            let (entries, next) = state.machine.timerFired(now: .now())
+            return (entries.map { ($0.sink, $0.pattern) }, next)
+        }
+        for (sink, pattern) in expired { sink.fail(.timedOut(pattern)) }
+        if let next { arm(at: next) }
+    }
+}

@@ -1,0 +1,81 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+/// Turns NestJS object patterns (`{cmd: 'sum'}`) into the route string NestJS uses for lookup and channel names.
+///
+/// The rule (NestJS v10/v11): strings and numbers become their text; objects become `{"key":value,…}` with keys
+/// sorted by JavaScript's `localeCompare`, string values quoted without escaping, nested objects recursing and
+/// arrays treated as objects keyed `"0"`, `"1"`, …. Courier approximates ICU's root collation for ASCII keys
+/// (punctuation before digits before letters; letters case-insensitively, lowercase first); for other characters
+/// it falls back to code-point order. Lowercase ASCII keys are the portable subset.
+public enum NestPatternNormalizer {
+    /// The route string for a pattern value.
+    public static func routeString(for pattern: JSONValue) -> String {
+        switch pattern {
+        case .string(let text): text
+        case .integer(let value): String(value)
+        case .double(let value): javaScriptNumber(value)
+        case .bool(let value): value ? "true" : "false"
+        case .null: "null"
+        case .array, .object: objectString(pattern)
+        }
+    }
+
+    private static func objectString(_ value: JSONValue) -> String {
+        let members: [(String, JSONValue)]
+        switch value {
+        case .object(let object): members = object.map { ($0.key, $0.value) }
+        case .array(let array): members = array.enumerated().map { (String($0.offset), $0.element) }
+        default: return routeString(for: value)
+        }
+        let sorted = members.sorted { localeLess($0.0, $1.0) }
+        var text = "{"
+        for (index, (key, member)) in sorted.enumerated() {
+            if index > 0 { text += "," }
+            text += "\"\(key)\":"
+            switch member {
+            case .string(let string): text += "\"\(string)\""
+            case .array, .object: text += objectString(member)
+            default: text += routeString(for: member)
+            }
+        }
+        return text + "}"
+    }
+
+    private static func javaScriptNumber(_ value: Double) -> String {
+        if value.isFinite, value == value.rounded(), abs(value) < 1e21 { return String(Int64(value)) }
+        return String(value)
+    }
+
+    /// An approximation of `a.localeCompare(b) < 0` under ICU's root collation, exact for ASCII.
+    static func localeLess(_ lhs: String, _ rhs: String) -> Bool {
+        let l = Array(lhs.unicodeScalars)
+        let r = Array(rhs.unicodeScalars)
+        // Primary level: compare ignoring case.
+        for (a, b) in zip(l, r) where primaryWeight(a) != primaryWeight(b) {
+            return primaryWeight(a) < primaryWeight(b)
+        }
+        if l.count != r.count { return l.count < r.count }
+        // Tertiary level: lowercase sorts before uppercase.
+        for (a, b) in zip(l, r) where a != b {
+            let aUpper = a.properties.isUppercase
+            let bUpper = b.properties.isUppercase
+            if aUpper != bUpper { return !aUpper }
+            return a.value < b.value
+        }
+        return false
+    }
+
+    private static func primaryWeight(_ scalar: Unicode.Scalar) -> UInt32 {
+        let value = scalar.value
+        switch value {
+        case 0x30...0x39: return 0x1000 + value  // digits after punctuation
+        case 0x41...0x5A: return 0x2000 + value + 0x20  // letters, case-folded
+        case 0x61...0x7A: return 0x2000 + value
+        case 0..<0x80: return value  // punctuation and symbols first
+        default: return 0x3000 + value
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+/// The caller's half of a transport: it carries requests and events out and replies back.
+///
+/// Implementations must be safe to call from many tasks at once. ``send(_:)`` must not block or suspend: it hands
+/// the request to the transport's own machinery (an event loop, a producer queue) and reports a failure to deliver
+/// through the ``ReplyReceiver`` given to ``connect(replies:)``, which also receives every reply.
+public protocol ClientTransport: Sendable {
+    /// The transport's name in logs and metadata, such as `tcp`.
+    var name: String { get }
+
+    /// Makes the transport ready to send, connecting if it is not connected. Cheap when already connected.
+    ///
+    /// - Parameter replies: Where replies and delivery failures go; the same receiver on every call.
+    /// - Throws: ``CourierError`` with ``CourierError/Code/transportUnavailable`` when the peer cannot be reached.
+    func connect(replies: any ReplyReceiver) async throws
+
+    /// Starts sending a request. Must not suspend or block; a failure is reported to the receiver.
+    func send(_ request: WireRequest)
+
+    /// Sends an event and returns once the transport has accepted it (written, or acknowledged where the
+    /// transport has acknowledgements).
+    func emit(_ event: WireRequest) async throws
+
+    /// The caller no longer waits for replies to this id (timeout, cancellation, end of stream).
+    func release(correlationID: String)
+
+    /// The native client object for advanced use (for TCP, the NIO `Channel`), connecting first if needed.
+    func nativeClient(replies: any ReplyReceiver) async throws -> any Sendable
+
+    /// Closes connections. Pending calls are failed by the caller.
+    func close() async
+}
+
+extension ClientTransport {
+    public func release(correlationID: String) {}
+}

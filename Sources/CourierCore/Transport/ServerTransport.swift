@@ -1,0 +1,95 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import NIOCore
+
+/// The worker's half of a transport: it receives requests and events and carries replies back.
+public protocol ServerTransport: Sendable {
+    /// The transport's name in logs and metadata, such as `tcp`.
+    var name: String { get }
+
+    /// Receives messages for `patterns` and hands each to `dispatcher`, until the calling task is cancelled.
+    ///
+    /// Call ``InboundDispatcher/dispatch(_:in:)`` for every message from a task group the transport owns, so that
+    /// handlers run as its child tasks. Once ``InboundDispatcher/draining()`` returns, stop taking new work (close
+    /// listeners); the dispatcher already holds back messages that arrive after that. When the task is cancelled,
+    /// close everything and return.
+    func serve(patterns: [RoutePattern], dispatcher: any InboundDispatcher) async throws
+
+    /// The native server object for advanced use (for TCP, the listening NIO `Channel`), once serving.
+    func nativeServer() async throws -> any Sendable
+}
+
+/// Where a server transport sends the replies to one request.
+public protocol ReplyWriter: Sendable {
+    /// Writes one reply packet; returns once it is handed to the network.
+    func write(_ reply: WireReply) async throws
+}
+
+/// What a transport knows about where a message came from, for handlers that care.
+public struct TransportMetadata: Sendable {
+    /// The transport's name (`tcp`, `kafka`, `redis`, `memory`).
+    public var transport: String
+    /// The peer's address, where the transport has one (TCP).
+    public var remoteAddress: String?
+    /// The channel, stream or topic the message arrived on (Redis, Kafka).
+    public var channel: String?
+    /// The partition of a Kafka record.
+    public var partition: Int?
+    /// The offset of a Kafka record or the entry id of a Redis Streams entry, as text.
+    public var offset: String?
+    /// The record key (Kafka), as raw bytes.
+    public var key: [UInt8]?
+    /// The broker timestamp of the message, in milliseconds since 1970, where the transport has one.
+    public var timestampMilliseconds: Int64?
+
+    public init(
+        transport: String,
+        remoteAddress: String? = nil,
+        channel: String? = nil,
+        partition: Int? = nil,
+        offset: String? = nil,
+        key: [UInt8]? = nil,
+        timestampMilliseconds: Int64? = nil
+    ) {
+        self.transport = transport
+        self.remoteAddress = remoteAddress
+        self.channel = channel
+        self.partition = partition
+        self.offset = offset
+        self.key = key
+        self.timestampMilliseconds = timestampMilliseconds
+    }
+}
+
+/// A message a server transport received, with where to send replies.
+public struct InboundMessage: Sendable {
+    /// The decoded request or event.
+    public var request: WireRequest
+    /// Transport details about its origin.
+    public var metadata: TransportMetadata
+    /// Where replies go; `nil` for events.
+    public var replyWriter: (any ReplyWriter)?
+
+    public init(request: WireRequest, metadata: TransportMetadata, replyWriter: (any ReplyWriter)?) {
+        self.request = request
+        self.metadata = metadata
+        self.replyWriter = replyWriter
+    }
+}
+
+/// Runs handlers for the messages a server transport receives. Implemented by `Microservice`.
+public protocol InboundDispatcher: Sendable {
+    /// Waits for a free handler slot (this is the backpressure a transport feels), then starts handling `message`
+    /// as a child task of `group`. While the service drains, it waits until cancelled instead: the message is
+    /// neither handled nor acknowledged.
+    func dispatch(_ message: InboundMessage, in group: inout DiscardingTaskGroup) async
+
+    /// Returns once the service has begun its graceful shutdown (stop taking new work).
+    func draining() async
+
+    /// Logs a problem with input the transport received (a malformed frame, an oversized message).
+    func reportBadInput(_ reason: String, metadata: TransportMetadata)
+}

@@ -1,0 +1,280 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import NIOCore
+
+/// The NestJS JSON envelopes shared by the TCP and Redis transports.
+///
+/// - request: `{"pattern":…,"data":…,"id":"…"}` (plus `metadata` when there are headers or a timeout)
+/// - event: `{"pattern":…,"data":…}`
+/// - reply: `{"response":…,"err":…,"isDisposed":true,"id":"…"}` with absent keys left out
+/// - unknown pattern: `{"id":"…","status":"error","err":"There is no matching message handler …"}`
+///
+/// Courier adds two keys that NestJS peers ignore: the caller's timeout travels as the metadata entry
+/// `courier-timeout-ms`, and a handler's deadline extension is a reply `{"courier-extend-ms":N,"id":"…"}`, sent
+/// only to callers that announced a timeout (so NestJS callers never see one).
+public enum NestJSEnvelope {
+    /// The metadata key carrying the caller's timeout in milliseconds.
+    public static let timeoutMetadataKey = "courier-timeout-ms"
+    /// The reply key carrying a deadline extension in milliseconds.
+    public static let extendKey = "courier-extend-ms"
+
+    // MARK: Encoding
+
+    /// Appends the JSON text of a request or event.
+    public static func encode(_ request: WireRequest, into buffer: inout ByteBuffer) {
+        buffer.writeStaticString("{\"pattern\":")
+        writeJSONString(request.pattern, into: &buffer)
+        buffer.writeStaticString(",\"data\":")
+        var payload = request.payload
+        if payload.readableBytes == 0 {
+            buffer.writeStaticString("null")
+        } else {
+            buffer.writeBuffer(&payload)
+        }
+        if !request.headers.isEmpty || (request.timeout != nil && request.correlationID != nil) {
+            buffer.writeStaticString(",\"metadata\":{")
+            var first = true
+            for (key, value) in request.headers.sorted(by: { $0.key < $1.key }) {
+                if !first { buffer.writeInteger(UInt8(ascii: ",")) }
+                first = false
+                writeJSONString(key, into: &buffer)
+                buffer.writeInteger(UInt8(ascii: ":"))
+                writeJSONString(value, into: &buffer)
+            }
+            if let timeout = request.timeout, request.correlationID != nil {
+                if !first { buffer.writeInteger(UInt8(ascii: ",")) }
+                buffer.writeStaticString("\"courier-timeout-ms\":\"")
+                buffer.writeString(String(timeout.milliseconds))
+                buffer.writeInteger(UInt8(ascii: "\""))
+            }
+            buffer.writeInteger(UInt8(ascii: "}"))
+        }
+        if let id = request.correlationID {
+            buffer.writeStaticString(",\"id\":")
+            writeJSONString(id, into: &buffer)
+        }
+        buffer.writeInteger(UInt8(ascii: "}"))
+    }
+
+    /// Appends the JSON text of a reply, with NestJS's key order.
+    public static func encode(_ reply: WireReply, into buffer: inout ByteBuffer) {
+        if let status = reply.status {
+            // NestJS's unknown-pattern reply puts the id first.
+            buffer.writeStaticString("{\"id\":")
+            writeJSONString(reply.correlationID, into: &buffer)
+            buffer.writeStaticString(",\"status\":")
+            writeJSONString(status, into: &buffer)
+            if let error = reply.error {
+                buffer.writeStaticString(",\"err\":")
+                writeJSON(error, into: &buffer)
+            }
+            if reply.isDisposed { buffer.writeStaticString(",\"isDisposed\":true") }
+            buffer.writeInteger(UInt8(ascii: "}"))
+            return
+        }
+        buffer.writeInteger(UInt8(ascii: "{"))
+        if var response = reply.response {
+            buffer.writeStaticString("\"response\":")
+            if response.readableBytes == 0 {
+                buffer.writeStaticString("null")
+            } else {
+                buffer.writeBuffer(&response)
+            }
+            buffer.writeInteger(UInt8(ascii: ","))
+        }
+        if let error = reply.error {
+            buffer.writeStaticString("\"err\":")
+            writeJSON(error, into: &buffer)
+            buffer.writeInteger(UInt8(ascii: ","))
+        }
+        if reply.isDisposed { buffer.writeStaticString("\"isDisposed\":true,") }
+        if let extend = reply.extendDeadline {
+            buffer.writeStaticString("\"courier-extend-ms\":")
+            buffer.writeString(String(extend.milliseconds))
+            buffer.writeInteger(UInt8(ascii: ","))
+        }
+        buffer.writeStaticString("\"id\":")
+        writeJSONString(reply.correlationID, into: &buffer)
+        buffer.writeInteger(UInt8(ascii: "}"))
+    }
+
+    // MARK: Decoding
+
+    /// Decodes one envelope from the readable bytes of `buffer`.
+    ///
+    /// - Throws: ``WireFormatError`` when the bytes are not JSON, not an object, or not a NestJS packet.
+    public static func decode(_ buffer: ByteBuffer) throws(WireFormatError) -> WirePacket {
+        do {
+            return try buffer.withUnsafeReadableBytes { bytes in try decode(bytes, buffer: buffer) }
+        } catch let error as WireFormatError {
+            throw error
+        } catch {
+            throw WireFormatError(reason: "invalid JSON: \(error)")
+        }
+    }
+
+    private static func decode(_ bytes: UnsafeRawBufferPointer, buffer: ByteBuffer) throws -> WirePacket {
+        var pattern: String?
+        var data: Range<Int>?
+        var id: String?
+        var response: Range<Int>?
+        var err: JSONValue?
+        var isDisposed = false
+        var status: String?
+        var headers: [String: String] = [:]
+        var timeout: Duration?
+        var extend: Duration?
+
+        try JSONScanner.scanObject(bytes) { key, keyHasEscapes, value, kind in
+            let name = keyHasEscapes
+                ? try JSONScanner.decodeString(in: bytes, range: (key.lowerBound - 1)..<(key.upperBound + 1))
+                : String(decoding: UnsafeRawBufferPointer(rebasing: bytes[key]), as: UTF8.self)
+            switch name {
+            case "pattern":
+                pattern = try routeString(bytes, value, kind)
+            case "data":
+                data = value
+            case "id":
+                switch kind {
+                case .string: id = try JSONScanner.decodeString(in: bytes, range: value)
+                case .number: id = text(bytes, value)
+                default: id = nil
+                }
+            case "response":
+                response = value
+            case "err":
+                let parsed = try JSONScanner.parseValue(in: bytes, range: value)
+                err = parsed.isJavaScriptTruthy ? parsed : nil
+            case "isDisposed":
+                isDisposed = try JSONScanner.parseValue(in: bytes, range: value).isJavaScriptTruthy
+            case "status":
+                if kind == .string { status = try JSONScanner.decodeString(in: bytes, range: value) }
+            case "metadata":
+                guard kind == .object, case .object(let object) = try JSONScanner.parseValue(in: bytes, range: value)
+                else { break }
+                for (key, value) in object {
+                    headers[key] = value.stringValue ?? value.description
+                }
+            case extendKey:
+                if kind == .number, let ms = try JSONScanner.parseValue(in: bytes, range: value).doubleValue {
+                    extend = .milliseconds(max(0, ms))
+                }
+            default:
+                break
+            }
+        }
+        if let raw = headers.removeValue(forKey: timeoutMetadataKey), let ms = Int64(raw), ms >= 0 {
+            timeout = .milliseconds(ms)
+        }
+        if pattern != nil || data != nil {
+            let payload = data.map { buffer.getSlice(at: buffer.readerIndex + $0.lowerBound, length: $0.count)! }
+            return .request(
+                WireRequest(
+                    pattern: pattern ?? "",
+                    payload: payload ?? ByteBuffer(staticString: "null"),
+                    correlationID: id,
+                    headers: headers,
+                    timeout: timeout
+                )
+            )
+        }
+        guard let id else {
+            throw WireFormatError(reason: "a packet needs 'pattern' and 'data' (request or event) or 'id' (reply)")
+        }
+        return .reply(
+            WireReply(
+                correlationID: id,
+                response: response.map { buffer.getSlice(at: buffer.readerIndex + $0.lowerBound, length: $0.count)! },
+                error: err,
+                isDisposed: isDisposed,
+                status: status,
+                extendDeadline: extend
+            )
+        )
+    }
+
+    /// The route string of a `pattern` value, normalised as NestJS does (§1.2 of the wire notes).
+    private static func routeString(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>, _ kind: JSONKind) throws
+        -> String
+    {
+        switch kind {
+        case .string:
+            let text = try JSONScanner.decodeString(in: bytes, range: range)
+            // NestJS re-parses string patterns that hold JSON objects, so `{"b":1,"a":2}` routes as `{"a":2,"b":1}`.
+            if text.utf8.first == UInt8(ascii: "{"), let object = try? JSONValue(parsing: text) {
+                return NestPatternNormalizer.routeString(for: object)
+            }
+            return text
+        case .number:
+            return text(bytes, range)
+        default:
+            return NestPatternNormalizer.routeString(for: try JSONScanner.parseValue(in: bytes, range: range))
+        }
+    }
+
+    private static func text(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
+        String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
+    }
+
+    // MARK: JSON writing into ByteBuffer
+
+    /// Writes `string` as a JSON string literal, escaping only what RFC 8259 requires.
+    public static func writeJSONString(_ string: String, into buffer: inout ByteBuffer) {
+        var needsEscaping = false
+        for byte in string.utf8 where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+            needsEscaping = true
+            break
+        }
+        if !needsEscaping {
+            buffer.writeInteger(UInt8(ascii: "\""))
+            buffer.writeString(string)
+            buffer.writeInteger(UInt8(ascii: "\""))
+            return
+        }
+        var bytes: [UInt8] = []
+        JSONWriter.appendString(string, to: &bytes)
+        buffer.writeBytes(bytes)
+    }
+
+    /// Writes the compact JSON text of `value`.
+    public static func writeJSON(_ value: JSONValue, into buffer: inout ByteBuffer) {
+        var bytes: [UInt8] = []
+        JSONWriter.append(value, to: &bytes)
+        buffer.writeBytes(bytes)
+    }
+}
+
+/// A frame or packet that does not follow the wire format.
+public struct WireFormatError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What is wrong, for logs.
+    public var reason: String
+
+    public init(reason: String) { self.reason = reason }
+
+    public var description: String { reason }
+}
+
+extension Duration {
+    /// Whole milliseconds, rounded down, never negative.
+    public var milliseconds: Int64 {
+        let (seconds, attoseconds) = components
+        return max(0, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+    }
+}
+
+extension JSONValue {
+    /// JavaScript truthiness, which NestJS applies to `err` and `isDisposed`.
+    var isJavaScriptTruthy: Bool {
+        switch self {
+        case .null: false
+        case .bool(let value): value
+        case .integer(let value): value != 0
+        case .double(let value): value != 0 && !value.isNaN
+        case .string(let value): !value.isEmpty
+        case .array, .object: true
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import Courier
+import Synchronization
+
+/// The contracts of the built-in example service, which every transport serves identically.
+public enum ExampleService {
+    /// `math.sum`: a JSON array of integers in, their sum out.
+    public static let sum = MessagePattern<[Int], Int>("math.sum")
+    /// `math.countdown`: an integer n ≥ 0 in; streams n, n−1, …, 1, then ends.
+    public static let countdown = StreamPattern<Int, Int>("math.countdown")
+    /// `math.fail`: always fails with code 422 and the message `"math.fail always fails"`.
+    public static let fail = MessagePattern<JSONValue, JSONValue>("math.fail")
+    /// `audit.log`: an event; the payload is appended to an in-memory list.
+    public static let auditLog = EventPattern<JSONValue>("audit.log")
+    /// `audit.count`: no payload; replies how many `audit.log` events were received.
+    public static let auditCount = MessagePattern<NoPayload, Int>("audit.count")
+
+    /// The message `math.fail` fails with.
+    public static let failMessage = "math.fail always fails"
+
+    /// The largest countdown accepted, so a request cannot make the worker stream for ever.
+    public static let maxCountdown = 1_000_000
+
+    /// The example handlers, registered on a new router.
+    ///
+    /// - Parameter audit: Where `audit.log` payloads are kept.
+    public static func router(audit: AuditLog = AuditLog()) -> MessageRouter {
+        var router = MessageRouter()
+        router.on(sum) { numbers, _ in
+            var total = 0
+            for number in numbers {
+                let (result, overflow) = total.addingReportingOverflow(number)
+                guard !overflow else { throw CourierError(.unprocessable, "the sum overflows a 64-bit integer") }
+                total = result
+            }
+            return total
+        }
+        router.on(countdown) { n, _, replies in
+            guard n >= 0, n <= maxCountdown else {
+                throw CourierError(.unprocessable, "n must be between 0 and \(maxCountdown), got \(n)")
+            }
+            for value in stride(from: n, through: 1, by: -1) {
+                try await replies.send(value)
+            }
+        }
+        router.on(fail) { request, _ in
+            throw CourierError(.unprocessable, failMessage, details: ["request": request])
+        }
+        router.on(auditLog) { entry, _ in
+            audit.append(entry)
+        }
+        router.on(auditCount) { _, _ in
+            audit.count
+        }
+        return router
+    }
+}
+
+/// The in-memory list behind `audit.log` and `audit.count`.
+public final class AuditLog: Sendable {
+    private let entries = Mutex<[JSONValue]>([])
+
+    public init() {}
+
+    /// Appends an entry.
+    public func append(_ entry: JSONValue) { entries.withLock { $0.append(entry) } }
+
+    /// The number of entries.
+    public var count: Int { entries.withLock { $0.count } }
+
+    /// A copy of the entries.
+    public var all: [JSONValue] { entries.withLock { $0 } }
+}

@@ -1,0 +1,251 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CourierCore
+import NIOCore
+
+/// Why a TCP byte stream was rejected. The connection is closed after any of these.
+public struct FrameError: Error, Sendable, Hashable, CustomStringConvertible {
+    /// What was wrong, for logs.
+    public var reason: String
+    public var description: String { reason }
+}
+
+/// Cuts NestJS `<length>#<json>` frames out of a TCP byte stream, where `<length>` counts the UTF-16 code units of
+/// the JSON text (JavaScript's `string.length`), not its bytes.
+///
+/// It scans incrementally (a large frame arriving in many reads is scanned once), enforces a maximum frame length,
+/// and closes connections that leave a frame half-sent for longer than `incompleteFrameTimeout`. Errors are fired
+/// down the pipeline as ``FrameError`` and the connection is closed.
+final class NestFrameDecoder: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let maxFrameLength: Int
+    private let incompleteFrameTimeout: TimeAmount?
+    private var cumulation: ByteBuffer?
+    /// Progress through the current frame's body, so a partial frame is not rescanned on every read.
+    private var frame: FrameProgress?
+    private var idleTimer: Scheduled<Void>?
+    private var failed = false
+
+    /// The longest length prefix accepted (enough for any frame under the limit).
+    private static let maxPrefixDigits = 12
+
+    init(maxFrameLength: Int, incompleteFrameTimeout: TimeAmount?) {
+        self.maxFrameLength = maxFrameLength
+        self.incompleteFrameTimeout = incompleteFrameTimeout
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !failed else { return }
+        let incoming = unwrapInboundIn(data)
+        if var existing = cumulation {
+            var incoming = incoming
+            existing.writeBuffer(&incoming)
+            cumulation = existing
+        } else {
+            cumulation = incoming
+        }
+        do {
+            while let body = try nextFrame() {
+                context.fireChannelRead(wrapInboundOut(body))
+                if failed { return }
+            }
+        } catch {
+            fail(context: context, error)
+            return
+        }
+        if let buffer = cumulation, buffer.readableBytes == 0 {
+            cumulation = nil
+        } else if var buffer = cumulation, buffer.readerIndex > 64 * 1024, buffer.readerIndex > buffer.readableBytes {
+            // Reclaim consumed space without copying on every frame.
+            // Frame progress is relative to the reader index, so it survives the move.
+            buffer.discardReadBytes()
+            cumulation = buffer
+        }
+        updateIdleTimer(context: context)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        idleTimer = nil
+        context.fireChannelInactive()
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        idleTimer?.cancel()
+        idleTimer = nil
+    }
+
+    /// Returns the next complete frame body, or `nil` when more bytes are needed.
+    private func nextFrame() throws(FrameError) -> ByteBuffer? {
+        guard var buffer = cumulation, buffer.readableBytes > 0 else { return nil }
+        if frame == nil {
+            // Parse `<digits>#`.
+            var length = 0
+            var digits = 0
+            var found = false
+            for byte in buffer.readableBytesView {
+                if byte == UInt8(ascii: "#") {
+                    found = true
+                    break
+                }
+                guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else {
+                    throw FrameError(reason: "corrupted length prefix: byte 0x\(String(byte, radix: 16)) is not a digit")
+                }
+                digits += 1
+                guard digits <= Self.maxPrefixDigits else {
+                    throw FrameError(reason: "corrupted length prefix: more than \(Self.maxPrefixDigits) digits")
+                }
+                length = length * 10 + Int(byte - UInt8(ascii: "0"))
+            }
+            guard found else { return nil }
+            guard digits > 0 else { throw FrameError(reason: "corrupted length prefix: no digits before '#'") }
+            guard length <= maxFrameLength else {
+                throw FrameError(reason: "frame of \(length) characters exceeds the limit of \(maxFrameLength)")
+            }
+            frame = FrameProgress(bodyOffset: digits + 1, units: length)
+        }
+        guard var progress = frame else { return nil }
+        // Count UTF-16 units, continuing where the previous read stopped; a sequence split across reads is left
+        // for the next one.
+        let available = buffer.readableBytes - progress.bodyOffset
+        buffer.withUnsafeReadableBytes { raw in
+            while progress.scannedUnits < progress.units, progress.scannedBytes < available {
+                let (width, units) = Self.sequenceShape(raw[progress.bodyOffset + progress.scannedBytes])
+                guard progress.scannedBytes + width <= available else { break }
+                progress.scannedUnits += units
+                progress.scannedBytes += width
+            }
+        }
+        guard progress.scannedUnits >= progress.units else {
+            frame = progress
+            return nil
+        }
+        guard progress.scannedUnits == progress.units else {
+            throw FrameError(reason: "frame length \(progress.units) ends inside a surrogate pair")
+        }
+        let body = buffer.getSlice(at: buffer.readerIndex + progress.bodyOffset, length: progress.scannedBytes)!
+        buffer.moveReaderIndex(forwardBy: progress.bodyOffset + progress.scannedBytes)
+        cumulation = buffer
+        frame = nil
+        return body
+    }
+
+    /// The byte length of the UTF-8 sequence a lead byte starts and how many UTF-16 units it encodes. Invalid
+    /// bytes count as one unit each, as a JavaScript decoder's replacement character would.
+    @inline(__always)
+    static func sequenceShape(_ byte: UInt8) -> (width: Int, units: Int) {
+        switch byte {
+        case 0..<0x80: (1, 1)
+        case 0xC0..<0xE0: (2, 1)
+        case 0xE0..<0xF0: (3, 1)
+        case 0xF0..<0xF8: (4, 2)
+        default: (1, 1)
+        }
+    }
+
+    private func updateIdleTimer(context: ChannelHandlerContext) {
+        guard let timeout = incompleteFrameTimeout else { return }
+        let partial = (cumulation?.readableBytes ?? 0) > 0
+        if partial, idleTimer == nil {
+            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            idleTimer = context.eventLoop.scheduleTask(in: timeout) {
+                let (decoder, context) = bound.value
+                guard (decoder.cumulation?.readableBytes ?? 0) > 0 else { return }
+                decoder.fail(context: context, FrameError(reason: "a frame was left incomplete for \(timeout)"))
+            }
+        } else if !partial, let timer = idleTimer {
+            timer.cancel()
+            idleTimer = nil
+        }
+    }
+
+    private func fail(context: ChannelHandlerContext, _ error: FrameError) {
+        guard !failed else { return }
+        failed = true
+        cumulation = nil
+        idleTimer?.cancel()
+        idleTimer = nil
+        context.fireErrorCaught(error)
+        context.close(promise: nil)
+    }
+}
+
+/// How far the decoder got through the body of the frame being received.
+private struct FrameProgress {
+    /// Where the body starts, relative to the reader index (just after `#`).
+    var bodyOffset: Int
+    /// The declared length, in UTF-16 units.
+    var units: Int
+    var scannedUnits = 0
+    var scannedBytes = 0
+}
+
+/// Builds NestJS TCP frames.
+enum NestFraming {
+    /// Room reserved in front of the JSON text for the `<length>#` prefix (12 digits and `#`).
+    private static let prefixRoom = 13
+
+    /// Frames a reply as `<utf16 length>#<json>`.
+    static func frame(_ reply: WireReply, allocator: ByteBufferAllocator = .init()) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: 64 + (reply.response?.readableBytes ?? 0))
+        buffer.moveWriterIndex(forwardBy: prefixRoom)
+        buffer.moveReaderIndex(forwardBy: prefixRoom)
+        NestJSEnvelope.encode(reply, into: &buffer)
+        return prefixed(buffer)
+    }
+
+    /// Frames a request or event as `<utf16 length>#<json>`.
+    static func frame(_ request: WireRequest, allocator: ByteBufferAllocator = .init()) -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: 96 + request.payload.readableBytes + request.pattern.utf8.count)
+        buffer.moveWriterIndex(forwardBy: prefixRoom)
+        buffer.moveReaderIndex(forwardBy: prefixRoom)
+        NestJSEnvelope.encode(request, into: &buffer)
+        return prefixed(buffer)
+    }
+
+    private static func prefixed(_ body: ByteBuffer) -> ByteBuffer {
+        var buffer = body
+        let units = utf16Length(of: buffer.readableBytesView)
+        var digits = units == 0 ? 1 : 0
+        var remaining = units
+        while remaining > 0 {
+            digits += 1
+            remaining /= 10
+        }
+        let start = buffer.readerIndex - digits - 1
+        var value = units
+        for position in stride(from: start + digits - 1, through: start, by: -1) {
+            buffer.setInteger(UInt8(ascii: "0") + UInt8(value % 10), at: position)
+            value /= 10
+        }
+        buffer.setInteger(UInt8(ascii: "#"), at: start + digits)
+        buffer.moveReaderIndex(to: start)
+        return buffer
+    }
+
+    /// The declared body length of a frame built by this type.
+    static func bodyLength(of frame: ByteBuffer) -> Int {
+        var length = 0
+        for byte in frame.readableBytesView {
+            guard byte != UInt8(ascii: "#") else { break }
+            length = length * 10 + Int(byte &- UInt8(ascii: "0"))
+        }
+        return length
+    }
+
+    /// The number of UTF-16 code units the UTF-8 `bytes` decode to.
+    static func utf16Length(of bytes: some Collection<UInt8>) -> Int {
+        var units = 0
+        for byte in bytes {
+            // Continuation bytes add nothing; 4-byte leads add a surrogate pair.
+            if byte & 0xC0 != 0x80 { units += 1 }
+            if byte >= 0xF0 { units += 1 }
+        }
+        return units
+    }
+}

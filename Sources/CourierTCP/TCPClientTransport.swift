@@ -1,0 +1,269 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CourierCore
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The caller side of the NestJS-compatible TCP transport.
+///
+/// One connection carries every call, multiplexed by correlation id, as NestJS's `ClientTCP` does. It connects
+/// on the first call; when the connection drops, the calls pending on it fail at once with
+/// ``CourierError/Code/transportUnavailable`` and the next call connects again. `nativeClient` returns the NIO
+/// `Channel`.
+public final class TCPClientTransport: ClientTransport {
+    public var name: String { "tcp" }
+
+    private let configuration: TCPConfiguration
+    private let eventLoopGroup: any EventLoopGroup
+    private let state = Mutex<ConnectionState>(.idle)
+
+    private enum ConnectionState {
+        case idle
+        case connecting(EventLoopFuture<any Channel>)
+        case connected(any Channel)
+        case closed
+    }
+
+    /// Creates a TCP client transport.
+    ///
+    /// - Parameters:
+    ///   - configuration: Where to connect and the frame limits.
+    ///   - eventLoopGroup: The NIO event loops to use. Default: the process-wide singleton group.
+    public init(
+        configuration: TCPConfiguration = .init(),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        self.configuration = configuration
+        self.eventLoopGroup = eventLoopGroup
+    }
+
+    /// Creates a TCP client transport for `host:port`.
+    public convenience init(host: String, port: Int) {
+        self.init(configuration: TCPConfiguration(host: host, port: port))
+    }
+
+    public func connect(replies: any ReplyReceiver) async throws {
+        _ = try await channel(replies: replies)
+    }
+
+    public func nativeClient(replies: any ReplyReceiver) async throws -> any Sendable {
+        try await channel(replies: replies)
+    }
+
+    public func send(_ request: WireRequest) {
+        let frame = NestFraming.frame(request)
+        guard let id = request.correlationID else { return }
+        if NestFraming.bodyLength(of: frame) > configuration.maxFrameLength {
+            fail(id, tooLarge(request))
+            return
+        }
+        guard case .connected(let channel) = state.withLock({ $0 }) else {
+            fail(id, CourierError.unavailable("not connected to \(endpoint)"))
+            return
+        }
+        channel.writeAndFlush(TCPClientHandler.Outbound.request(id: id, frame: frame), promise: nil)
+    }
+
+    public func emit(_ event: WireRequest) async throws {
+        let frame = NestFraming.frame(event)
+        if NestFraming.bodyLength(of: frame) > configuration.maxFrameLength { throw tooLarge(event) }
+        guard case .connected(let channel) = state.withLock({ $0 }) else {
+            throw CourierError.unavailable("not connected to \(endpoint)")
+        }
+        do {
+            try await channel.writeAndFlush(TCPClientHandler.Outbound.event(frame))
+        } catch {
+            throw CourierError.unavailable("could not write to \(endpoint): \(error)", underlying: error)
+        }
+    }
+
+    public func release(correlationID: String) {
+        guard case .connected(let channel) = state.withLock({ $0 }) else { return }
+        channel.pipeline.fireUserInboundEventTriggered(TCPClientHandler.Release(id: correlationID))
+    }
+
+    public func close() async {
+        let channel = state.withLock { state -> (any Channel)? in
+            defer { state = .closed }
+            if case .connected(let channel) = state { return channel }
+            return nil
+        }
+        try? await channel?.close()
+    }
+
+    // MARK: Connection management
+
+    private var endpoint: String { "tcp://\(configuration.host):\(configuration.port)" }
+
+    private func tooLarge(_ request: WireRequest) -> CourierError {
+        CourierError(
+            .payloadTooLarge,
+            "the message for '\(request.pattern)' exceeds the frame limit of \(configuration.maxFrameLength) characters"
+        )
+    }
+
+    private func fail(_ id: String, _ error: CourierError) {
+        receiver.withLock { $0 }?.fail(correlationIDs: CollectionOfOne(id), with: error)
+    }
+
+    /// Where replies go; set by the first `connect`.
+    private let receiver = Mutex<(any ReplyReceiver)?>(nil)
+
+    private func channel(replies: any ReplyReceiver) async throws -> any Channel {
+        enum Step {
+            case ready(any Channel)
+            case wait(EventLoopFuture<any Channel>)
+            case start(EventLoopPromise<any Channel>)
+        }
+        let step = state.withLock { state -> Result<Step, CourierError> in
+            switch state {
+            case .connected(let channel) where channel.isActive:
+                return .success(.ready(channel))
+            case .connecting(let future):
+                return .success(.wait(future))
+            case .closed:
+                return .failure(.unavailable("the TCP client is closed"))
+            case .idle, .connected:
+                let promise = eventLoopGroup.any().makePromise(of: (any Channel).self)
+                state = .connecting(promise.futureResult)
+                return .success(.start(promise))
+            }
+        }
+        switch try step.get() {
+        case .ready(let channel):
+            return channel
+        case .wait(let future):
+            return try await future.get()
+        case .start(let promise):
+            receiver.withLock { $0 = replies }
+            let future = startConnection(replies: replies)
+            future.cascade(to: promise)
+            do {
+                return try await future.get()
+            } catch {
+                state.withLock { state in
+                    if case .connecting = state { state = .idle }
+                }
+                throw CourierError.unavailable("cannot connect to \(endpoint): \(error)", underlying: error)
+            }
+        }
+    }
+
+    private func startConnection(replies: any ReplyReceiver) -> EventLoopFuture<any Channel> {
+        let configuration = self.configuration
+        let endpoint = self.endpoint
+        return ClientBootstrap(group: eventLoopGroup)
+            .connectTimeout(configuration.connectTimeout.timeAmount)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.socketOption(.so_keepalive), value: 1)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers(
+                        NestFrameDecoder(
+                            maxFrameLength: configuration.maxFrameLength,
+                            incompleteFrameTimeout: configuration.incompleteFrameTimeout?.timeAmount
+                        ),
+                        TCPClientHandler(replies: replies, endpoint: endpoint)
+                    )
+                }
+            }
+            .connect(host: configuration.host, port: configuration.port)
+            .map { [weak self] channel in
+                // Publish the connection before anyone waiting on the connect future resumes and sends.
+                self?.state.withLock { state in
+                    if case .connecting = state { state = .connected(channel) }
+                }
+                channel.closeFuture.whenComplete { [weak self] _ in
+                    self?.state.withLock { state in
+                        if case .connected(let current) = state, current === channel { state = .idle }
+                    }
+                }
+                return channel
+            }
+    }
+}
+
+/// Tracks the calls pending on one connection and hands their replies to the correlator.
+final class TCPClientHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = Outbound
+    typealias OutboundOut = ByteBuffer
+
+    enum Outbound {
+        case request(id: String, frame: ByteBuffer)
+        case event(ByteBuffer)
+    }
+
+    struct Release { let id: String }
+
+    private let replies: any ReplyReceiver
+    private let endpoint: String
+    private var pending = Set<String>()
+    private var closeReason: String?
+
+    init(replies: any ReplyReceiver, endpoint: String) {
+        self.replies = replies
+        self.endpoint = endpoint
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        switch unwrapOutboundIn(data) {
+        case .request(let id, let frame):
+            pending.insert(id)
+            let promise = promise ?? context.eventLoop.makePromise()
+            promise.futureResult.whenFailure { [replies, endpoint] error in
+                replies.fail(
+                    correlationIDs: CollectionOfOne(id),
+                    with: .unavailable("could not write to \(endpoint): \(error)", underlying: error)
+                )
+            }
+            context.write(wrapOutboundOut(frame), promise: promise)
+        case .event(let frame):
+            context.write(wrapOutboundOut(frame), promise: promise)
+        }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        do {
+            guard case .reply(let reply) = try NestJSEnvelope.decode(frame) else {
+                return  // a request sent to a client: ignore it
+            }
+            if reply.isTerminal { pending.remove(reply.correlationID) }
+            replies.receive(reply)
+        } catch {
+            closeReason = "malformed reply from \(endpoint): \(error)"
+            context.close(promise: nil)
+        }
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case let release as Release:
+            pending.remove(release.id)
+        default:
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        closeReason = "connection to \(endpoint) failed: \(error)"
+        context.close(promise: nil)
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let ids = pending
+        pending.removeAll()
+        if !ids.isEmpty {
+            replies.fail(
+                correlationIDs: ids,
+                with: .unavailable(closeReason ?? "connection to \(endpoint) closed")
+            )
+        }
+        context.fireChannelInactive()
+    }
+}

@@ -1,0 +1,86 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CourierCore
+import NIOCore
+
+/// Settings shared by the TCP server and client.
+public struct TCPConfiguration: Sendable {
+    /// The host to listen on (server) or connect to (client).
+    ///
+    /// Default: `"127.0.0.1"`
+    public var host: String
+
+    /// The port to listen on (server; `0` picks a free one) or connect to (client).
+    ///
+    /// Default: `3000` (NestJS's default)
+    public var port: Int
+
+    /// The largest frame accepted, in UTF-16 code units of its JSON text (what its length prefix counts). A
+    /// larger frame closes the connection; a larger outgoing message fails with
+    /// ``CourierError/Code/payloadTooLarge``.
+    ///
+    /// Default: `16 * 1024 * 1024`
+    public var maxFrameLength: Int
+
+    /// How long a frame may stay half-received before the connection is closed; `nil` waits forever.
+    ///
+    /// Default: `.seconds(30)` (NestJS's `incompleteMessageTimeout`)
+    public var incompleteFrameTimeout: Duration?
+
+    /// How long a client waits for a connection to be established.
+    ///
+    /// Default: `.seconds(10)`
+    public var connectTimeout: Duration
+
+    /// Creates a configuration; every parameter has the documented default.
+    public init(
+        host: String = "127.0.0.1",
+        port: Int = 3000,
+        maxFrameLength: Int = 16 * 1024 * 1024,
+        incompleteFrameTimeout: Duration? = .seconds(30),
+        connectTimeout: Duration = .seconds(10)
+    ) {
+        self.host = host
+        self.port = port
+        self.maxFrameLength = maxFrameLength
+        self.incompleteFrameTimeout = incompleteFrameTimeout
+        self.connectTimeout = connectTimeout
+    }
+
+    /// Reads a `tcp://host:port` URL. Query options: `maxFrameLength` (characters), `incompleteFrameTimeoutMs`,
+    /// `connectTimeoutMs`.
+    public init(url: TransportURL) throws {
+        guard url.scheme == "tcp" else {
+            throw CourierError(.unprocessable, "not a TCP URL: \(url)")
+        }
+        self.init(host: url.host, port: url.port(default: 3000))
+        if let value = url.options["maxFrameLength"] {
+            guard let limit = Int(value), limit > 0 else {
+                throw CourierError(.unprocessable, "maxFrameLength must be a positive integer, got '\(value)'")
+            }
+            maxFrameLength = limit
+        }
+        if let value = url.options["incompleteFrameTimeoutMs"] {
+            guard let ms = Int64(value), ms >= 0 else {
+                throw CourierError(.unprocessable, "incompleteFrameTimeoutMs must be a non-negative integer")
+            }
+            incompleteFrameTimeout = ms == 0 ? nil : .milliseconds(ms)
+        }
+        if let value = url.options["connectTimeoutMs"] {
+            guard let ms = Int64(value), ms > 0 else {
+                throw CourierError(.unprocessable, "connectTimeoutMs must be a positive integer")
+            }
+            connectTimeout = .milliseconds(ms)
+        }
+    }
+}
+
+extension Duration {
+    var timeAmount: TimeAmount {
+        let (seconds, attoseconds) = components
+        return .nanoseconds(seconds &* 1_000_000_000 &+ attoseconds / 1_000_000_000)
+    }
+}

@@ -1,0 +1,199 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CourierCore
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The worker side of the NestJS-compatible TCP transport.
+///
+/// It listens on ``TCPConfiguration/host``:``TCPConfiguration/port``, reads `<length>#<json>` frames from every
+/// connection, runs requests concurrently (many per connection, matched by `id`) and writes replies back on the
+/// same connection. A malformed, oversized or half-sent frame closes only its own connection, with a logged
+/// reason. `nativeServer()` returns the listening NIO `Channel`.
+public final class TCPServerTransport: ServerTransport {
+    public var name: String { "tcp" }
+
+    private let configuration: TCPConfiguration
+    private let eventLoopGroup: any EventLoopGroup
+    private let listener = Mutex<ListenerState>(ListenerState())
+
+    private struct ListenerState {
+        var channel: (any Channel)?
+        var failure: (any Error)?
+        var waiters: [CheckedContinuation<any Channel, any Error>] = []
+    }
+
+    /// Creates a TCP server transport.
+    ///
+    /// - Parameters:
+    ///   - configuration: Where to listen and the frame limits.
+    ///   - eventLoopGroup: The NIO event loops to use. Default: the process-wide singleton group.
+    public init(
+        configuration: TCPConfiguration = .init(),
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) {
+        self.configuration = configuration
+        self.eventLoopGroup = eventLoopGroup
+    }
+
+    /// Creates a TCP server transport listening on `host:port`.
+    public convenience init(host: String, port: Int) {
+        self.init(configuration: TCPConfiguration(host: host, port: port))
+    }
+
+    /// The address the server listens on, once it does (useful with port `0`).
+    public func localAddress() async throws -> SocketAddress {
+        let channel = try await listeningChannel()
+        guard let address = channel.localAddress else {
+            throw CourierError.unavailable("the TCP listener has no local address")
+        }
+        return address
+    }
+
+    public func nativeServer() async throws -> any Sendable {
+        try await listeningChannel()
+    }
+
+    public func serve(patterns: [RoutePattern], dispatcher: any InboundDispatcher) async throws {
+        let configuration = self.configuration
+        let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+        do {
+            server = try await ServerBootstrap(group: eventLoopGroup)
+                .serverChannelOption(.backlog, value: 256)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.socketOption(.so_keepalive), value: 1)
+                .bind(host: configuration.host, port: configuration.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(
+                            NestFrameDecoder(
+                                maxFrameLength: configuration.maxFrameLength,
+                                incompleteFrameTimeout: configuration.incompleteFrameTimeout?.timeAmount
+                            )
+                        )
+                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            let failure = CourierError.unavailable(
+                "cannot listen on \(configuration.host):\(configuration.port): \(error)",
+                underlying: error
+            )
+            publish(.failure(failure))
+            throw failure
+        }
+        publish(.success(server.channel))
+        defer { listener.withLock { $0.channel = nil } }
+
+        let maxFrameLength = configuration.maxFrameLength
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask {
+                // Stop taking new connections as soon as the service drains.
+                await dispatcher.draining()
+                try? await server.channel.close()
+            }
+            try await server.executeThenClose { connections in
+                for try await connection in connections {
+                    group.addTask {
+                        await Self.serve(connection: connection, dispatcher: dispatcher, maxFrameLength: maxFrameLength)
+                    }
+                }
+            }
+        }
+    }
+
+    /// Reads one connection's frames and dispatches them until it closes or the service stops.
+    private static func serve(
+        connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>,
+        dispatcher: any InboundDispatcher,
+        maxFrameLength: Int
+    ) async {
+        let channel = connection.channel
+        let metadata = TransportMetadata(transport: "tcp", remoteAddress: channel.remoteAddress?.description)
+        let writer = TCPReplyWriter(channel: channel, maxFrameLength: maxFrameLength)
+        do {
+            try await connection.executeThenClose { frames, _ in
+                // Handlers are children of this group, so the connection stays open until they have replied.
+                await withDiscardingTaskGroup { group in
+                    do {
+                        for try await frame in frames {
+                            let packet: WirePacket
+                            do {
+                                packet = try NestJSEnvelope.decode(frame)
+                            } catch {
+                                dispatcher.reportBadInput("malformed packet: \(error)", metadata: metadata)
+                                channel.close(promise: nil)
+                                break
+                            }
+                            guard case .request(let request) = packet else {
+                                dispatcher.reportBadInput("a reply packet was sent to a server", metadata: metadata)
+                                continue
+                            }
+                            let message = InboundMessage(
+                                request: request,
+                                metadata: metadata,
+                                replyWriter: request.isEvent ? nil : writer
+                            )
+                            await dispatcher.dispatch(message, in: &group)
+                        }
+                    } catch let error as FrameError {
+                        dispatcher.reportBadInput(error.reason, metadata: metadata)
+                    } catch {
+                        // The connection failed or the service was cancelled: nothing more to read.
+                    }
+                }
+            }
+        } catch {
+            // Closing an already closed connection; nothing to do.
+        }
+    }
+
+    private func publish(_ result: Result<any Channel, any Error>) {
+        let waiters = listener.withLock { state -> [CheckedContinuation<any Channel, any Error>] in
+            switch result {
+            case .success(let channel): state.channel = channel
+            case .failure(let error): state.failure = error
+            }
+            defer { state.waiters.removeAll() }
+            return state.waiters
+        }
+        for waiter in waiters { waiter.resume(with: result) }
+    }
+
+    private func listeningChannel() async throws -> any Channel {
+        try await withCheckedThrowingContinuation { continuation in
+            let ready = listener.withLock { state -> Result<any Channel, any Error>? in
+                if let channel = state.channel { return .success(channel) }
+                if let failure = state.failure { return .failure(failure) }
+                state.waiters.append(continuation)
+                return nil
+            }
+            if let ready { continuation.resume(with: ready) }
+        }
+    }
+}
+
+/// Writes framed replies to one connection. Many handlers write concurrently; NIO serialises the writes.
+struct TCPReplyWriter: ReplyWriter {
+    let channel: any Channel
+    let maxFrameLength: Int
+
+    func write(_ reply: WireReply) async throws {
+        var frame = NestFraming.frame(reply, allocator: channel.allocator)
+        if frame.readableBytes > maxFrameLength, NestFraming.bodyLength(of: frame) > maxFrameLength {
+            // Tell the caller instead of sending a frame its decoder would reject.
+            var replacement = reply
+            replacement.response = nil
+            replacement.error = WireReply.errorValue(
+                for: CourierError(.payloadTooLarge, "the reply exceeds the frame limit of \(maxFrameLength) characters")
+            )
+            replacement.isDisposed = true
+            frame = NestFraming.frame(replacement, allocator: channel.allocator)
+        }
+        try await channel.writeAndFlush(frame)
+    }
+}

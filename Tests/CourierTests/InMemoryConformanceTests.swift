@@ -1,0 +1,25 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import Courier
+import CourierTesting
+import Testing
+
+/// The in-memory transport is for users' unit tests; running the conformance suite on it keeps it honest (it must
+/// behave like a real transport where it claims to).
+struct InMemoryHarness: ConformanceHarness {
+    let hub = InMemoryTransport()
+    var features: TransportFeatures { TransportFeatures(connectionLoss: false) }
+    func makeServer() throws -> any ServerTransport { hub.server }
+    func waitUntilServing(_ server: any ServerTransport) async throws { await hub.waitUntilServing() }
+    func makeClient(for server: any ServerTransport) async throws -> any ClientTransport { hub.makeClient() }
+}
+
+@Suite struct InMemoryConformanceTests {
+    @Test(arguments: TransportConformance.scenarios)
+    func conformance(_ scenario: TransportConformance.Scenario) async throws {
+        try await scenario.run(InMemoryHarness())
+    }
+}
