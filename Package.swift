@@ -95,5 +95,6 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        .testTarget(name: "CourierCLITests", dependencies: ["CourierCLI"], swiftSettings: strictSettings),
     ]
 )

@@ -216,7 +216,8 @@ package struct JSONScanner {
     ///
     /// - Parameters:
     ///   - bytes: The buffer holding the literal.
-    ///   - range: The literal's range, including both quotes, as reported by ``scanValue(in:from:)``.
+    ///   - range: The literal's range, including both quotes, as reported by ``scanValue(in:from:)``; it must lie
+    ///     within `bytes`.
     /// - Returns: The decoded string.
     /// - Throws: ``JSONError`` if `range` does not hold exactly one valid string literal.
     package static func decodeString(in bytes: UnsafeRawBufferPointer, range: Range<Int>) throws -> String {
@@ -241,13 +242,15 @@ package struct JSONScanner {
     ///
     /// - Parameters:
     ///   - bytes: The buffer holding the value.
-    ///   - range: The value's range, for example as reported by ``scanValue(in:from:)``.
+    ///   - range: The value's range, for example as reported by ``scanValue(in:from:)``; it must lie within
+    ///     `bytes`.
     /// - Returns: The parsed value.
     /// - Throws: ``JSONError`` if `range` does not hold exactly one valid JSON value.
     package static func parseValue(in bytes: UnsafeRawBufferPointer, range: Range<Int>) throws -> JSONValue {
         var scanner = JSONScanner(bytes: bytes, offset: range.lowerBound, end: range.upperBound)
         scanner.skipWhitespace()
-        let value = try scanner.parseValue(depth: 0)
+        var scratch = ParseScratch()
+        let value = try scanner.parseValue(depth: 0, scratch: &scratch)
         try scanner.expectEndOfInput()
         return value
     }
@@ -382,7 +385,10 @@ package struct JSONScanner {
     }
 
     /// Builds a value starting exactly at `offset`; recursion is bounded by ``maximumDepth``.
-    private mutating func parseValue(depth: Int) throws -> JSONValue {
+    ///
+    /// Members and elements are collected on `scratch` and copied into a container of exactly the right size when
+    /// it closes, which avoids growing (and for objects, rehashing) every container as it fills.
+    private mutating func parseValue(depth: Int, scratch: inout ParseScratch) throws -> JSONValue {
         guard offset < end else { throw JSONError.unexpectedEnd(at: offset) }
         let start = offset
         let byte = bytes[start]
@@ -391,15 +397,16 @@ package struct JSONScanner {
             guard depth < Self.maximumDepth else { throw JSONError.tooDeep(at: start) }
             offset += 1
             skipWhitespace()
-            var members: [String: JSONValue] = [:]
             if offset < end && bytes[offset] == JSONByte.closeBrace {
                 offset += 1
-                return .object(members)
+                return .object([:])
             }
+            let base = scratch.members.count
             while true {
                 let (key, hasEscapes) = try scanKey()
-                // Last duplicate wins, matching JavaScript's JSON.parse, which Courier's peers use.
-                members[makeString(content: key, hasEscapes: hasEscapes)] = try parseValue(depth: depth + 1)
+                let name = makeString(content: key, hasEscapes: hasEscapes)
+                let value = try parseValue(depth: depth + 1, scratch: &scratch)
+                scratch.push(member: name, value)
                 skipWhitespace()
                 guard offset < end else { throw JSONError.unexpectedEnd(at: offset) }
                 let next = bytes[offset]
@@ -408,7 +415,7 @@ package struct JSONScanner {
                     skipWhitespace()
                 } else if next == JSONByte.closeBrace {
                     offset += 1
-                    return .object(members)
+                    return .object(scratch.popMembers(from: base))
                 } else {
                     throw JSONError("expected ',' or '}' but found \(JSONError.describe(next))", at: offset)
                 }
@@ -417,13 +424,13 @@ package struct JSONScanner {
             guard depth < Self.maximumDepth else { throw JSONError.tooDeep(at: start) }
             offset += 1
             skipWhitespace()
-            var elements: [JSONValue] = []
             if offset < end && bytes[offset] == JSONByte.closeBracket {
                 offset += 1
-                return .array(elements)
+                return .array([])
             }
+            let base = scratch.elements.count
             while true {
-                elements.append(try parseValue(depth: depth + 1))
+                scratch.push(element: try parseValue(depth: depth + 1, scratch: &scratch))
                 skipWhitespace()
                 guard offset < end else { throw JSONError.unexpectedEnd(at: offset) }
                 let next = bytes[offset]
@@ -432,7 +439,7 @@ package struct JSONScanner {
                     skipWhitespace()
                 } else if next == JSONByte.closeBracket {
                     offset += 1
-                    return .array(elements)
+                    return .array(scratch.popElements(from: base))
                 } else {
                     throw JSONError("expected ',' or ']' but found \(JSONError.describe(next))", at: offset)
                 }
@@ -568,8 +575,12 @@ package struct JSONScanner {
         while true {
             // Skip plain ASCII eight bytes at a time; most string content needs no per-byte attention.
             while index &+ 8 <= end {
-                let word = bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self)
-                if Self.needsAttention(word) {
+                // Little-endian order puts the first byte in the lowest bits on every platform.
+                let word = UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: index, as: UInt64.self))
+                let attention = Self.attentionMask(word)
+                if attention != 0 {
+                    // Jump straight to the first byte needing attention.
+                    index &+= attention.trailingZeroBitCount &>> 3
                     break
                 }
                 index &+= 8
@@ -592,11 +603,13 @@ package struct JSONScanner {
         }
     }
 
-    /// Whether any byte of `word` is a quote, a backslash, a control character or non-ASCII.
+    /// Flags, in the high bit of each byte, the bytes of `word` that are a quote, a backslash, a control character
+    /// or non-ASCII; zero when there are none.
     ///
-    /// Uses the classic "has a zero byte" bit trick, which is exact about whether such a byte exists.
+    /// Uses the classic "has a zero byte" bit trick. Borrows can flag extra bytes above a true match, but never
+    /// below it, so both "any flagged" and "lowest flagged byte" are exact.
     @inline(__always)
-    private static func needsAttention(_ word: UInt64) -> Bool {
+    private static func attentionMask(_ word: UInt64) -> UInt64 {
         let ones: UInt64 = 0x0101_0101_0101_0101
         let highBits: UInt64 = 0x8080_8080_8080_8080
         let quotes = word ^ (ones &* UInt64(JSONByte.quote))
@@ -604,7 +617,7 @@ package struct JSONScanner {
         let hasQuote = (quotes &- ones) & ~quotes
         let hasBackslash = (backslashes &- ones) & ~backslashes
         let hasControl = (word &- ones &* 0x20) & ~word
-        return (hasQuote | hasBackslash | hasControl | word) & highBits != 0
+        return (hasQuote | hasBackslash | hasControl | word) & highBits
     }
 
     /// Validates the escape whose backslash is at `index` and returns the index after it.
@@ -786,6 +799,47 @@ extension JSONError {
     }
 }
 
+/// Members and elements of the containers still open during ``JSONScanner/parseValue(in:range:)``, as stacks.
+private struct ParseScratch {
+    private(set) var members: [(String, JSONValue)] = []
+    private(set) var elements: [JSONValue] = []
+
+    /// Typical payloads fit in this many entries, so the stacks allocate once instead of growing step by step.
+    private static let initialCapacity = 16
+
+    mutating func push(member name: String, _ value: JSONValue) {
+        if members.capacity == 0 {
+            members.reserveCapacity(Self.initialCapacity)
+        }
+        members.append((name, value))
+    }
+
+    mutating func push(element value: JSONValue) {
+        if elements.capacity == 0 {
+            elements.reserveCapacity(Self.initialCapacity)
+        }
+        elements.append(value)
+    }
+
+    /// Removes the members collected since `base` and returns them as a dictionary; the last duplicate wins,
+    /// matching JavaScript's JSON.parse, which Courier's peers use.
+    mutating func popMembers(from base: Int) -> [String: JSONValue] {
+        var dictionary = [String: JSONValue](minimumCapacity: members.count - base)
+        for index in base..<members.count {
+            dictionary[members[index].0] = members[index].1
+        }
+        members.removeSubrange(base...)
+        return dictionary
+    }
+
+    /// Removes the elements collected since `base` and returns them as an array.
+    mutating func popElements(from base: Int) -> [JSONValue] {
+        let array = Array(elements[base...])
+        elements.removeSubrange(base...)
+        return array
+    }
+}
+
 /// Which open containers are objects, one bit per level, in fixed inline storage so scanning never allocates.
 private struct NestingStack {
     // 8 × 64 bits = JSONScanner.maximumDepth levels.
@@ -802,7 +856,7 @@ private struct NestingStack {
 
     /// Callers check the depth limit first; the limit never exceeds the storage.
     mutating func push(isObject: Bool) {
-        precondition(depth < 512, "nesting stack overflow")
+        precondition(depth < JSONScanner.maximumDepth, "nesting stack overflow")
         let level = depth
         withUnsafeMutableBytes(of: &words) { raw in
             let byteOffset = (level >> 6) << 3

@@ -9,7 +9,7 @@
 /// ``integer(_:)``, every other number a ``double(_:)``. Equality is structural and exact, so `.integer(1)` and
 /// `.double(1)` are different values; use ``intValue`` or ``doubleValue`` to compare numerically.
 ///
-/// Build values with literals, parse them with ``init(parsing:)-([UInt8])``, and serialise them with
+/// Build values with literals, parse them with `init(parsing:)`, and serialise them with
 /// ``jsonBytes`` or ``jsonText``:
 ///
 /// ```swift
@@ -51,7 +51,7 @@ extension JSONValue {
 
     /// Parses a JSON document held in a string.
     ///
-    /// Behaves exactly like ``init(parsing:)-([UInt8])`` on the string's UTF-8 bytes.
+    /// Behaves exactly like parsing the string's UTF-8 bytes with the `[UInt8]` overload.
     ///
     /// - Parameter text: The document.
     /// - Throws: ``JSONError`` describing the first problem and its byte offset in the UTF-8 encoding.
@@ -110,7 +110,14 @@ extension JSONValue {
     public var intValue: Int64? {
         switch self {
         case .integer(let value): value
-        case .double(let value): Int64(exactly: value)
+        case .double(let value):
+            // Range-check, then convert and compare, rather than `Int64(exactly:)`, which calls libm's `trunc`
+            // and so needs libm linked. NaN fails the range check.
+            if value >= -0x1p63 && value < 0x1p63, case let integer = Int64(value), Double(integer) == value {
+                integer
+            } else {
+                nil
+            }
         default: nil
         }
     }
