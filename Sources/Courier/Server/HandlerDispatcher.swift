@@ -134,6 +134,9 @@ final class HandlerDispatcher: InboundDispatcher {
     /// The number of handlers running now.
     var inFlight: Int { state.withLock { $0.inFlight } }
 
+    /// Whether the graceful shutdown has begun.
+    var isDraining: Bool { state.withLock { $0.isDraining } }
+
     private func finishedOne() {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.inFlight -= 1

@@ -52,6 +52,9 @@ public final class Microservice: Service, Sendable {
     /// The number of handlers running now.
     public var inFlightHandlers: Int { current.withLock { $0?.inFlight ?? 0 } }
 
+    /// Whether a graceful shutdown has begun: the service takes no new work.
+    public var isDraining: Bool { current.withLock { $0?.isDraining ?? false } }
+
     /// The number of event handlers that threw since the service started (their errors are logged only).
     public var failedEvents: Int { current.withLock { $0?.failedEvents ?? 0 } }
 

@@ -1,0 +1,210 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import Courier
+import CourierTesting
+import Logging
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// Worker behaviour that does not depend on the transport: routing rules, concurrency bounds, shutdown, deadlines.
+@Suite struct MicroserviceTests {
+    static let slow = MessagePattern<Int, String>("test.slow")
+    static let onward = MessagePattern<NoPayload, String>("test.onward")
+    static let failingEvent = EventPattern<Int>("test.event")
+
+    static var quietLogger: Logger {
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        return logger
+    }
+
+    /// Counts handlers running at once, and the most seen.
+    final class Gauge: Sendable {
+        private let state = Mutex((current: 0, peak: 0, finished: 0, cancelled: 0))
+        func enter() { state.withLock { $0.current += 1; $0.peak = max($0.peak, $0.current) } }
+        func leave(cancelled: Bool) {
+            state.withLock {
+                $0.current -= 1
+                $0.finished += 1
+                if cancelled { $0.cancelled += 1 }
+            }
+        }
+        var peak: Int { state.withLock { $0.peak } }
+        var finished: Int { state.withLock { $0.finished } }
+        var cancelled: Int { state.withLock { $0.cancelled } }
+    }
+
+    static func router(gauge: Gauge) -> MessageRouter {
+        var router = MessageRouter()
+        router.on(slow) { milliseconds, _ in
+            gauge.enter()
+            let outcome: Result<Void, any Error> = await capture { try await Task.sleep(for: .milliseconds(milliseconds)) }
+            gauge.leave(cancelled: (try? outcome.get()) == nil)
+            try outcome.get()
+            return "slept"
+        }
+        router.on(onward) { _, context in
+            // Calls the slow handler with the default (long) timeout; the caller's own deadline must cap it.
+            do {
+                _ = try await context.client!.send(slow, 5_000)
+                return "onward call finished"
+            } catch let error as CourierError {
+                return "onward call failed: \(error.code)"
+            }
+        }
+        router.on(failingEvent) { _, _ in throw CourierError(.unprocessable, "event handler failed") }
+        return router
+    }
+
+    @Test func concurrencyIsBoundedAndEveryCallIsServed() async throws {
+        let memory = InMemoryTransport()
+        let gauge = Gauge()
+        let worker = Microservice(
+            router: Self.router(gauge: gauge),
+            transport: memory.server,
+            configuration: MicroserviceConfiguration(maxConcurrentHandlers: 2),
+            logger: Self.quietLogger
+        )
+        let client = CourierClient(transport: memory.makeClient())
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await worker.run() }
+            await memory.waitUntilServing()
+            let replies = try await withThrowingTaskGroup(of: String.self) { calls in
+                for _ in 0..<6 { calls.addTask { try await client.send(Self.slow, 50) } }
+                return try await calls.reduce(into: [String]()) { $0.append($1) }
+            }
+            #expect(replies == Array(repeating: "slept", count: 6))
+            #expect(gauge.peak == 2)
+            group.cancelAll()
+        }
+    }
+
+    @Test func gracefulShutdownCancelsHandlersThatOutliveTheTimeout() async throws {
+        let memory = InMemoryTransport()
+        let gauge = Gauge()
+        let worker = Microservice(
+            router: Self.router(gauge: gauge),
+            transport: memory.server,
+            configuration: MicroserviceConfiguration(gracefulShutdownTimeout: .milliseconds(200)),
+            logger: Self.quietLogger
+        )
+        let group = ServiceGroup(services: [worker], logger: Self.quietLogger)
+        let client = CourierClient(transport: memory.makeClient())
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            await memory.waitUntilServing()
+            let call = Task { try await client.send(Self.slow, 10_000, timeout: .seconds(20)) }
+            while worker.inFlightHandlers == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            let clock = ContinuousClock()
+            let start = clock.now
+            await group.triggerGracefulShutdown()
+            try await tasks.next()
+            let stopped = clock.now - start
+            #expect(stopped < .seconds(5), "the worker took \(stopped) to stop")
+            #expect(gauge.cancelled == 1, "the slow handler should have been cancelled")
+            let result = await call.result
+            #expect(throws: CourierError.self) { try result.get() }
+        }
+        await client.shutdown()
+    }
+
+    @Test func messagesArrivingWhileDrainingAreNotHandled() async throws {
+        let memory = InMemoryTransport()
+        let gauge = Gauge()
+        let worker = Microservice(
+            router: Self.router(gauge: gauge),
+            transport: memory.server,
+            configuration: MicroserviceConfiguration(gracefulShutdownTimeout: .seconds(5)),
+            logger: Self.quietLogger
+        )
+        let group = ServiceGroup(services: [worker], logger: Self.quietLogger)
+        let client = CourierClient(transport: memory.makeClient())
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            tasks.addTask { try await group.run() }
+            await memory.waitUntilServing()
+            let first = Task { try await client.send(Self.slow, 300) }
+            while worker.inFlightHandlers == 0 { try await Task.sleep(for: .milliseconds(5)) }
+            await group.triggerGracefulShutdown()
+            while !worker.isDraining { try await Task.sleep(for: .milliseconds(5)) }
+            // Sent after the drain began: never handled (it fails with no server, or times out unhandled).
+            let late = await capture { try await client.send(Self.slow, 1, timeout: .milliseconds(200)) }
+            #expect(throws: CourierError.self) { try late.get() }
+            #expect(try await first.value == "slept")
+            try await tasks.next()
+            #expect(gauge.finished == 1, "only the first call may have run")
+        }
+        await client.shutdown()
+    }
+
+    @Test func onwardCallsNeverOutliveTheCallersDeadline() async throws {
+        let memory = InMemoryTransport()
+        let gauge = Gauge()
+        let onwardClient = CourierClient(transport: memory.makeClient())
+        let worker = Microservice(
+            router: Self.router(gauge: gauge),
+            transport: memory.server,
+            client: onwardClient,
+            logger: Self.quietLogger
+        )
+        let client = CourierClient(transport: memory.makeClient())
+        await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await worker.run() }
+            await memory.waitUntilServing()
+            let clock = ContinuousClock()
+            let start = clock.now
+            // The caller allows 1.5 s; the handler's onward call has the default 30 s, so only the caller's
+            // deadline can end it; the handler then answers before the caller gives up.
+            let reply = await capture { try await client.send(Self.onward, NoPayload(), timeout: .milliseconds(1_500)) }
+            let elapsed = clock.now - start
+            #expect(elapsed < .seconds(4))
+            switch reply {
+            case .success(let text): #expect(text == "onward call failed: timedOut(408)")
+            case .failure(let error as CourierError): #expect(error.code == .timedOut)
+            case .failure(let error): Issue.record("unexpected \(error)")
+            }
+            group.cancelAll()
+        }
+        await client.shutdown()
+        await onwardClient.shutdown()
+    }
+
+    @Test func failingEventHandlersAreCountedAndNeverAnswered() async throws {
+        let memory = InMemoryTransport()
+        let worker = Microservice(router: Self.router(gauge: Gauge()), transport: memory.server,
+                                  logger: Self.quietLogger)
+        let client = CourierClient(transport: memory.makeClient())
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await worker.run() }
+            await memory.waitUntilServing()
+            for value in 0..<3 { try await client.emit(Self.failingEvent, value) }
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(5)
+            while worker.failedEvents < 3, clock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+            #expect(worker.failedEvents == 3)
+            #expect(client.pendingCalls == 0)
+            group.cancelAll()
+        }
+    }
+
+    @Test(arguments: [
+        ["a.b", "a.b"],  // duplicate
+        ["a.**.c"],  // `**` not last
+        [""],  // empty
+    ])
+    func invalidRoutesStopTheServiceAtStart(_ patterns: [String]) async throws {
+        var router = MessageRouter()
+        for pattern in patterns { router.onEvent(pattern) { _, _ in } }
+        #expect(throws: CourierError.self) { try router.validate() }
+        let worker = Microservice(router: router, transport: InMemoryTransport().server, logger: Self.quietLogger)
+        await #expect(throws: CourierError.self) { try await worker.run() }
+    }
+}
+
+/// The outcome of an async throwing call, as a `Result`.
+func capture<T>(_ body: () async throws -> T) async -> Result<T, any Error> {
+    do { return .success(try await body()) } catch { return .failure(error) }
+}
