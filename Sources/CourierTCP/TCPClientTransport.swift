@@ -24,7 +24,7 @@ public final class TCPClientTransport: ClientTransport {
     private enum ConnectionState {
         case idle
         case connecting(EventLoopFuture<any Channel>)
-        case connected(any Channel)
+        case connected(any Channel, WriteCoalescer<TCPClientHandler.Outbound>)
         case closed
     }
 
@@ -61,35 +61,35 @@ public final class TCPClientTransport: ClientTransport {
             fail(id, tooLarge(request))
             return
         }
-        guard case .connected(let channel) = state.withLock({ $0 }) else {
+        guard case .connected(_, let writer) = state.withLock({ $0 }) else {
             fail(id, CourierError.unavailable("not connected to \(endpoint)"))
             return
         }
-        channel.writeAndFlush(TCPClientHandler.Outbound.request(id: id, frame: frame), promise: nil)
+        writer.write(.request(id: id, frame: frame), promise: nil)
     }
 
     public func emit(_ event: WireRequest) async throws {
         let frame = NestFraming.frame(event)
         if NestFraming.bodyLength(of: frame) > configuration.maxFrameLength { throw tooLarge(event) }
-        guard case .connected(let channel) = state.withLock({ $0 }) else {
+        guard case .connected(_, let writer) = state.withLock({ $0 }) else {
             throw CourierError.unavailable("not connected to \(endpoint)")
         }
         do {
-            try await channel.writeAndFlush(TCPClientHandler.Outbound.event(frame))
+            try await writer.writeAndWait(.event(frame))
         } catch {
             throw CourierError.unavailable("could not write to \(endpoint): \(error)", underlying: error)
         }
     }
 
     public func release(correlationID: String) {
-        guard case .connected(let channel) = state.withLock({ $0 }) else { return }
+        guard case .connected(let channel, _) = state.withLock({ $0 }) else { return }
         channel.pipeline.fireUserInboundEventTriggered(TCPClientHandler.Release(id: correlationID))
     }
 
     public func close() async {
         let channel = state.withLock { state -> (any Channel)? in
             defer { state = .closed }
-            if case .connected(let channel) = state { return channel }
+            if case .connected(let channel, _) = state { return channel }
             return nil
         }
         try? await channel?.close()
@@ -121,7 +121,7 @@ public final class TCPClientTransport: ClientTransport {
         }
         let step = state.withLock { state -> Result<Step, CourierError> in
             switch state {
-            case .connected(let channel) where channel.isActive:
+            case .connected(let channel, _) where channel.isActive:
                 return .success(.ready(channel))
             case .connecting(let future):
                 return .success(.wait(future))
@@ -175,11 +175,11 @@ public final class TCPClientTransport: ClientTransport {
             .map { [weak self] channel in
                 // Publish the connection before anyone waiting on the connect future resumes and sends.
                 self?.state.withLock { state in
-                    if case .connecting = state { state = .connected(channel) }
+                    if case .connecting = state { state = .connected(channel, WriteCoalescer(channel: channel)) }
                 }
                 channel.closeFuture.whenComplete { [weak self] _ in
                     self?.state.withLock { state in
-                        if case .connected(let current) = state, current === channel { state = .idle }
+                        if case .connected(let current, _) = state, current === channel { state = .idle }
                     }
                 }
                 return channel

@@ -98,7 +98,9 @@ public final class TCPServerTransport: ServerTransport {
             }
             try await server.executeThenClose { connections in
                 for try await connection in connections {
-                    group.addTask {
+                    // The connection's reader and its handlers run on the connection's event loop.
+                    let executor = EventLoopTaskExecutor(connection.channel.eventLoop)
+                    group.addTask(executorPreference: executor) {
                         await Self.serve(connection: connection, dispatcher: dispatcher, maxFrameLength: maxFrameLength)
                     }
                 }
@@ -114,7 +116,7 @@ public final class TCPServerTransport: ServerTransport {
     ) async {
         let channel = connection.channel
         let metadata = TransportMetadata(transport: "tcp", remoteAddress: channel.remoteAddress?.description)
-        let writer = TCPReplyWriter(channel: channel, maxFrameLength: maxFrameLength)
+        let writer = TCPReplyWriter(writer: WriteCoalescer(channel: channel), maxFrameLength: maxFrameLength)
         do {
             try await connection.executeThenClose { frames, _ in
                 // Handlers are children of this group, so the connection stays open until they have replied.
@@ -177,10 +179,13 @@ public final class TCPServerTransport: ServerTransport {
     }
 }
 
-/// Writes framed replies to one connection. Many handlers write concurrently; NIO serialises the writes.
+/// Writes framed replies to one connection. Many handlers write concurrently; writes are batched per event-loop
+/// turn and each returns once its frame is written.
 struct TCPReplyWriter: ReplyWriter {
-    let channel: any Channel
+    let writer: WriteCoalescer<ByteBuffer>
     let maxFrameLength: Int
+
+    private var channel: any Channel { writer.channel }
 
     func write(_ reply: WireReply) async throws {
         var frame = NestFraming.frame(reply, allocator: channel.allocator)
@@ -194,6 +199,6 @@ struct TCPReplyWriter: ReplyWriter {
             replacement.isDisposed = true
             frame = NestFraming.frame(replacement, allocator: channel.allocator)
         }
-        try await channel.writeAndFlush(frame)
+        try await writer.writeAndWait(frame)
     }
 }

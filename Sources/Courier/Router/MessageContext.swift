@@ -23,7 +23,15 @@ public struct MessageContext: Sendable {
     /// this handler's own deadline.
     public let client: CourierClient?
     /// A logger with the pattern and correlation id attached.
-    public let logger: Logger
+    public var logger: Logger {
+        // Built on use: attaching metadata costs more than most handlers, and most never log.
+        var logger = baseLogger
+        logger[metadataKey: "pattern"] = "\(pattern)"
+        if let correlationID { logger[metadataKey: "correlation-id"] = "\(correlationID)" }
+        return logger
+    }
+
+    let baseLogger: Logger
 
     let deadlineState: DeadlineState?
     let replies: ReplyEmitter?

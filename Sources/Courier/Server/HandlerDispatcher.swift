@@ -171,9 +171,6 @@ final class HandlerDispatcher: InboundDispatcher {
             }
             return
         }
-        var logger = self.logger
-        logger[metadataKey: "pattern"] = "\(request.pattern)"
-        if let id = request.correlationID { logger[metadataKey: "correlation-id"] = "\(id)" }
         let deadline = replies != nil ? request.timeout.map { NIODeadline.now() + .nanoseconds($0.nanosecondCount) } : nil
         let context = MessageContext(
             pattern: request.pattern,
@@ -182,7 +179,7 @@ final class HandlerDispatcher: InboundDispatcher {
             headers: request.headers,
             transport: message.metadata,
             client: client,
-            logger: logger,
+            baseLogger: logger,
             deadlineState: deadline.map(DeadlineState.init),
             replies: replies
         )
@@ -199,7 +196,7 @@ final class HandlerDispatcher: InboundDispatcher {
                 try await replies.write(WireReply(correlationID: replies.correlationID, isDisposed: true))
             }
         } catch {
-            report(error, for: request, logger: logger)
+            report(error, for: request, logger: context.logger)
             guard let replies else { return }
             do {
                 try await replies.write(.failure(correlationID: replies.correlationID, error: error))
