@@ -98,8 +98,9 @@ public final class TCPServerTransport: ServerTransport {
             }
             try await server.executeThenClose { connections in
                 for try await connection in connections {
-                    // The connection's reader and its handlers run on the connection's event loop.
-                    let executor = EventLoopTaskExecutor(connection.channel.eventLoop)
+                    // The connection's reader and its handlers run on the connection's event loop, if so configured.
+                    let executor = configuration.runsHandlersOnEventLoop
+                        ? EventLoopTaskExecutor(connection.channel.eventLoop) : nil
                     group.addTask(executorPreference: executor) {
                         await Self.serve(connection: connection, dispatcher: dispatcher, maxFrameLength: maxFrameLength)
                     }

@@ -32,4 +32,11 @@ struct TCPHarness: ConformanceHarness {
     func conformance(_ scenario: TransportConformance.Scenario) async throws {
         try await scenario.run(TCPHarness())
     }
+
+    @Test(arguments: TransportConformance.scenarios)
+    func conformanceWithHandlersOffTheEventLoop(_ scenario: TransportConformance.Scenario) async throws {
+        try await scenario.run(
+            TCPHarness(configuration: TCPConfiguration(host: "127.0.0.1", port: 0, runsHandlersOnEventLoop: false))
+        )
+    }
 }
