@@ -64,6 +64,7 @@ public enum ExampleService {
 public final class AuditLog: Sendable {
     private let entries = Mutex<[JSONValue]>([])
 
+    /// An empty log.
     public init() {}
 
     /// Appends an entry.

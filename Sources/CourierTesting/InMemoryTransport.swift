@@ -26,6 +26,7 @@ public final class InMemoryTransport: Sendable {
 
     private let state = Mutex(State())
 
+    /// A new, empty in-memory transport.
     public init() {}
 
     /// The worker side; serve it with one ``Microservice`` at a time.

@@ -28,6 +28,7 @@ public struct TransportFeatures: Sendable {
     /// Whether the transport sees a connection drop and fails pending calls at once.
     public var connectionLoss: Bool
 
+    /// Features to test; everything is on by default.
     public init(deadlineExtension: Bool = true, connectionLoss: Bool = true) {
         self.deadlineExtension = deadlineExtension
         self.connectionLoss = connectionLoss
@@ -36,6 +37,7 @@ public struct TransportFeatures: Sendable {
 
 /// A check that did not hold in a conformance scenario.
 public struct ConformanceFailure: Error, CustomStringConvertible {
+    /// Where and what failed.
     public var description: String
 }
 
@@ -53,6 +55,7 @@ public struct ConformanceFailure: Error, CustomStringConvertible {
 public enum TransportConformance {
     /// One behaviour to check.
     public struct Scenario: Sendable, CustomStringConvertible {
+        /// What the scenario checks, as a sentence.
         public let name: String
         let body: @Sendable (any ConformanceHarness) async throws -> Void
 

@@ -26,6 +26,7 @@ public struct MessageRouter: Sendable {
     private(set) var problems: [CourierError] = []
     let coder = PayloadCoder()
 
+    /// An empty router.
     public init() {}
 
     /// The registered patterns.

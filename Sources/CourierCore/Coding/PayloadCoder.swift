@@ -16,6 +16,7 @@ import NIOCore
 /// Courier's own parser for ``JSONValue``. Errors are ``CourierError``s with ``CourierError/Code/encodingFailed``
 /// or ``CourierError/Code/decodingFailed``.
 public struct PayloadCoder: Sendable {
+    /// A coder with the default JSON settings.
     public init() {}
 
     /// Encodes a value as JSON.

@@ -54,6 +54,7 @@ public final class ReplyCorrelator: ReplyReceiver, Sendable {
 
     private let state = Mutex(State())
 
+    /// A correlator with no pending calls.
     public init() {}
 
     /// The number of calls awaiting replies.

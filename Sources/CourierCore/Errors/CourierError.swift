@@ -18,10 +18,14 @@ public struct CourierError: Error, Sendable, Hashable, CustomStringConvertible {
     public struct Code: RawRepresentable, Sendable, Hashable, CustomStringConvertible,
         ExpressibleByIntegerLiteral
     {
+        /// The numeric value sent on the wire.
         public var rawValue: Int
 
+        /// A code with this numeric value.
         public init(rawValue: Int) { self.rawValue = rawValue }
+        /// A code with this numeric value, such as `CourierError.Code(409)`.
         public init(_ rawValue: Int) { self.rawValue = rawValue }
+        /// A code from an integer literal: `error.code == 409`.
         public init(integerLiteral value: Int) { self.rawValue = value }
 
         /// 400: a payload could not be decoded into the expected type (request on the worker, reply on the caller).

@@ -46,6 +46,7 @@ public struct StreamPattern<Request: Codable & Sendable, Element: Codable & Send
 
 /// A payload type for patterns that carry no data. It encodes as JSON `null` and decodes from anything.
 public struct NoPayload: Codable, Sendable, Hashable {
+    /// The empty payload.
     public init() {}
     public init(from decoder: any Decoder) throws {}
     public func encode(to encoder: any Encoder) throws {

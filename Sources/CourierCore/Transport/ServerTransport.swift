@@ -45,6 +45,7 @@ public struct TransportMetadata: Sendable {
     /// The broker timestamp of the message, in milliseconds since 1970, where the transport has one.
     public var timestampMilliseconds: Int64?
 
+    /// Metadata for a message; only `transport` is required.
     public init(
         transport: String,
         remoteAddress: String? = nil,
@@ -73,6 +74,7 @@ public struct InboundMessage: Sendable {
     /// Where replies go; `nil` for events.
     public var replyWriter: (any ReplyWriter)?
 
+    /// A received message.
     public init(request: WireRequest, metadata: TransportMetadata, replyWriter: (any ReplyWriter)?) {
         self.request = request
         self.metadata = metadata

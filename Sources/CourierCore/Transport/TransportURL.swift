@@ -11,7 +11,9 @@
 public struct TransportURL: Sendable, Hashable, CustomStringConvertible {
     /// A host and port pair.
     public struct Endpoint: Sendable, Hashable {
+        /// The host name or address (IPv6 without brackets).
         public var host: String
+        /// The port, if the URL names one.
         public var port: Int?
     }
 

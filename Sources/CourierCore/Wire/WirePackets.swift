@@ -24,6 +24,7 @@ public struct WireRequest: Sendable {
     /// Whether this is an event (no reply is ever sent).
     public var isEvent: Bool { correlationID == nil }
 
+    /// A request (with a correlation id) or an event (without).
     public init(
         pattern: String,
         payload: ByteBuffer,
@@ -59,6 +60,7 @@ public struct WireReply: Sendable {
     /// A Courier extension: the handler asks the caller to wait this much longer, counted from now.
     public var extendDeadline: Duration?
 
+    /// A reply packet; set only the fields the packet carries.
     public init(
         correlationID: String,
         response: ByteBuffer? = nil,
