@@ -83,6 +83,7 @@ public enum TransportConformance {
         Scenario(name: "cancelling the calling task cancels the call", body: cancellation),
         Scenario(name: "breaking out of a stream forgets the call", body: streamEarlyExit),
         Scenario(name: "an error in the middle of a stream ends it", body: streamErrorMidway),
+        Scenario(name: "a stream past its deadline ends with timedOut", body: streamTimeout),
         Scenario(name: "wildcard routes match and report their route", body: wildcardRoutes),
         Scenario(name: "headers reach the handler", body: headersTravel),
         Scenario(name: "1,000 concurrent calls are all answered correctly", body: concurrentCalls),
@@ -401,6 +402,22 @@ public enum TransportConformance {
                 try check(error.code == .unprocessable && error.message == "broken after 3", "error \(error)")
             }
             try check(seen == [0, 1, 2], "elements before the error: \(seen)")
+        }
+    }
+
+    static func streamTimeout(_ harness: any ConformanceHarness) async throws {
+        try await withWorker(harness) { fixture in
+            var seen = 0
+            _ = try await expectError(.timedOut) {
+                // 200 elements 5 ms apart take a second; the caller allows 300 ms.
+                for try await _ in try await fixture.client.sendStream(Probe.slowStream, 200, timeout: .milliseconds(300)) {
+                    seen += 1
+                }
+            }
+            // Either side may notice first: the caller's timer, or the handler's writer refusing to send past the
+            // caller's deadline; both end the stream with timedOut.
+            try check(seen < 200, "elements before the timeout: \(seen)")
+            try check(fixture.client.pendingCalls == 0, "the timed-out stream is still pending")
         }
     }
 
