@@ -175,7 +175,15 @@ public final class TCPClientTransport: ClientTransport {
             .map { [weak self] channel in
                 // Publish the connection before anyone waiting on the connect future resumes and sends.
                 self?.state.withLock { state in
-                    if case .connecting = state { state = .connected(channel, WriteCoalescer(channel: channel)) }
+                    guard case .connecting = state else { return }
+                    let writer = WriteCoalescer<TCPClientHandler.Outbound>(channel: channel) { item in
+                        guard case .request(let id, _) = item else { return }
+                        replies.fail(
+                            correlationIDs: CollectionOfOne(id),
+                            with: .unavailable("connection to \(endpoint) closed before the request was sent")
+                        )
+                    }
+                    state = .connected(channel, writer)
                 }
                 channel.closeFuture.whenComplete { [weak self] _ in
                     self?.state.withLock { state in

@@ -60,7 +60,7 @@ public final class TCPServerTransport: ServerTransport {
 
     public func serve(patterns: [RoutePattern], dispatcher: any InboundDispatcher) async throws {
         let configuration = self.configuration
-        let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+        let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, Never>, Never>
         do {
             server = try await ServerBootstrap(group: eventLoopGroup)
                 .serverChannelOption(.backlog, value: 256)
@@ -75,7 +75,10 @@ public final class TCPServerTransport: ServerTransport {
                                 incompleteFrameTimeout: configuration.incompleteFrameTimeout?.timeAmount
                             )
                         )
-                        return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                        // Replies bypass the async writer (see `WriteCoalescer`), so the outbound side is `Never`: that also
+                        // makes a connection that was accepted but never handed out (the service stopped in
+                        // between) safe to drop.
+                        return try NIOAsyncChannel<ByteBuffer, Never>(wrappingChannelSynchronously: channel)
                     }
                 }
         } catch {
@@ -111,7 +114,7 @@ public final class TCPServerTransport: ServerTransport {
 
     /// Reads one connection's frames and dispatches them until it closes or the service stops.
     private static func serve(
-        connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>,
+        connection: NIOAsyncChannel<ByteBuffer, Never>,
         dispatcher: any InboundDispatcher,
         maxFrameLength: Int
     ) async {

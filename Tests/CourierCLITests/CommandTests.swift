@@ -6,6 +6,14 @@
 import Foundation
 import Testing
 
+/// Runs blocking work (process waits, pipe reads) on a thread of its own, so it never holds one of the few threads
+/// Swift concurrency shares with the other suites running in parallel.
+func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
+
 /// Runs the built `courier` executable as a user would: an example worker in its own process, and the calling
 /// commands against it over loopback TCP.
 @Suite(.serialized) struct CommandTests {
@@ -14,14 +22,18 @@ import Testing
         URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("courier")
     }
 
-    struct Output {
+    struct Output: Sendable {
         var status: Int32
         var stdout: String
         var stderr: String
     }
 
     /// Runs `courier` with `arguments` and waits (at most 30 s) for it to exit.
-    static func run(_ arguments: [String]) throws -> Output {
+    static func run(_ arguments: [String]) async throws -> Output {
+        try await offThePool { try runBlocking(arguments) }
+    }
+
+    private static func runBlocking(_ arguments: [String]) throws -> Output {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
@@ -45,11 +57,16 @@ import Testing
     }
 
     /// A running `courier example-worker` on a free loopback port.
-    final class Worker {
+    final class Worker: @unchecked Sendable {
+        // @unchecked: the process is only touched from one test at a time.
         let process = Process()
         let url: String
 
-        init() throws {
+        static func start() async throws -> Worker {
+            try await offThePool { try Worker() }
+        }
+
+        private init() throws {
             process.executableURL = CommandTests.executable
             process.arguments = ["example-worker", "--transport", "tcp://127.0.0.1:0", "--log-level", "error"]
             let out = Pipe()
@@ -73,84 +90,89 @@ import Testing
         }
 
         /// Sends SIGTERM and returns the exit status.
-        func stop() -> Int32 {
-            if process.isRunning { process.terminate() }
-            process.waitUntilExit()
-            return process.terminationStatus
+        func stop() async throws -> Int32 {
+            try await offThePool {
+                if self.process.isRunning { self.process.terminate() }
+                self.process.waitUntilExit()
+                return self.process.terminationStatus
+            }
         }
 
-        deinit { if process.isRunning { process.terminate() } }
+        /// Sends SIGTERM without waiting.
+        func terminate() { if process.isRunning { process.terminate() } }
+
+        deinit { terminate() }
     }
 
-    @Test func sendPrintsTheReplyAsJSON() throws {
-        let worker = try Worker()
-        defer { _ = worker.stop() }
-        let output = try Self.run(["send", "--transport", worker.url, "math.sum", "[1,2,3]"])
+    @Test func sendPrintsTheReplyAsJSON() async throws {
+        let worker = try await Worker.start()
+        defer { worker.terminate() }
+        let output = try await Self.run(["send", "--transport", worker.url, "math.sum", "[1,2,3]"])
         #expect(output.status == 0, "stderr: \(output.stderr)")
         #expect(output.stdout == "6\n")
     }
 
-    @Test func streamPrintsEachElementOnItsOwnLine() throws {
-        let worker = try Worker()
-        defer { _ = worker.stop() }
-        let output = try Self.run(["stream", "--transport", worker.url, "math.countdown", "3"])
+    @Test func streamPrintsEachElementOnItsOwnLine() async throws {
+        let worker = try await Worker.start()
+        defer { worker.terminate() }
+        let output = try await Self.run(["stream", "--transport", worker.url, "math.countdown", "3"])
         #expect(output.status == 0, "stderr: \(output.stderr)")
         #expect(output.stdout == "3\n2\n1\n")
     }
 
-    @Test func emittedEventsAreCounted() throws {
-        let worker = try Worker()
-        defer { _ = worker.stop() }
+    @Test func emittedEventsAreCounted() async throws {
+        let worker = try await Worker.start()
+        defer { worker.terminate() }
         for user in ["ada", "grace"] {
-            let emitted = try Self.run(["emit", "--transport", worker.url, "audit.log", "{\"user\":\"\(user)\"}"])
+            let emitted = try await Self.run(["emit", "--transport", worker.url, "audit.log", "{\"user\":\"\(user)\"}"])
             #expect(emitted.status == 0, "stderr: \(emitted.stderr)")
             #expect(emitted.stdout.isEmpty)
         }
         var count = ""
         for _ in 0..<50 {
-            count = try Self.run(["send", "--transport", worker.url, "audit.count"]).stdout
+            count = try await Self.run(["send", "--transport", worker.url, "audit.count"]).stdout
             if count == "2\n" { break }
-            usleep(20_000)
+            try await Task.sleep(for: .milliseconds(20))
         }
         #expect(count == "2\n")
     }
 
-    @Test func aRemoteErrorExitsNonZeroWithOneLine() throws {
-        let worker = try Worker()
-        defer { _ = worker.stop() }
-        let output = try Self.run(["send", "--transport", worker.url, "math.fail", "{}"])
+    @Test func aRemoteErrorExitsNonZeroWithOneLine() async throws {
+        let worker = try await Worker.start()
+        defer { worker.terminate() }
+        let output = try await Self.run(["send", "--transport", worker.url, "math.fail", "{}"])
         #expect(output.status == 1)
         #expect(output.stdout.isEmpty)
         #expect(output.stderr.hasPrefix("error: unprocessable(422): math.fail always fails"))
         #expect(output.stderr.filter { $0 == "\n" }.count == 1)
     }
 
-    @Test func anUnknownPatternExitsNonZero() throws {
-        let worker = try Worker()
-        defer { _ = worker.stop() }
-        let output = try Self.run(["send", "--transport", worker.url, "math.nope"])
+    @Test func anUnknownPatternExitsNonZero() async throws {
+        let worker = try await Worker.start()
+        defer { worker.terminate() }
+        let output = try await Self.run(["send", "--transport", worker.url, "math.nope"])
         #expect(output.status == 1)
         #expect(output.stderr.hasPrefix("error: noHandler(501): There is no matching message handler"))
     }
 
-    @Test func anUnreachableWorkerExitsNonZero() throws {
+    @Test func anUnreachableWorkerExitsNonZero() async throws {
         // Port 1 on loopback: nothing listens there, so the connection is refused at once.
-        let output = try Self.run(["send", "--transport", "tcp://127.0.0.1:1", "math.sum", "[1]"])
+        let output = try await Self.run(["send", "--transport", "tcp://127.0.0.1:1", "math.sum", "[1]"])
         #expect(output.status == 1)
         #expect(output.stderr.hasPrefix("error: transportUnavailable(503):"))
     }
 
-    @Test func aBadURLOrPayloadIsRejected() throws {
-        let badURL = try Self.run(["send", "--transport", "nope://x:1", "math.sum", "[1]"])
+    @Test func aBadURLOrPayloadIsRejected() async throws {
+        let badURL = try await Self.run(["send", "--transport", "nope://x:1", "math.sum", "[1]"])
         #expect(badURL.status == 2)
         #expect(badURL.stderr.contains("unsupported transport 'nope'"))
-        let badJSON = try Self.run(["send", "--transport", "tcp://127.0.0.1:1", "math.sum", "[1,"])
+        let badJSON = try await Self.run(["send", "--transport", "tcp://127.0.0.1:1", "math.sum", "[1,"])
         #expect(badJSON.status != 0)
         #expect(badJSON.stderr.contains("not valid JSON"))
     }
 
-    @Test func sigtermStopsTheWorkerCleanly() throws {
-        let worker = try Worker()
-        #expect(worker.stop() == 0)
+    @Test func sigtermStopsTheWorkerCleanly() async throws {
+        let worker = try await Worker.start()
+        #expect(try await worker.stop() == 0)
     }
 }

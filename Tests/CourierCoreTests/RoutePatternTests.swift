@@ -90,20 +90,18 @@ import Testing
 
     @Test(arguments: ["a.**.b", "**.a", "**.**", "a.**.**"])
     func doubleStarNotLastIsRejected(_ text: String) {
-        #expect {
+        let error = #expect(throws: CourierError.self) {
             _ = try RoutePattern(text)
-        } throws: { error in
-            guard let error = error as? CourierError else { return false }
-            return error.code == .unprocessable && error.message.contains("'**' may only be the last segment")
         }
+        #expect(error?.code == .unprocessable)
+        #expect(error?.message.contains("'**' may only be the last segment") == true)
     }
 
     @Test func emptyPatternIsRejected() {
-        #expect {
+        let error = #expect(throws: CourierError.self) {
             _ = try RoutePattern("")
-        } throws: { error in
-            (error as? CourierError)?.code == .unprocessable
         }
+        #expect(error?.code == .unprocessable)
     }
 
     // MARK: RouteTable
@@ -149,12 +147,11 @@ import Testing
         try table.insert(1, for: RoutePattern("math.sum"))
         try table.insert(2, for: RoutePattern("math.*"))
         for text in ["math.sum", "math.*"] {
-            #expect {
+            let error = #expect(throws: CourierError.self) {
                 try table.insert(3, for: RoutePattern(text))
-            } throws: { error in
-                guard let error = error as? CourierError else { return false }
-                return error.code == .unprocessable && error.message.contains("already registered")
             }
+            #expect(error?.code == .unprocessable)
+            #expect(error?.message.contains("already registered") == true)
         }
         // The first registrations are untouched.
         #expect(table.value(for: "math.sum") == 1)

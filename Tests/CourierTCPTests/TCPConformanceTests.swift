@@ -27,7 +27,9 @@ struct TCPHarness: ConformanceHarness {
     }
 }
 
-@Suite struct TCPConformanceTests {
+/// Serialized: scenarios assert on timing (timeouts, deadline extensions), which parallel runs on a 2-core
+/// machine would blur.
+@Suite(.serialized) struct TCPConformanceTests {
     @Test(arguments: TransportConformance.scenarios)
     func conformance(_ scenario: TransportConformance.Scenario) async throws {
         try await scenario.run(TCPHarness())

@@ -17,7 +17,9 @@ struct InMemoryHarness: ConformanceHarness {
     func makeClient(for server: any ServerTransport) async throws -> any ClientTransport { hub.makeClient() }
 }
 
-@Suite struct InMemoryConformanceTests {
+/// Serialized: scenarios assert on timing (timeouts, deadline extensions), which parallel runs on a 2-core
+/// machine would blur.
+@Suite(.serialized) struct InMemoryConformanceTests {
     @Test(arguments: TransportConformance.scenarios)
     func conformance(_ scenario: TransportConformance.Scenario) async throws {
         try await scenario.run(InMemoryHarness())

@@ -198,8 +198,12 @@ final class HandlerDispatcher: InboundDispatcher {
         } catch {
             report(error, for: request, logger: context.logger)
             guard let replies else { return }
+            // A handler cut short because the worker is stopping did not crash: the service went away (503), which
+            // is not NestJS's "Internal server error".
+            let failure = Task.isCancelled && !(error is CourierError)
+                ? CourierError.unavailable("the service stopped before '\(request.pattern)' finished") : error
             do {
-                try await replies.write(.failure(correlationID: replies.correlationID, error: error))
+                try await replies.write(.failure(correlationID: replies.correlationID, error: failure))
             } catch {
                 logger.debug("could not send an error reply: \(error)")
             }

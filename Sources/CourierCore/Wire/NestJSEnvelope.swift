@@ -69,7 +69,7 @@ public enum NestJSEnvelope {
             writeJSONString(status, into: &buffer)
             if let error = reply.error {
                 buffer.writeStaticString(",\"err\":")
-                writeJSON(error, into: &buffer)
+                writeError(error, into: &buffer)
             }
             if reply.isDisposed { buffer.writeStaticString(",\"isDisposed\":true") }
             buffer.writeInteger(UInt8(ascii: "}"))
@@ -87,7 +87,7 @@ public enum NestJSEnvelope {
         }
         if let error = reply.error {
             buffer.writeStaticString("\"err\":")
-            writeJSON(error, into: &buffer)
+            writeError(error, into: &buffer)
             buffer.writeInteger(UInt8(ascii: ","))
         }
         if reply.isDisposed { buffer.writeStaticString("\"isDisposed\":true,") }
@@ -147,7 +147,8 @@ public enum NestJSEnvelope {
                 response = value
             case "err":
                 let parsed = try JSONScanner.parseValue(in: bytes, range: value)
-                err = parsed.isJavaScriptTruthy ? parsed : nil
+                // `nil` alone would become JSON `null` here (JSONValue is ExpressibleByNilLiteral), not "no error".
+                err = parsed.isJavaScriptTruthy ? parsed : Optional<JSONValue>.none
             case "isDisposed":
                 isDisposed = try JSONScanner.parseValue(in: bytes, range: value).isJavaScriptTruthy
             case "status":
@@ -239,6 +240,31 @@ public enum NestJSEnvelope {
         buffer.writeBytes(bytes)
     }
 
+    /// Writes an `err` value. Objects put `status` and `message` first, in that order, as NestJS's exception filter
+    /// does (`{"status":"error","message":"Internal server error"}`, §1.4 of the wire notes); other keys follow in
+    /// the writer's sorted order.
+    static func writeError(_ error: JSONValue, into buffer: inout ByteBuffer) {
+        guard case .object(var members) = error else { return writeJSON(error, into: &buffer) }
+        buffer.writeInteger(UInt8(ascii: "{"))
+        var first = true
+        for key in ["status", "message"] {
+            guard let value = members.removeValue(forKey: key) else { continue }
+            if !first { buffer.writeInteger(UInt8(ascii: ",")) }
+            first = false
+            writeJSONString(key, into: &buffer)
+            buffer.writeInteger(UInt8(ascii: ":"))
+            writeJSON(value, into: &buffer)
+        }
+        if !members.isEmpty {
+            // The rest, sorted, without the outer braces.
+            var rest: [UInt8] = []
+            JSONWriter.append(.object(members), to: &rest)
+            if !first { buffer.writeInteger(UInt8(ascii: ",")) }
+            buffer.writeBytes(rest.dropFirst().dropLast())
+        }
+        buffer.writeInteger(UInt8(ascii: "}"))
+    }
+
     /// Writes the compact JSON text of `value`.
     public static func writeJSON(_ value: JSONValue, into buffer: inout ByteBuffer) {
         var bytes: [UInt8] = []
@@ -252,6 +278,7 @@ public struct WireFormatError: Error, Sendable, Hashable, CustomStringConvertibl
     /// What is wrong, for logs.
     public var reason: String
 
+    /// An error with a reason for logs.
     public init(reason: String) { self.reason = reason }
 
     public var description: String { reason }

@@ -49,8 +49,10 @@ final class NestFrameDecoder: ChannelInboundHandler, RemovableChannelHandler {
         } else {
             cumulation = incoming
         }
+        var completedFrame = false
         do {
             while let body = try nextFrame() {
+                completedFrame = true
                 context.fireChannelRead(wrapInboundOut(body))
                 if failed { return }
             }
@@ -65,6 +67,11 @@ final class NestFrameDecoder: ChannelInboundHandler, RemovableChannelHandler {
             // Frame progress is relative to the reader index, so it survives the move.
             buffer.discardReadBytes()
             cumulation = buffer
+        }
+        if completedFrame, let timer = idleTimer {
+            // The timeout is per frame: a frame that started in this read gets its own full timeout.
+            timer.cancel()
+            idleTimer = nil
         }
         updateIdleTimer(context: context)
     }

@@ -20,9 +20,15 @@ final class WriteCoalescer<Item: Sendable>: Sendable {
 
     let channel: any Channel
     private let pending = Mutex(Pending())
+    private let onUnwritten: @Sendable (Item) -> Void
 
-    init(channel: any Channel) {
+    /// - Parameters:
+    ///   - channel: Where the writes go.
+    ///   - onUnwritten: Called for each item that found the channel already closed (its promise, if any, fails
+    ///     too), so the caller can fail what waited on it.
+    init(channel: any Channel, onUnwritten: @escaping @Sendable (Item) -> Void = { _ in }) {
         self.channel = channel
+        self.onUnwritten = onUnwritten
     }
 
     /// Queues `item`; `promise` (if any) completes when it is written.
@@ -52,6 +58,14 @@ final class WriteCoalescer<Item: Sendable>: Sendable {
                 pending.isScheduled = false
             }
             return pending.items
+        }
+        guard channel.isActive else {
+            // Closing happens on this event loop too, so a channel found active here stays so for this batch.
+            for (item, promise) in batch {
+                promise?.fail(ChannelError.ioOnClosedChannel)
+                onUnwritten(item)
+            }
+            return
         }
         for (item, promise) in batch {
             channel.write(item, promise: promise)

@@ -1,0 +1,647 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import Courier
+import CourierExample
+import CourierTCP
+import Logging
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+import Synchronization
+import Testing
+
+/// The TCP transport over real loopback sockets: exact NestJS bytes, hostile input, connection loss and reconnect.
+@Suite struct TCPTransportTests {
+    // MARK: Fixtures
+
+    /// Test-only contracts served next to the example service.
+    enum Probe {
+        static let sleep = MessagePattern<Int, String>("probe.sleep")
+        static let big = MessagePattern<String, Int>("probe.big")
+        static let objectSum = MessagePattern<[Int], Int>(#"{"cmd":"sum"}"#)
+    }
+
+    struct Crash: Error {}
+
+    /// A one-shot signal from a handler to the test.
+    final class Signal: Sendable {
+        private let stream: AsyncStream<Void>
+        private let continuation: AsyncStream<Void>.Continuation
+        init() { (stream, continuation) = AsyncStream.makeStream() }
+        func fire() { continuation.yield() }
+        func wait() async {
+            for await _ in stream { return }
+        }
+    }
+
+    final class Counter: Sendable {
+        private let value = Atomic<Int>(0)
+        func increment() { value.add(1, ordering: .relaxed) }
+        var count: Int { value.load(ordering: .relaxed) }
+    }
+
+    /// The example service plus the probes.
+    static func router(started: Signal = Signal(), bigCalls: Counter = Counter()) -> MessageRouter {
+        var router = ExampleService.router()
+        router.on(Probe.sleep) { milliseconds, _ in
+            started.fire()
+            try await Task.sleep(for: .milliseconds(milliseconds))
+            return "slept \(milliseconds) ms"
+        }
+        router.on(Probe.big) { text, _ in
+            bigCalls.increment()
+            return text.count
+        }
+        router.on(Probe.objectSum) { numbers, _ in numbers.reduce(0, +) }
+        router.onMessage("probe.echo") { value, _ in value }
+        router.onMessage("probe.crash") { _, _ in throw Crash() }
+        return router
+    }
+
+    /// A worker serving on a loopback port in a `ServiceGroup`, running in its own task.
+    ///
+    /// Tests stop it with a graceful shutdown rather than by cancelling its task: cancelling a NIO async server while
+    /// a just-accepted connection is still buffered traps in SwiftNIO ("Deinited NIOAsyncWriter without calling
+    /// finish()", apple/swift-nio#2637). Cancelling the task is only the fallback when a test fails early.
+    struct Worker {
+        let service: Microservice
+        let transport: TCPServerTransport
+        let group: ServiceGroup
+        let task: Task<Void, any Error>
+        let port: Int
+
+        /// Stops the worker: it stops accepting, gives in-flight handlers the graceful shutdown timeout, cancels
+        /// those still running, closes its connections and returns.
+        func stop() async {
+            await group.triggerGracefulShutdown()
+            _ = await task.result
+        }
+    }
+
+    static var quietLogger: Logger {
+        var logger = Logger(label: "courier.tests.tcp")
+        logger.logLevel = .critical
+        return logger
+    }
+
+    static func startWorker(
+        router: MessageRouter = TCPTransportTests.router(),
+        port: Int = 0,
+        maxFrameLength: Int = 16 * 1024 * 1024,
+        incompleteFrameTimeout: Duration? = .seconds(30),
+        gracefulShutdownTimeout: Duration = .milliseconds(200)
+    ) async throws -> Worker {
+        let transport = TCPServerTransport(
+            configuration: .init(
+                host: "127.0.0.1",
+                port: port,
+                maxFrameLength: maxFrameLength,
+                incompleteFrameTimeout: incompleteFrameTimeout
+            )
+        )
+        let service = Microservice(
+            router: router,
+            transport: transport,
+            configuration: .init(gracefulShutdownTimeout: gracefulShutdownTimeout),
+            logger: quietLogger
+        )
+        let group = ServiceGroup(services: [service], logger: quietLogger)
+        let task = Task { try await group.run() }
+        do {
+            let address = try await transport.localAddress()
+            return Worker(
+                service: service,
+                transport: transport,
+                group: group,
+                task: task,
+                port: try #require(address.port)
+            )
+        } catch {
+            task.cancel()
+            throw error
+        }
+    }
+
+    static func makeClient(
+        port: Int,
+        maxFrameLength: Int = 16 * 1024 * 1024,
+        timeout: Duration = .seconds(10)
+    ) -> CourierClient {
+        CourierClient(
+            transport: TCPClientTransport(
+                configuration: .init(host: "127.0.0.1", port: port, maxFrameLength: maxFrameLength)
+            ),
+            configuration: .init(defaultTimeout: timeout)
+        )
+    }
+
+    /// Runs `body` and returns the CourierError it throws, recording an issue if it throws anything else.
+    static func courierError(
+        sourceLocation: SourceLocation = #_sourceLocation,
+        _ body: () async throws -> Void
+    ) async -> CourierError? {
+        do {
+            try await body()
+            Issue.record("expected a CourierError, got success", sourceLocation: sourceLocation)
+        } catch let error as CourierError {
+            return error
+        } catch {
+            Issue.record("expected a CourierError, got \(error)", sourceLocation: sourceLocation)
+        }
+        return nil
+    }
+
+    /// Waits until `condition` holds, checking every few milliseconds, for at most `limit`.
+    static func eventually(within limit: Duration = .seconds(3), _ condition: () -> Bool) async throws -> Bool {
+        let clock = ContinuousClock()
+        let end = clock.now + limit
+        while clock.now < end {
+            if condition() { return true }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        return condition()
+    }
+
+    /// `<utf16 length>#<json>`.
+    static func frame(_ json: String) -> String { "\(json.utf16.count)#\(json)" }
+
+    // MARK: A raw TCP peer
+
+    /// A plain TCP connection that sends arbitrary bytes and records what comes back. It closes itself after
+    /// `lifetime`, so a test waiting for bytes that never come fails instead of hanging.
+    final class RawConnection: Sendable {
+        enum Event: Sendable {
+            case bytes(ByteBuffer)
+            case closed
+        }
+
+        final class Collector: ChannelInboundHandler, Sendable {
+            typealias InboundIn = ByteBuffer
+            let continuation: AsyncStream<Event>.Continuation
+            init(_ continuation: AsyncStream<Event>.Continuation) { self.continuation = continuation }
+
+            func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+                continuation.yield(.bytes(unwrapInboundIn(data)))
+            }
+
+            func channelInactive(context: ChannelHandlerContext) {
+                continuation.yield(.closed)
+                continuation.finish()
+                context.fireChannelInactive()
+            }
+
+            func errorCaught(context: ChannelHandlerContext, error: any Error) {
+                context.close(promise: nil)
+            }
+        }
+
+        let channel: any Channel
+        private let events: AsyncStream<Event>
+
+        private init(channel: any Channel, events: AsyncStream<Event>) {
+            self.channel = channel
+            self.events = events
+        }
+
+        static func connect(port: Int, lifetime: TimeAmount = .seconds(5)) async throws -> RawConnection {
+            let (events, continuation) = AsyncStream<Event>.makeStream()
+            let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(Collector(continuation))
+                    }
+                }
+                .connect(host: "127.0.0.1", port: port)
+                .get()
+            channel.eventLoop.scheduleTask(in: lifetime) { channel.close(promise: nil) }
+            return RawConnection(channel: channel, events: events)
+        }
+
+        func send(_ text: String) async throws {
+            try await channel.writeAndFlush(ByteBuffer(string: text))
+        }
+
+        func close() async {
+            try? await channel.close()
+        }
+
+        /// The one reader of what arrives.
+        func reader() -> Reader { Reader(iterator: events.makeAsyncIterator()) }
+
+        struct Reader {
+            var iterator: AsyncStream<Event>.Iterator
+            var received: [UInt8] = []
+            var isClosed = false
+
+            /// Reads until `count` bytes have arrived in total (or the connection closed); returns and consumes them.
+            mutating func read(count: Int) async -> String {
+                while received.count < count, !isClosed {
+                    await next()
+                }
+                let taken = received.prefix(count)
+                received.removeFirst(taken.count)
+                return String(decoding: taken, as: UTF8.self)
+            }
+
+            /// Reads exactly the bytes of `expected` (as many as it has), for comparing.
+            mutating func read(matching expected: String) async -> String {
+                await read(count: expected.utf8.count)
+            }
+
+            /// Waits until the peer closes the connection; returns everything not read yet.
+            mutating func readUntilClosed() async -> [UInt8] {
+                while !isClosed { await next() }
+                defer { received.removeAll() }
+                return received
+            }
+
+            private mutating func next() async {
+                switch await iterator.next() {
+                case .bytes(let buffer): received += buffer.readableBytesView
+                case .closed, nil: isClosed = true
+                }
+            }
+        }
+    }
+
+    // MARK: (a) Exact NestJS bytes
+
+    @Test func rawRequestGetsTheExactNestJSReply() async throws {
+        let worker = try await Self.startWorker()
+        defer { worker.task.cancel() }
+        let raw = try await RawConnection.connect(port: worker.port)
+        var reader = raw.reader()
+
+        let request = #"{"pattern":"math.sum","data":[1,2,3],"id":"7c1d3b0e"}"#
+        #expect(Self.frame(request) == "53#" + request)
+        try await raw.send(Self.frame(request))
+        let expected = #"48#{"response":6,"isDisposed":true,"id":"7c1d3b0e"}"#
+        let received = await reader.read(matching: expected)
+        #expect(received == expected)
+
+        // The reference request vector, with an object pattern (§2), routes to the `{"cmd":"sum"}` handler.
+        try await raw.send(#"56#{"pattern":{"cmd":"sum"},"data":[1,2,3],"id":"7c1d3b0e"}"#)
+        let receivedAgain = await reader.read(matching: expected)
+        #expect(receivedAgain == expected)
+
+        await raw.close()
+        await worker.stop()
+    }
+
+    @Test func unknownPatternGetsTheExactNestJSBytes() async throws {
+        let worker = try await Self.startWorker()
+        defer { worker.task.cancel() }
+        let raw = try await RawConnection.connect(port: worker.port)
+        var reader = raw.reader()
+        try await raw.send(Self.frame(#"{"pattern":"no.such.pattern","data":null,"id":"7c1d3b0e"}"#))
+        let expected =
+            #"110#{"id":"7c1d3b0e","status":"error","err":"There is no matching message handler defined in the remote service."}"#
+        let received = await reader.read(matching: expected)
+        #expect(received == expected)
+        await raw.close()
+        await worker.stop()
+    }
+
+    @Test func nonCourierErrorGetsTheExactNestJSErrorBytes() async throws {
+        let worker = try await Self.startWorker()
+        defer { worker.task.cancel() }
+        let raw = try await RawConnection.connect(port: worker.port)
+        var reader = raw.reader()
+        try await raw.send(Self.frame(#"{"pattern":"probe.crash","data":null,"id":"7c1d3b0e"}"#))
+        let expected =
+            #"94#{"err":{"status":"error","message":"Internal server error"},"isDisposed":true,"id":"7c1d3b0e"}"#
+        let received = await reader.read(matching: expected)
+        #expect(received == expected)
+        await raw.close()
+        await worker.stop()
+    }
+
+    @Test func codedErrorPutsNestJSKeysFirst() async throws {
+        let worker = try await Self.startWorker()
+        defer { worker.task.cancel() }
+        let raw = try await RawConnection.connect(port: worker.port)
+        var reader = raw.reader()
+        try await raw.send(Self.frame(#"{"pattern":"math.fail","data":{"x":1},"id":"f1"}"#))
+        let body =
+            #"{"err":{"status":"error","message":"math.fail always fails","code":422,"details":{"request":{"x":1}}},"isDisposed":true,"id":"f1"}"#
+        let expected = Self.frame(body)
+        let received = await reader.read(matching: expected)
+        #expect(received == expected)
+        await raw.close()
+        await worker.stop()
+    }
+
+    @Test func countdownStreamsOneFramePerElementThenDisposal() async throws {
+        let worker = try await Self.startWorker()
+        defer { worker.task.cancel() }
+        let raw = try await RawConnection.connect(port: worker.port)
+        var reader = raw.reader()
+        try await raw.send(Self.frame(#"{"pattern":"math.countdown","data":3,"id":"c1"}"#))
+        let expected = [
+            #"{"response":3,"id":"c1"}"#,
+            #"{"response":2,"id":"c1"}"#,
+            #"{"response":1,"id":"c1"}"#,
+            #"{"isDisposed":true,"id":"c1"}"#,
+        ].map(Self.frame).joined()
+        #expect(expected.hasPrefix(#"24#{"response":3,"id":"c1"}"#))
+        let received = await reader.read(matching: expected)
+        #expect(received == expected)
+
+        // An empty countdown is a lone disposal packet.
+        try await raw.send(Self.frame(#"{"pattern":"math.countdown","data":0,"id":"c2"}"#))
+        let empty = #"29#{"isDisposed":true,"id":"c2"}"#
+        let receivedAgain = await reader.read(matching: empty)
+        #expect(receivedAgain == empty)
+        await raw.close()
+        await worker.stop()
+    }
+
+    @Test func multiByteTextIsFramedInUTF16Units() async throws {
+        let worker = try await Self.startWorker()
+        defer { worker.task.cancel() }
+        let raw = try await RawConnection.connect(port: worker.port)
+        var reader = raw.reader()
+        try await raw.send(Self.frame(#"{"pattern":"probe.echo","data":"héllo 😀 漢字","id":"u"}"#))
+        let body = #"{"response":"héllo 😀 漢字","isDisposed":true,"id":"u"}"#
+        let expected = Self.frame(body)
+        #expect(expected.hasPrefix("\(body.utf16.count)#"))
+        #expect(body.utf16.count != body.utf8.count)
+        let received = await reader.read(matching: expected)
+        #expect(received == expected)
+        await raw.close()
+        await worker.stop()
+    }
+
+    @Test func eventsGetNoReplyAndReplyPacketsSentToTheServerAreIgnored() async throws {
+        let worker = try await Self.startWorker()
+        defer { worker.task.cancel() }
+        let raw = try await RawConnection.connect(port: worker.port)
+        var reader = raw.reader()
+        // An event, a stray reply packet and then a request, in one write.
+        try await raw.send(
+            Self.frame(#"{"pattern":"audit.log","data":{"id":1}}"#)
+                + Self.frame(#"{"response":1,"id":"stray"}"#)
+                + Self.frame(#"{"pattern":"audit.count","data":null,"id":"n1"}"#)
+        )
+        // The only reply is the request's; the event was handled first on this connection.
+        let expected = Self.frame(#"{"response":1,"isDisposed":true,"id":"n1"}"#)
+        let received = await reader.read(matching: expected)
+        #expect(received == expected)
+        await raw.close()
+        await worker.stop()
+    }
+
+    // MARK: (b) Hostile input closes only its own connection
+
+    static let badInputs: [(String, String)] = [
+        ("non-digit prefix", "abc#{}"),
+        ("digit then letter", "4x#{}"),
+        ("more than 12 digits", "1234567890123#"),
+        ("invalid JSON body", "5#{nope"),
+        ("JSON that is not an object", "7#[1,2,3]"),
+        ("object that is not a packet", #"9#{"foo":1}"#),
+        ("frame above maxFrameLength", "1001#{"),
+    ]
+
+    @Test(arguments: badInputs)
+    func badInputClosesOnlyThatConnection(_ name: String, _ input: String) async throws {
+        let worker = try await Self.startWorker(maxFrameLength: 1_000, incompleteFrameTimeout: .milliseconds(200))
+        defer { worker.task.cancel() }
+        let client = Self.makeClient(port: worker.port)
+        // The well-behaved connection is open before the bad one arrives.
+        #expect(try await client.send(ExampleService.sum, [1, 2]) == 3)
+        let goodChannel = try await client.unwrap(as: (any Channel).self)
+
+        let bad = try await RawConnection.connect(port: worker.port)
+        var reader = bad.reader()
+        let clock = ContinuousClock()
+        let start = clock.now
+        try await bad.send(input)
+        let leftover = await reader.readUntilClosed()
+        #expect(leftover.isEmpty, "\(name): the server answered \(String(decoding: leftover, as: UTF8.self))")
+        #expect(clock.now - start < .seconds(3), "\(name): closed only after \(clock.now - start)")
+
+        // The good connection is still the same, still open, and still served.
+        #expect(try await client.send(ExampleService.sum, [3, 4]) == 7)
+        let stillGood = try await client.unwrap(as: (any Channel).self)
+        #expect(stillGood === goodChannel)
+        #expect(stillGood.isActive)
+        await client.shutdown()
+        await worker.stop()
+    }
+
+    @Test func halfSentFrameLeftIdleIsClosedAfterTheTimeout() async throws {
+        let worker = try await Self.startWorker(maxFrameLength: 1_000, incompleteFrameTimeout: .milliseconds(200))
+        defer { worker.task.cancel() }
+        let client = Self.makeClient(port: worker.port)
+        #expect(try await client.send(ExampleService.sum, [1, 2]) == 3)
+        let goodChannel = try await client.unwrap(as: (any Channel).self)
+
+        let bad = try await RawConnection.connect(port: worker.port)
+        var reader = bad.reader()
+        let clock = ContinuousClock()
+        let start = clock.now
+        try await bad.send(#"60#{"pattern":"math.sum","#)
+        let leftover = await reader.readUntilClosed()
+        let elapsed = clock.now - start
+        #expect(leftover.isEmpty)
+        #expect(elapsed >= .milliseconds(150), "closed after \(elapsed), before the 200 ms timeout")
+        #expect(elapsed < .seconds(3), "closed after \(elapsed)")
+
+        #expect(try await client.send(ExampleService.sum, [5, 5]) == 10)
+        let stillGood = try await client.unwrap(as: (any Channel).self)
+        #expect(stillGood === goodChannel)
+        await client.shutdown()
+        await worker.stop()
+    }
+
+    // MARK: (c) Connection loss and reconnect
+
+    /// A listener standing in for a worker that dies: it accepts connections, never replies, and hands each
+    /// connection that has sent a request to the test, which then closes it.
+    static func startSilentServer(port: Int = 0) async throws -> (listener: any Channel, requests: AsyncStream<any Channel>) {
+        final class Capture: ChannelInboundHandler, Sendable {
+            typealias InboundIn = ByteBuffer
+            let continuation: AsyncStream<any Channel>.Continuation
+            init(_ continuation: AsyncStream<any Channel>.Continuation) { self.continuation = continuation }
+            func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+                continuation.yield(context.channel)
+            }
+        }
+        let (requests, continuation) = AsyncStream<any Channel>.makeStream()
+        let listener = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(Capture(continuation))
+                }
+            }
+            .bind(host: "127.0.0.1", port: port)
+            .get()
+        return (listener, requests)
+    }
+
+    @Test func connectionDroppedByTheServerFailsThePendingCallAndTheNextCallReconnects() async throws {
+        let (listener, requests) = try await Self.startSilentServer()
+        let port = try #require(listener.localAddress?.port)
+        let client = Self.makeClient(port: port, timeout: .seconds(20))
+
+        let call = Task { try await client.send(Probe.sleep, 5_000) }
+        var connections = requests.makeAsyncIterator()
+        let serverSide = try #require(await connections.next())
+        #expect(client.pendingCalls == 1)
+        let firstChannel = try await client.unwrap(as: (any Channel).self)
+
+        // The server closes the connection while the call waits for its reply.
+        let clock = ContinuousClock()
+        let start = clock.now
+        try await serverSide.close()
+        let error = await Self.courierError { _ = try await call.value }
+        let elapsed = clock.now - start
+        #expect(error?.code == .transportUnavailable, "\(String(describing: error))")
+        #expect(error?.isRemote == false)
+        #expect(elapsed < .seconds(2), "the pending call failed only after \(elapsed)")
+        #expect(client.pendingCalls == 0)
+
+        // While nothing listens, calls fail fast.
+        try await listener.close()
+        let refused = await Self.courierError { _ = try await client.send(ExampleService.sum, [1]) }
+        #expect(refused?.code == .transportUnavailable)
+
+        // A worker on the same port: the same client reconnects on its next call.
+        let worker = try await Self.startWorker(port: port)
+        defer { worker.task.cancel() }
+        #expect(worker.port == port)
+        #expect(try await client.send(ExampleService.sum, [2, 3]) == 5)
+        let secondChannel = try await client.unwrap(as: (any Channel).self)
+        #expect(secondChannel !== firstChannel)
+        #expect(secondChannel.isActive)
+        await client.shutdown()
+        await worker.stop()
+    }
+
+    @Test func stoppingTheWorkerFailsThePendingCallAndARestartedWorkerServesTheSameClient() async throws {
+        let started = Signal()
+        let router = Self.router(started: started)
+        let first = try await Self.startWorker(router: router)
+        let port = first.port
+        let client = Self.makeClient(port: port, timeout: .seconds(20))
+        #expect(try await client.send(ExampleService.sum, [1, 1]) == 2)
+        let firstChannel = try await client.unwrap(as: (any Channel).self)
+
+        let call = Task { try await client.send(Probe.sleep, 5_000) }
+        await started.wait()
+        #expect(client.pendingCalls == 1)
+
+        // Stopping the worker: the slow handler outlives the graceful shutdown timeout, is cancelled and its
+        // connection closed.
+        let clock = ContinuousClock()
+        let start = clock.now
+        await first.stop()
+        let error = await Self.courierError { _ = try await call.value }
+        let elapsed = clock.now - start
+        #expect(error?.code == .transportUnavailable, "\(String(describing: error))")
+        #expect(elapsed < .seconds(2), "the pending call failed only after \(elapsed)")
+        #expect(client.pendingCalls == 0)
+        #expect(try await Self.eventually { !firstChannel.isActive }, "the worker left the connection open")
+
+        // While nothing listens, calls fail fast.
+        let refused = await Self.courierError { _ = try await client.send(ExampleService.sum, [1]) }
+        #expect(refused?.code == .transportUnavailable)
+
+        // A new worker on the same port: the same client reconnects on its next call.
+        let second = try await Self.startWorker(router: router, port: port)
+        defer { second.task.cancel() }
+        #expect(second.port == port)
+        #expect(try await client.send(ExampleService.sum, [2, 3]) == 5)
+        let secondChannel = try await client.unwrap(as: (any Channel).self)
+        #expect(secondChannel !== firstChannel)
+        #expect(secondChannel.isActive)
+        await client.shutdown()
+        await second.stop()
+    }
+
+    // MARK: (d) Nothing listening
+
+    @Test func clientWithoutServerFailsFast() async throws {
+        // Find a free port, then make sure nothing listens on it.
+        let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0)
+            .get()
+        let port = try #require(probe.localAddress?.port)
+        try await probe.close()
+
+        let client = Self.makeClient(port: port)
+        let clock = ContinuousClock()
+        let start = clock.now
+        let error = await Self.courierError { _ = try await client.send(ExampleService.sum, [1, 2]) }
+        #expect(error?.code == .transportUnavailable)
+        let emitError = await Self.courierError { try await client.emit(ExampleService.auditLog, ["x": 1]) }
+        #expect(emitError?.code == .transportUnavailable)
+        let streamError = await Self.courierError { _ = try await client.sendStream(ExampleService.countdown, 2) }
+        #expect(streamError?.code == .transportUnavailable)
+        #expect(clock.now - start < .seconds(3))
+        #expect(client.pendingCalls == 0)
+        await client.shutdown()
+    }
+
+    // MARK: (e) Oversized outgoing requests
+
+    @Test func oversizedRequestFailsLocallyWithPayloadTooLarge() async throws {
+        let bigCalls = Counter()
+        let worker = try await Self.startWorker(router: Self.router(bigCalls: bigCalls))
+        defer { worker.task.cancel() }
+        let client = Self.makeClient(port: worker.port, maxFrameLength: 1_000)
+        #expect(try await client.send(Probe.big, String(repeating: "a", count: 500)) == 500)
+        #expect(bigCalls.count == 1)
+        let channel = try await client.unwrap(as: (any Channel).self)
+
+        let error = await Self.courierError {
+            _ = try await client.send(Probe.big, String(repeating: "a", count: 2_000))
+        }
+        #expect(error?.code == .payloadTooLarge)
+        #expect(error?.message.contains("probe.big") == true)
+        #expect(error?.message.contains("1000") == true)
+        let emitError = await Self.courierError {
+            try await client.emit(ExampleService.auditLog, .string(String(repeating: "b", count: 2_000)))
+        }
+        #expect(emitError?.code == .payloadTooLarge)
+        #expect(client.pendingCalls == 0)
+
+        // Nothing reached the worker, and the connection is untouched.
+        #expect(try await client.send(ExampleService.sum, [1, 2]) == 3)
+        #expect(bigCalls.count == 1)
+        #expect(try await client.send(ExampleService.auditCount, NoPayload()) == 0)
+        let same = try await client.unwrap(as: (any Channel).self)
+        #expect(same === channel)
+        #expect(same.isActive)
+        await client.shutdown()
+        await worker.stop()
+    }
+
+    // MARK: (f) Native objects
+
+    @Test func unwrapReturnsTheActiveChannels() async throws {
+        let worker = try await Self.startWorker()
+        defer { worker.task.cancel() }
+        let client = Self.makeClient(port: worker.port)
+        let channel = try await client.unwrap(as: (any Channel).self)
+        #expect(channel.isActive)
+        #expect(try await client.send(ExampleService.sum, [1]) == 1)
+        #expect(try await client.unwrap(as: (any Channel).self) === channel)
+        #expect(channel.remoteAddress?.port == worker.port)
+
+        let server = try await worker.service.unwrap(as: (any Channel).self)
+        #expect(server.isActive)
+        #expect(server.localAddress?.port == worker.port)
+
+        let wrongType = await Self.courierError { _ = try await client.unwrap(as: Int.self) }
+        #expect(wrongType?.code == .unprocessable)
+        await client.shutdown()
+        await worker.stop()
+    }
+}
