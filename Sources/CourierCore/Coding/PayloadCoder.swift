@@ -12,9 +12,27 @@ import NIOCore
 
 /// Turns typed payloads into the raw JSON a wire format carries, and back.
 ///
-/// Uses `JSONEncoder`/`JSONDecoder` (with `/` left unescaped, as NestJS writes it) for `Codable` types, and
-/// Courier's own parser for ``JSONValue``. Errors are ``CourierError``s with ``CourierError/Code/encodingFailed``
-/// or ``CourierError/Code/decodingFailed``.
+/// `Codable` types go through Courier's own Foundation-free coders, ``CourierJSONEncoder`` and
+/// ``CourierJSONDecoder``, which implement the default strategies of Foundation's `JSONEncoder`/`JSONDecoder` (with
+/// `/` left unescaped, as NestJS writes it) several times faster. ``JSONValue`` uses Courier's parser and writer, and
+/// a `ByteBuffer` passes through untouched. Errors are ``CourierError``s with ``CourierError/Code/encodingFailed`` or
+/// ``CourierError/Code/decodingFailed``.
+///
+/// ## Foundation fallback
+///
+/// Whatever the fast coders cannot do exactly as Foundation does, Foundation does, for the whole payload:
+///
+/// - they throw ``CourierJSONCodingError/unsupported(_:)`` for `Data`, `URL` and `Decimal` (which Foundation writes
+///   as base64, a string and a plain number rather than through their own conformances), and for encoder use a
+///   single forward pass cannot reproduce (a key given twice, writing to a container after a later one);
+/// - the fast decoder is strict about JSON syntax, while Foundation accepts a few deviations (a trailing comma in an
+///   array, a byte order mark, UTF-16 input, bad escapes or numbers in members it does not decode); so a document
+///   the fast decoder rejects as malformed goes to Foundation too, and is reported with the fast decoder's more
+///   precise error only if Foundation rejects it as malformed as well.
+///
+/// Payloads therefore encode and decode as they did with Foundation alone, except that object members come out in
+/// declaration order rather than in an unspecified one, and that ``JSONValue``s nested in `Codable` values are
+/// written and parsed by Courier's own writer and parser, as top-level ones always were.
 public struct PayloadCoder: Sendable {
     /// A coder with the default JSON settings.
     public init() {}
@@ -28,9 +46,13 @@ public struct PayloadCoder: Sendable {
         }
         if let raw = value as? ByteBuffer { return raw }
         do {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.withoutEscapingSlashes]
-            return ByteBuffer(bytes: try encoder.encode(value))
+            do {
+                return ByteBuffer(bytes: try CourierJSONEncoder().encode(value))
+            } catch is CourierJSONCodingError {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.withoutEscapingSlashes]
+                return ByteBuffer(bytes: try encoder.encode(value))
+            }
         } catch {
             throw CourierError(.encodingFailed, "could not encode \(Value.self): \(error)", underlying: error)
         }
@@ -51,7 +73,17 @@ public struct PayloadCoder: Sendable {
         }
         if Value.self == ByteBuffer.self { return buffer as! Value }
         do {
-            return try JSONDecoder().decode(Value.self, from: Data(buffer.readableBytesView))
+            do {
+                return try buffer.withUnsafeReadableBytes { try CourierJSONDecoder().decode(Value.self, from: $0) }
+            } catch is CourierJSONCodingError {
+                return try JSONDecoder().decode(Value.self, from: Data(buffer.readableBytesView))
+            } catch let strict as DecodingError where Self.isMalformedJSON(strict) {
+                do {
+                    return try JSONDecoder().decode(Value.self, from: Data(buffer.readableBytesView))
+                } catch let lenient as DecodingError where Self.isMalformedJSON(lenient) {
+                    throw strict
+                }
+            }
         } catch {
             throw CourierError(
                 .decodingFailed,
@@ -59,6 +91,13 @@ public struct PayloadCoder: Sendable {
                 underlying: error
             )
         }
+    }
+
+    /// Whether a decoding error says the document is not JSON at all, rather than not the expected type: the fast
+    /// decoder attaches the parser's ``JSONError``; Foundation says so in its description, at the top level.
+    private static func isMalformedJSON(_ error: DecodingError) -> Bool {
+        guard case .dataCorrupted(let context) = error, context.codingPath.isEmpty else { return false }
+        return context.underlyingError is JSONError || context.debugDescription == "The given data was not valid JSON."
     }
 
     /// The start of a payload, for error messages.
