@@ -14,6 +14,7 @@ let package = Package(
         .library(name: "Courier", targets: ["Courier"]),
         .library(name: "CourierCore", targets: ["CourierCore"]),
         .library(name: "CourierTCP", targets: ["CourierTCP"]),
+        .library(name: "CourierKafka", targets: ["CourierKafka"]),
         .library(name: "CourierTesting", targets: ["CourierTesting"]),
         .executable(name: "courier", targets: ["CourierCLI"]),
     ],
@@ -52,6 +53,23 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The system librdkafka (Debian `librdkafka-dev` 2.0.2), including its mock cluster header.
+        .systemLibrary(
+            name: "CRdKafka",
+            pkgConfig: "rdkafka",
+            providers: [.apt(["librdkafka-dev"])]
+        ),
+        // Kafka transporter: a bridge over the system librdkafka (handles, poll threads, mock cluster).
+        .target(
+            name: "CourierKafka",
+            dependencies: [
+                "CourierCore",
+                "CRdKafka",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // In-memory transport for users' unit tests, and the transport conformance suite.
         .target(
             name: "CourierTesting",
@@ -72,6 +90,7 @@ let package = Package(
             dependencies: [
                 "Courier",
                 "CourierTCP",
+                "CourierKafka",
                 "CourierExample",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -96,5 +115,14 @@ let package = Package(
             swiftSettings: strictSettings
         ),
         .testTarget(name: "CourierCLITests", dependencies: ["CourierCLI"], swiftSettings: strictSettings),
+        // CourierCLI is a dependency so the `courier` binary is built next to the tests (dev-broker tests).
+        .testTarget(
+            name: "CourierKafkaTests",
+            dependencies: [
+                "CourierKafka", "CourierCLI", "CRdKafka",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
     ]
 )

@@ -21,7 +21,7 @@ struct CourierCommand: AsyncParsableCommand {
         discussion: """
             Transports are named by URL: tcp://HOST:PORT (NestJS TCP wire format).
             """,
-        subcommands: [Send.self, Emit.self, Stream.self, ExampleWorker.self, Demo.self]
+        subcommands: [Send.self, Emit.self, Stream.self, ExampleWorker.self, Demo.self, DevBroker.self]
     )
 }
 

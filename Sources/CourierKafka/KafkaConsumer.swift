@@ -1,0 +1,153 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CRdKafka
+import CourierCore
+import Logging
+import NIOCore
+import Synchronization
+
+/// A Kafka consumer-group member over the system librdkafka, delivering at least once.
+///
+/// It subscribes to its topics at once and delivers ``events``: messages, and the group's partition assignments and
+/// revocations, in order. Offsets are never stored automatically (`enable.auto.offset.store=false`): call
+/// ``storeOffset(_:)`` once a message is handled, and librdkafka's auto-commit commits what was stored (and
+/// ``close()`` commits the rest). A message that was delivered but never stored is delivered again after a restart
+/// or a rebalance.
+///
+/// A dedicated thread polls librdkafka and runs the rebalance callback; it never blocks Swift concurrency's pool.
+public final class KafkaConsumer: Sendable {
+    /// The consumer's events. Iterate it once; it ends after ``close()``.
+    public let events: KafkaConsumerEvents
+
+    private let client: RDKafkaClient
+    private let context: ConsumerContext
+
+    /// Creates a consumer, subscribes it and starts its poll thread.
+    ///
+    /// - Parameters:
+    ///   - bootstrapServers: The brokers to contact first, as `host:port[,host:port…]`.
+    ///   - groupID: The consumer group to join.
+    ///   - topics: The topics to subscribe to.
+    ///   - properties: Any other librdkafka configuration properties, such as `auto.offset.reset` or
+    ///     `session.timeout.ms`. Default: none (librdkafka's defaults, so new groups start at the latest offset).
+    ///     `enable.auto.offset.store` is always `false` and `log.queue` always `true`.
+    ///   - lowWatermark: How few buffered events make a paused consumer resume. Default: `2_000`.
+    ///   - highWatermark: How many buffered events make the consumer pause its partitions. Default: `10_000`.
+    ///   - logger: Where librdkafka's logs and errors go. Default: a logger labelled `courier.kafka.consumer`.
+    /// - Throws: ``CourierError/Code/unprocessable`` for a rejected property, bad watermarks or a failed
+    ///   subscription, ``CourierError/Code/transportUnavailable`` if the handle cannot be created.
+    public init(
+        bootstrapServers: String,
+        groupID: String,
+        topics: [String],
+        properties: [String: String] = [:],
+        lowWatermark: Int = 2_000,
+        highWatermark: Int = 10_000,
+        logger: Logger = Logger(label: "courier.kafka.consumer")
+    ) throws {
+        guard lowWatermark >= 0, lowWatermark <= highWatermark else {
+            throw CourierError(.unprocessable, "watermarks need 0 <= low (\(lowWatermark)) <= high (\(highWatermark))")
+        }
+        var properties = properties
+        properties["bootstrap.servers"] = bootstrapServers
+        properties["group.id"] = groupID
+        properties["enable.auto.offset.store"] = "false"
+
+        let backPressure = ConsumerBackPressure()
+        let sequence = ConsumerContext.Sequence.makeSequence(
+            backPressureStrategy: ConsumerContext.Strategy(lowWatermark: lowWatermark, highWatermark: highWatermark),
+            finishOnDeinit: true,
+            delegate: backPressure
+        )
+        let context = ConsumerContext(backPressure: backPressure, source: sequence.source, logger: logger)
+        let client = try RDKafkaClient(
+            type: RD_KAFKA_CONSUMER,
+            properties: properties,
+            events: 0,
+            configure: { conf in
+                rd_kafka_conf_set_rebalance_cb(conf, consumerRebalanceCallback)
+                // Unretained: the poll thread's closures below keep the context alive for the handle's lifetime.
+                rd_kafka_conf_set_opaque(conf, Unmanaged.passUnretained(context).toOpaque())
+            },
+            eventsOnMainQueue: false,
+            logger: logger
+        )
+        // Messages, errors and rebalances now all come out of rd_kafka_consumer_poll.
+        rd_kafka_poll_set_consumer(client.handle)
+        let list = rd_kafka_topic_partition_list_new(Int32(clamping: topics.count))!
+        defer { rd_kafka_topic_partition_list_destroy(list) }
+        for topic in topics {
+            // -1 is RD_KAFKA_PARTITION_UA: the group decides the partitions.
+            rd_kafka_topic_partition_list_add(list, topic, -1)
+        }
+        let err = rd_kafka_subscribe(client.handle, list)
+        if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+            // shutdown() destroys the handle on a thread of its own; the context (the conf opaque) must outlive it.
+            Task.detached {
+                await client.shutdown()
+                withExtendedLifetime(context) {}
+            }
+            throw RDKafkaConfig.error(.unprocessable, "subscribing to \(topics)", err)
+        }
+        client.start(
+            name: "rdkafka-consumer",
+            poll: { handle in context.pollStep(handle) },
+            didStop: { [client] in
+                // On the poll thread, because it runs the final revoke callback and commits stored offsets.
+                let err = rd_kafka_consumer_close(client.handle)
+                if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                    context.logger.warning("rd_kafka_consumer_close: \(String(cString: rd_kafka_err2str(err)))")
+                }
+                context.source.finish()
+            }
+        )
+        self.client = client
+        self.context = context
+        self.events = KafkaConsumerEvents(wrapped: sequence.sequence)
+    }
+
+    /// Marks `message` handled: its offset + 1 is committed with the next auto-commit (or at ``close()``).
+    ///
+    /// Non-blocking and safe from any task.
+    ///
+    /// - Throws: ``CourierError/Code/unprocessable`` naming librdkafka's error (for example when the partition is no
+    ///   longer assigned), ``CourierError/Code/transportUnavailable`` if the consumer is closed.
+    public func storeOffset(_ message: KafkaConsumerMessage) throws {
+        let err = try client.withLiveHandle { handle -> rd_kafka_resp_err_t in
+            let list = rd_kafka_topic_partition_list_new(1)!
+            defer { rd_kafka_topic_partition_list_destroy(list) }
+            rd_kafka_topic_partition_list_add(list, message.topic, message.partition).pointee.offset =
+                message.offset + 1
+            let err = rd_kafka_offsets_store(handle, list)
+            // The call's own result is only "some failed"; the per-partition error says why.
+            return err == RD_KAFKA_RESP_ERR_NO_ERROR ? list.pointee.elems[0].err : err
+        }
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            let operation = "storing offset \(message.offset + 1) of \(message.topicPartition)"
+            throw RDKafkaConfig.error(.unprocessable, operation, err)
+        }
+    }
+
+    /// Leaves the group and stops: the final revocation is delivered, stored offsets are committed, and then
+    /// ``events`` ends. Idempotent.
+    public func close() async {
+        await client.shutdown()
+    }
+
+    /// Calls `body` with the raw `rd_kafka_t *` for librdkafka functions Courier does not wrap.
+    ///
+    /// The handle is owned by the consumer: do not destroy or poll it, and do not use it concurrently with or after
+    /// ``close()``.
+    public func withUnsafeHandle<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T {
+        precondition(!client.isClosed, "KafkaConsumer.withUnsafeHandle called after close()")
+        return try body(client.handle)
+    }
+
+    /// How many times the consumer paused its partitions because the reader fell behind.
+    var pauseCount: Int { context.backPressure.state.withLock { $0.pauses } }
+
+    deinit { client.requestStop() }
+}

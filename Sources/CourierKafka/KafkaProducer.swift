@@ -1,0 +1,220 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CRdKafka
+import CourierCore
+import Logging
+import Synchronization
+
+/// A Kafka producer over the system librdkafka.
+///
+/// Two ways to produce:
+/// - ``produce(topic:partition:key:value:headers:)`` enqueues a message without waiting and returns its id. It
+///   throws at once when librdkafka's local queue is full (bounded by `queue.buffering.max.messages` and
+///   `queue.buffering.max.kbytes`): that is the producer's backpressure.
+/// - ``send(topic:partition:key:value:headers:)`` enqueues a message and waits for the broker's acknowledgement.
+///
+/// Delivery reports, logs and errors arrive as librdkafka events on one dedicated thread per producer, which never
+/// blocks Swift concurrency's pool. librdkafka's logs go to the `logger`.
+///
+/// Call ``close(flushTimeout:)`` when done: it delivers what is queued, then stops the thread and frees the handle.
+public final class KafkaProducer: Sendable {
+    private let client: RDKafkaClient
+    private let deliveries: PendingDeliveries
+    private let logger: Logger
+    /// Signalled when the first ``close(flushTimeout:)`` has finished flushing, so later calls do not stop the
+    /// poll thread under it.
+    private let closeFlushed = Completion()
+
+    /// Creates a producer and starts its poll thread.
+    ///
+    /// - Parameters:
+    ///   - bootstrapServers: The brokers to contact first, as `host:port[,host:port…]`.
+    ///   - properties: Any other librdkafka configuration properties (see librdkafka's CONFIGURATION.md), such as
+    ///     `linger.ms` or `acks`. Default: none (librdkafka's defaults; `log.queue` is always `true`).
+    ///   - logger: Where librdkafka's logs and errors go. Default: a logger labelled `courier.kafka.producer`.
+    /// - Throws: ``CourierError/Code/unprocessable`` naming a property librdkafka rejects, or
+    ///   ``CourierError/Code/transportUnavailable`` if the handle cannot be created.
+    public init(
+        bootstrapServers: String,
+        properties: [String: String] = [:],
+        logger: Logger = Logger(label: "courier.kafka.producer")
+    ) throws {
+        var properties = properties
+        properties["bootstrap.servers"] = bootstrapServers
+        let client = try RDKafkaClient(
+            type: RD_KAFKA_PRODUCER,
+            properties: properties,
+            events: RD_KAFKA_EVENT_DR | RD_KAFKA_EVENT_ERROR | RD_KAFKA_EVENT_LOG,
+            logger: logger
+        )
+        let deliveries = PendingDeliveries()
+        client.start(
+            name: "rdkafka-producer",
+            onEvent: { event in
+                guard rd_kafka_event_type(event) == RD_KAFKA_EVENT_DR else { return }
+                deliveries.deliver(event, logger: logger)
+            },
+            didStop: {
+                deliveries.failAll(
+                    CourierError.unavailable("the Kafka producer closed before the message was delivered")
+                )
+            }
+        )
+        self.client = client
+        self.deliveries = deliveries
+        self.logger = logger
+    }
+
+    /// Enqueues a message without waiting for the broker.
+    ///
+    /// librdkafka copies every byte, so the arguments need not outlive the call. The message's delivery report is
+    /// logged if delivery fails; use ``send(topic:partition:key:value:headers:)`` to await it.
+    ///
+    /// - Parameters:
+    ///   - topic: The topic to write to.
+    ///   - partition: The partition, or nil to let the partitioner choose (by key hash, if there is a key).
+    ///     Default: nil.
+    ///   - key: The message key, or nil for none. Default: nil.
+    ///   - value: The message value, or nil for a null value (a tombstone on compacted topics).
+    ///   - headers: Headers in order; names may repeat. Default: none.
+    /// - Returns: The message's id, unique within this producer.
+    /// - Throws: ``CourierError/Code/transportUnavailable`` if the queue is full or the producer is closing or
+    ///   closed, ``CourierError/Code/unprocessable`` if librdkafka rejects the message (for example too large).
+    @discardableResult
+    public func produce(
+        topic: String,
+        partition: Int32? = nil,
+        key: [UInt8]? = nil,
+        value: [UInt8]?,
+        headers: [(String, [UInt8])] = []
+    ) throws -> UInt64 {
+        let id = try deliveries.reserveID()
+        try enqueue(id: id, topic: topic, partition: partition, key: key, value: value, headers: headers)
+        return id
+    }
+
+    /// Enqueues a message and waits for the broker to acknowledge it.
+    ///
+    /// Cancelling the calling task does not withdraw the message: the wait ends when librdkafka reports delivery
+    /// or failure (at the latest after `delivery.timeout.ms`), or when the producer closes.
+    ///
+    /// - Parameters: the same as ``produce(topic:partition:key:value:headers:)``.
+    /// - Returns: Where the message was stored.
+    /// - Throws: What ``produce(topic:partition:key:value:headers:)`` throws,
+    ///   ``CourierError/Code/transportUnavailable`` naming librdkafka's error if delivery failed, or if the producer
+    ///   closed first.
+    public func send(
+        topic: String,
+        partition: Int32? = nil,
+        key: [UInt8]? = nil,
+        value: [UInt8]?,
+        headers: [(String, [UInt8])] = []
+    ) async throws -> KafkaDeliveryReport {
+        try await withCheckedThrowingContinuation { continuation in
+            // The continuation is registered before the message is enqueued: the report can arrive before
+            // rd_kafka_produceva returns.
+            let id: UInt64
+            do {
+                id = try deliveries.reserveID(awaitedBy: continuation)
+            } catch {
+                continuation.resume(throwing: error)
+                return
+            }
+            do {
+                try enqueue(id: id, topic: topic, partition: partition, key: key, value: value, headers: headers)
+            } catch {
+                deliveries.fail(id, error)
+            }
+        }
+    }
+
+    /// Waits until every enqueued message is delivered (or has failed) and its report handled.
+    ///
+    /// This polls `rd_kafka_outq_len` rather than calling `rd_kafka_flush`: with the event API on, `rd_kafka_flush`
+    /// would block a thread and does not serve the reports anyway.
+    ///
+    /// - Parameter timeout: How long to wait.
+    /// - Throws: ``CourierError/Code/timedOut`` if messages remain after `timeout`,
+    ///   ``CourierError/Code/transportUnavailable`` if the producer is closed, `CancellationError` if the task is
+    ///   cancelled.
+    public func flush(timeout: Duration) async throws {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        while true {
+            let remaining = try client.withLiveHandle { rd_kafka_outq_len($0) }
+            if remaining == 0 { return }
+            if clock.now >= deadline {
+                throw CourierError(
+                    .timedOut,
+                    "\(remaining) Kafka message(s) still queued after flushing for \(timeout)"
+                )
+            }
+            try await Task.sleep(for: .milliseconds(2))
+        }
+    }
+
+    /// Delivers what is queued (waiting at most `flushTimeout`), then stops the poll thread and frees the handle.
+    ///
+    /// New messages are refused from the moment this is called. Messages still undelivered after the flush fail
+    /// with ``CourierError/Code/transportUnavailable``. Idempotent; concurrent calls all return once closed.
+    ///
+    /// - Parameter flushTimeout: The longest to wait for queued messages. Default: `.seconds(10)`.
+    public func close(flushTimeout: Duration = .seconds(10)) async {
+        if deliveries.stopAccepting() {
+            do {
+                try await flush(timeout: flushTimeout)
+            } catch {
+                logger.warning("closing the Kafka producer without delivering everything: \(error)")
+            }
+            closeFlushed.signal()
+        } else {
+            await closeFlushed.wait()
+        }
+        await client.shutdown()
+    }
+
+    /// Calls `body` with the raw `rd_kafka_t *` for librdkafka functions Courier does not wrap.
+    ///
+    /// The handle is owned by the producer: do not destroy it, do not poll its main queue (the producer's thread
+    /// does), and do not use it concurrently with or after ``close(flushTimeout:)``.
+    public func withUnsafeHandle<T>(_ body: (OpaquePointer) throws -> T) rethrows -> T {
+        precondition(!client.isClosed, "KafkaProducer.withUnsafeHandle called after close()")
+        return try body(client.handle)
+    }
+
+    deinit {
+        // Without close(), queued messages are dropped: the poll thread stops and destroys the handle.
+        _ = deliveries.stopAccepting()
+        closeFlushed.signal()
+        client.requestStop()
+    }
+
+    // MARK: - Enqueueing
+
+    private func enqueue(
+        id: UInt64,
+        topic: String,
+        partition: Int32?,
+        key: [UInt8]?,
+        value: [UInt8]?,
+        headers: [(String, [UInt8])]
+    ) throws {
+        let message = ProduceArguments(topic: topic, key: key, value: value, headers: headers)
+        let failure: CourierError? = try client.withLiveHandle { handle in
+            message.withValues(partition: partition, id: id) { values in
+                guard let error = rd_kafka_produceva(handle, values.baseAddress, values.count) else { return nil }
+                // The error object is ours to destroy.
+                defer { rd_kafka_error_destroy(error) }
+                let code = rd_kafka_error_code(error)
+                let detail = rd_kafka_error_string(error).map { String(cString: $0) }
+                let kind: CourierError.Code =
+                    code == RD_KAFKA_RESP_ERR__QUEUE_FULL ? .transportUnavailable : .unprocessable
+                return RDKafkaConfig.error(kind, "producing to '\(topic)'", code, detail: detail)
+            }
+        }
+        if let failure { throw failure }
+    }
+}

@@ -1,0 +1,178 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CRdKafka
+import Logging
+import NIOCore
+import Synchronization
+
+/// Everything a consumer's poll thread and rebalance callback need; passed to librdkafka as the conf opaque.
+///
+/// It cannot be the ``KafkaConsumer`` itself: the opaque is set on the configuration, before `rd_kafka_new`, so
+/// before the consumer object exists. The poll thread's closures hold it strongly, so it outlives the handle.
+final class ConsumerContext: Sendable {
+    typealias Strategy = NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark
+    typealias Sequence = NIOAsyncSequenceProducer<KafkaConsumerEvent, Strategy, ConsumerBackPressure>
+
+    let backPressure: ConsumerBackPressure
+    let source: Sequence.Source
+    let logger: Logger
+
+    init(backPressure: ConsumerBackPressure, source: Sequence.Source, logger: Logger) {
+        self.backPressure = backPressure
+        self.source = source
+        self.logger = logger
+    }
+
+    /// One step of the poll thread: match the assignment's paused state to demand, then poll up to 100 ms.
+    func pollStep(_ handle: OpaquePointer) {
+        applyDemand(handle)
+        guard let message = rd_kafka_consumer_poll(handle, 100) else { return }
+        defer { rd_kafka_message_destroy(message) }
+        let err = message.pointee.err
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            if err != RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                let text = rd_kafka_message_errstr(message).map { String(cString: $0) } ?? ""
+                logger.warning(
+                    "Kafka consumer error: \(text)",
+                    metadata: [
+                        "rdkafka.error": "\(String(cString: rd_kafka_err2str(err)))",
+                        "rdkafka.code": "\(err.rawValue)",
+                    ]
+                )
+            }
+            return
+        }
+        emit(.message(Self.copy(message)))
+    }
+
+    /// Yields an event, recording a stop unless `produceMore()` ran meanwhile.
+    func emit(_ event: KafkaConsumerEvent) {
+        let epoch = backPressure.state.withLock { $0.epoch }
+        switch source.yield(event) {
+        case .stopProducing:
+            backPressure.state.withLock { state in
+                if state.epoch == epoch { state.demand = false }
+            }
+        case .produceMore, .dropped:
+            // .dropped: the sequence has finished or its reader has gone; close() will stop the thread.
+            break
+        }
+    }
+
+    private func applyDemand(_ handle: OpaquePointer) {
+        let (demand, paused) = backPressure.state.withLock { ($0.demand, $0.paused) }
+        guard demand == paused else { return }
+        var assignment: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+        guard rd_kafka_assignment(handle, &assignment) == RD_KAFKA_RESP_ERR_NO_ERROR, let assignment else { return }
+        defer { rd_kafka_topic_partition_list_destroy(assignment) }
+        if demand {
+            rd_kafka_resume_partitions(handle, assignment)
+        } else {
+            rd_kafka_pause_partitions(handle, assignment)
+        }
+        backPressure.state.withLock { state in
+            state.paused = !demand
+            if !demand { state.pauses += 1 }
+        }
+    }
+
+    /// Runs on the poll thread, inside `rd_kafka_consumer_poll` or `rd_kafka_consumer_close`.
+    func rebalance(
+        _ handle: OpaquePointer,
+        _ err: rd_kafka_resp_err_t,
+        _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+    ) {
+        let cooperative = rd_kafka_rebalance_protocol(handle).map { String(cString: $0) } == "COOPERATIVE"
+        let list = Self.topicPartitions(partitions)
+        switch err {
+        case RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS:
+            if cooperative {
+                check(rd_kafka_incremental_assign(handle, partitions), "incremental assign")
+            } else {
+                let result = rd_kafka_assign(handle, partitions)
+                if result != RD_KAFKA_RESP_ERR_NO_ERROR { log(result, "assign") }
+            }
+            // While the reader is behind, new partitions start paused too.
+            if backPressure.state.withLock({ $0.paused }), let partitions {
+                rd_kafka_pause_partitions(handle, partitions)
+            }
+            emit(.assigned(list))
+        case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+            // Emitted before unassigning so the reader sees it after every message of these partitions.
+            emit(.revoked(list))
+            if cooperative {
+                check(rd_kafka_incremental_unassign(handle, partitions), "incremental unassign")
+            } else {
+                rd_kafka_assign(handle, nil)
+            }
+        default:
+            log(err, "rebalance")
+            rd_kafka_assign(handle, nil)
+        }
+    }
+
+    private func check(_ error: OpaquePointer?, _ operation: String) {
+        guard let error else { return }
+        defer { rd_kafka_error_destroy(error) }
+        log(rd_kafka_error_code(error), operation)
+    }
+
+    private func log(_ err: rd_kafka_resp_err_t, _ operation: String) {
+        logger.error("Kafka consumer \(operation) failed: \(String(cString: rd_kafka_err2str(err))) (\(err.rawValue))")
+    }
+
+    static func topicPartitions(
+        _ list: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?
+    ) -> [KafkaTopicPartition] {
+        guard let list, let elements = list.pointee.elems else { return [] }
+        return (0..<Int(list.pointee.cnt)).map { index in
+            KafkaTopicPartition(topic: String(cString: elements[index].topic), partition: elements[index].partition)
+        }
+    }
+
+    /// Copies a message out of librdkafka's memory.
+    static func copy(_ message: UnsafeMutablePointer<rd_kafka_message_t>) -> KafkaConsumerMessage {
+        func bytes(_ pointer: UnsafeMutableRawPointer?, _ count: Int) -> [UInt8]? {
+            guard let pointer else { return nil }
+            return Array(UnsafeRawBufferPointer(start: pointer, count: count))
+        }
+        var headers: [KafkaConsumerMessage.Header] = []
+        var list: OpaquePointer?
+        if rd_kafka_message_headers(message, &list) == RD_KAFKA_RESP_ERR_NO_ERROR, let list {
+            var index = 0
+            var name: UnsafePointer<CChar>?
+            var value: UnsafeRawPointer?
+            var size = 0
+            while rd_kafka_header_get_all(list, index, &name, &value, &size) == RD_KAFKA_RESP_ERR_NO_ERROR {
+                headers.append(
+                    .init(
+                        name: name.map { String(cString: $0) } ?? "",
+                        value: value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) }
+                    )
+                )
+                index += 1
+            }
+        }
+        return KafkaConsumerMessage(
+            topic: message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? "",
+            partition: message.pointee.partition,
+            offset: message.pointee.offset,
+            key: bytes(message.pointee.key, message.pointee.key_len),
+            value: bytes(message.pointee.payload, message.pointee.len),
+            headers: headers
+        )
+    }
+}
+
+/// The C rebalance callback: no captures are possible, so the context comes back through the conf opaque.
+let consumerRebalanceCallback:
+    @convention(c) (
+        OpaquePointer?, rd_kafka_resp_err_t, UnsafeMutablePointer<rd_kafka_topic_partition_list_t>?,
+        UnsafeMutableRawPointer?
+    ) -> Void = { handle, err, partitions, opaque in
+        guard let handle, let opaque else { return }
+        Unmanaged<ConsumerContext>.fromOpaque(opaque).takeUnretainedValue().rebalance(handle, err, partitions)
+    }

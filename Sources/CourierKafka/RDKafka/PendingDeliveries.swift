@@ -1,0 +1,85 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CRdKafka
+import CourierCore
+import Logging
+import Synchronization
+
+/// A producer's message ids and the `send` calls waiting for their delivery reports.
+///
+/// Kept apart from ``KafkaProducer`` so the poll thread's closures can hold it without holding the producer.
+final class PendingDeliveries: Sendable {
+    private struct State {
+        var nextID: UInt64 = 1
+        var accepting = true
+        var waiting: [UInt64: CheckedContinuation<KafkaDeliveryReport, any Error>] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    /// Returns a fresh message id, registering `continuation` for its report if given.
+    ///
+    /// - Throws: ``CourierError/Code/transportUnavailable`` once ``stopAccepting()`` has run.
+    func reserveID(
+        awaitedBy continuation: CheckedContinuation<KafkaDeliveryReport, any Error>? = nil
+    ) throws -> UInt64 {
+        try state.withLock { state throws -> UInt64 in
+            guard state.accepting else { throw CourierError.unavailable("the Kafka producer is closed") }
+            let id = state.nextID
+            state.nextID += 1
+            if let continuation { state.waiting[id] = continuation }
+            return id
+        }
+    }
+
+    /// Refuses new messages from now on. Returns whether this call was the one that stopped them.
+    func stopAccepting() -> Bool {
+        state.withLock { state in
+            defer { state.accepting = false }
+            return state.accepting
+        }
+    }
+
+    /// Fails the `send` waiting for `id`, if any.
+    func fail(_ id: UInt64, _ error: any Error) {
+        state.withLock { $0.waiting.removeValue(forKey: id) }?.resume(throwing: error)
+    }
+
+    /// Fails every waiting `send`; runs once the poll thread has stopped and no more reports can come.
+    func failAll(_ error: any Error) {
+        let waiting = state.withLock { state in
+            defer { state.waiting = [:] }
+            return state.waiting
+        }
+        for continuation in waiting.values { continuation.resume(throwing: error) }
+    }
+
+    /// Handles an `RD_KAFKA_EVENT_DR` batch: resumes the `send`s it answers and logs failed `produce`s.
+    func deliver(_ event: OpaquePointer, logger: Logger) {
+        while let message = rd_kafka_event_message_next(event) {
+            let id = UInt64(UInt(bitPattern: message.pointee._private))
+            let continuation = state.withLock { $0.waiting.removeValue(forKey: id) }
+            let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
+            let err = message.pointee.err
+            if err == RD_KAFKA_RESP_ERR_NO_ERROR {
+                let report = KafkaDeliveryReport(
+                    messageID: id,
+                    topic: topic,
+                    partition: message.pointee.partition,
+                    offset: message.pointee.offset
+                )
+                continuation?.resume(returning: report)
+            } else {
+                let error = RDKafkaConfig.error(.transportUnavailable, "delivering message \(id) to '\(topic)'", err)
+                if let continuation {
+                    continuation.resume(throwing: error)
+                } else {
+                    logger.warning("\(error.message)")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CRdKafka
+import CourierCore
+import CourierKafka
+import Logging
+import Testing
+
+@Suite struct KafkaProducerTests {
+    static func message(_ index: Int) -> (key: [UInt8], value: [UInt8], headers: [(String, [UInt8])]) {
+        (
+            Array("key-\(index)".utf8),
+            Array("value-\(index)".utf8) + [0, 255, UInt8(index % 256)],
+            [("trace-id", Array("trace-\(index)".utf8)), ("bytes", [0, 1, 2, UInt8(index % 256)])]
+        )
+    }
+
+    @Test func sendReportsDistinctOffsetsAndTheBytesReadBackExactly() async throws {
+        let cluster = try EmbeddedKafkaCluster(topics: ["events": 4])
+        defer { cluster.close() }
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, properties: ["linger.ms": "1"])
+        let reports = try await withThrowingTaskGroup(of: (Int, KafkaDeliveryReport).self) { group in
+            for index in 0..<100 {
+                group.addTask {
+                    let message = Self.message(index)
+                    let report = try await producer.send(
+                        topic: "events",
+                        key: message.key,
+                        value: message.value,
+                        headers: message.headers
+                    )
+                    return (index, report)
+                }
+            }
+            var reports: [Int: KafkaDeliveryReport] = [:]
+            for try await (index, report) in group { reports[index] = report }
+            return reports
+        }
+        await producer.close()
+
+        #expect(reports.count == 100)
+        #expect(Set(reports.values.map { "\($0.partition)/\($0.offset)" }).count == 100)
+        #expect(reports.values.allSatisfy { $0.topic == "events" && (0..<4).contains($0.partition) })
+        #expect(Set(reports.values.map(\.partition)).count > 1, "keys should spread over partitions")
+
+        let servers = cluster.bootstrapServers
+        let read = try await offThePool {
+            try readBlocking(bootstrapServers: servers, topic: "events", partitions: 4, count: 100)
+        }
+        #expect(read.count == 100)
+        for message in read {
+            let key = String(decoding: message.key ?? [], as: UTF8.self)
+            guard let index = Int(key.dropFirst("key-".count)), let report = reports[index] else {
+                Issue.record("unexpected key \(key)")
+                continue
+            }
+            let sent = Self.message(index)
+            #expect(message.value == sent.value)
+            #expect(message.headers.map(\.name) == sent.headers.map(\.0))
+            #expect(message.headers.map(\.value) == sent.headers.map { Optional($0.1) })
+            #expect(message.partition == report.partition && message.offset == report.offset)
+        }
+    }
+
+    @Test func produceThenFlushEmptiesTheQueue() async throws {
+        let cluster = try EmbeddedKafkaCluster(topics: ["flushed": 2])
+        defer { cluster.close() }
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
+        var ids: Set<UInt64> = []
+        for index in 0..<50 {
+            ids.insert(try producer.produce(topic: "flushed", partition: Int32(index % 2), value: [UInt8(index)]))
+        }
+        #expect(ids.count == 50)
+        try await producer.flush(timeout: .seconds(10))
+        #expect(producer.withUnsafeHandle { rd_kafka_outq_len($0) } == 0)
+        await producer.close()
+        await producer.close()
+
+        let servers = cluster.bootstrapServers
+        let read = try await offThePool {
+            try readBlocking(bootstrapServers: servers, topic: "flushed", partitions: 2, count: 50)
+        }
+        #expect(Set(read.compactMap { $0.value?.first }) == Set((0..<50).map { UInt8($0) }))
+        #expect(read.allSatisfy { $0.partition == Int32($0.value![0] % 2) && $0.key == nil })
+    }
+
+    @Test func concurrentClosesBothWaitForTheFlush() async throws {
+        let cluster = try EmbeddedKafkaCluster(topics: ["closing": 1])
+        defer { cluster.close() }
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
+        for index in 0..<200 { try producer.produce(topic: "closing", value: [UInt8(index % 256)]) }
+        async let first: Void = producer.close()
+        async let second: Void = producer.close()
+        _ = await (first, second)
+
+        let servers = cluster.bootstrapServers
+        let read = try await offThePool {
+            try readBlocking(bootstrapServers: servers, topic: "closing", partitions: 1, count: 200)
+        }
+        #expect(read.map(\.offset) == Array(0..<200))
+    }
+
+    @Test func everythingFailsAfterClose() async throws {
+        let cluster = try EmbeddedKafkaCluster()
+        defer { cluster.close() }
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
+        let report = try await producer.send(topic: "before", value: [1])
+        #expect(report.offset == 0)
+        await producer.close()
+
+        let sendError = await #expect(throws: CourierError.self) {
+            _ = try await producer.send(topic: "after", value: [1])
+        }
+        #expect(sendError?.code == .transportUnavailable)
+        let produceError = #expect(throws: CourierError.self) { try producer.produce(topic: "after", value: [1]) }
+        #expect(produceError?.code == .transportUnavailable)
+        let flushError = await #expect(throws: CourierError.self) { try await producer.flush(timeout: .seconds(1)) }
+        #expect(flushError?.code == .transportUnavailable)
+    }
+
+    @Test func aFullQueueThrowsAtOnce() async throws {
+        var quiet = Logger(label: "courier.kafka.test")
+        quiet.logLevel = .critical
+        let producer = try KafkaProducer(
+            bootstrapServers: "127.0.0.1:1",
+            properties: ["queue.buffering.max.messages": "1"],
+            logger: quiet
+        )
+        try producer.produce(topic: "nowhere", value: [1])
+        let error = #expect(throws: CourierError.self) { try producer.produce(topic: "nowhere", value: [2]) }
+        #expect(error?.code == .transportUnavailable)
+        #expect(error?.message.contains("-184") == true, "\(String(describing: error))")
+        await producer.close(flushTimeout: .zero)
+    }
+
+    @Test func closeFailsSendsThatCannotBeDelivered() async throws {
+        // Nothing listens on port 1, so the message can only wait in librdkafka's queue.
+        var quiet = Logger(label: "courier.kafka.test")
+        quiet.logLevel = .critical
+        let producer = try KafkaProducer(bootstrapServers: "127.0.0.1:1", logger: quiet)
+        async let outcome: Result<KafkaDeliveryReport, any Error> = {
+            do {
+                return .success(try await producer.send(topic: "nowhere", value: [1]))
+            } catch {
+                return .failure(error)
+            }
+        }()
+        try await Task.sleep(for: .milliseconds(100))
+        await producer.close(flushTimeout: .milliseconds(200))
+        guard case .failure(let error) = await outcome else {
+            Issue.record("the send should have failed")
+            return
+        }
+        #expect((error as? CourierError)?.code == .transportUnavailable, "\(error)")
+    }
+}
