@@ -38,7 +38,10 @@ final class HandlerDispatcher: InboundDispatcher {
     // MARK: InboundDispatcher
 
     func dispatch(_ message: InboundMessage, in group: inout DiscardingTaskGroup) async {
-        guard await permits.acquire() else { return }
+        guard await permits.acquire() else {
+            message.onHandled?(.abandoned)
+            return
+        }
         let accepted = state.withLock { state -> Bool in
             guard !state.isDraining else { return false }
             state.inFlight += 1
@@ -47,12 +50,14 @@ final class HandlerDispatcher: InboundDispatcher {
         guard accepted else {
             permits.release()
             await Self.waitUntilCancelled()
+            message.onHandled?(.abandoned)
             return
         }
         group.addTask {
-            await self.handle(message)
+            let outcome = await self.handle(message)
             self.permits.release()
             self.finishedOne()
+            message.onHandled?(outcome)
         }
     }
 
@@ -155,7 +160,8 @@ final class HandlerDispatcher: InboundDispatcher {
 
     // MARK: Handling one message
 
-    func handle(_ message: InboundMessage) async {
+    @discardableResult
+    func handle(_ message: InboundMessage) async -> HandlingOutcome {
         let request = message.request
         let replies = request.correlationID.flatMap { id in
             message.replyWriter.map { ReplyEmitter(correlationID: id, writer: $0) }
@@ -169,7 +175,7 @@ final class HandlerDispatcher: InboundDispatcher {
                     "There is no matching event handler defined in the remote service. Event pattern: \(request.pattern)"
                 )
             }
-            return
+            return .unhandled
         }
         let deadline = replies != nil ? request.timeout.map { NIODeadline.now() + .nanoseconds($0.nanosecondCount) } : nil
         let context = MessageContext(
@@ -183,21 +189,16 @@ final class HandlerDispatcher: InboundDispatcher {
             deadlineState: deadline.map(DeadlineState.init),
             replies: replies
         )
+        let value: ByteBuffer?
         do {
-            let value = try await CallDeadline.$current.withValue(deadline) {
+            value = try await CallDeadline.$current.withValue(deadline) {
                 try await handler.run(request.payload, context)
-            }
-            guard let replies else { return }
-            switch handler.kind {
-            case .message:
-                try await replies.write(WireReply(correlationID: replies.correlationID, response: value,
-                                                  isDisposed: true))
-            case .stream, .event:
-                try await replies.write(WireReply(correlationID: replies.correlationID, isDisposed: true))
             }
         } catch {
             report(error, for: request, logger: context.logger)
-            guard let replies else { return }
+            // A handler cancelled because the worker is stopping did not finish: leave the message unacknowledged.
+            let outcome: HandlingOutcome = Task.isCancelled ? .abandoned : .failed(error)
+            guard let replies else { return outcome }
             // A handler cut short because the worker is stopping did not crash: the service went away (503), which
             // is not NestJS's "Internal server error".
             let failure = Task.isCancelled && !(error is CourierError)
@@ -207,6 +208,23 @@ final class HandlerDispatcher: InboundDispatcher {
             } catch {
                 logger.debug("could not send an error reply: \(error)")
             }
+            return outcome
+        }
+        guard let replies else { return .succeeded }
+        do {
+            switch handler.kind {
+            case .message:
+                try await replies.write(WireReply(correlationID: replies.correlationID, response: value,
+                                                  isDisposed: true))
+            case .stream, .event:
+                try await replies.write(WireReply(correlationID: replies.correlationID, isDisposed: true))
+            }
+            return .succeeded
+        } catch {
+            // The work is done but the caller did not get the answer: leave the message unacknowledged so that a
+            // transport with redelivery delivers it again (at-least-once).
+            context.logger.debug("could not send the reply: \(error)")
+            return .abandoned
         }
     }
 

@@ -73,12 +73,61 @@ public struct InboundMessage: Sendable {
     public var metadata: TransportMetadata
     /// Where replies go; `nil` for events.
     public var replyWriter: (any ReplyWriter)?
+    /// Called exactly once when the worker is done with the message, with how it went.
+    ///
+    /// "Done" means the handler returned or threw and every reply was handed to the ``replyWriter``, or the message
+    /// was refused. Transports with acknowledgements use it: Kafka stores the record's offset, Redis Streams sends
+    /// `XACK`, and per-partition ordering waits for it before dispatching the next record.
+    public var onHandled: (@Sendable (HandlingOutcome) -> Void)?
 
     /// A received message.
-    public init(request: WireRequest, metadata: TransportMetadata, replyWriter: (any ReplyWriter)?) {
+    public init(
+        request: WireRequest,
+        metadata: TransportMetadata,
+        replyWriter: (any ReplyWriter)?,
+        onHandled: (@Sendable (HandlingOutcome) -> Void)? = nil
+    ) {
         self.request = request
         self.metadata = metadata
         self.replyWriter = replyWriter
+        self.onHandled = onHandled
+    }
+}
+
+/// How the worker finished with one message, for transports that acknowledge.
+public struct HandlingOutcome: Sendable, CustomStringConvertible {
+    enum Kind: Sendable, Hashable {
+        case succeeded, failed, unhandled, abandoned
+    }
+
+    let kind: Kind
+    /// The error the handler threw, for ``failed``.
+    public let error: (any Error)?
+
+    /// The handler finished and its replies were handed to the transport.
+    public static let succeeded = HandlingOutcome(kind: .succeeded, error: nil)
+    /// The handler threw (or the payload could not be decoded); an error reply was sent for a request.
+    public static func failed(_ error: any Error) -> HandlingOutcome { HandlingOutcome(kind: .failed, error: error) }
+    /// No handler matches the pattern; a request got NestJS's "no matching message handler" reply.
+    public static let unhandled = HandlingOutcome(kind: .unhandled, error: nil)
+    /// The worker did not finish the message (it was stopping, the handler was cancelled, or the reply could not
+    /// be handed over): do not acknowledge it, so that a transport with redelivery delivers it again.
+    public static let abandoned = HandlingOutcome(kind: .abandoned, error: nil)
+
+    /// Whether the message should be acknowledged (everything but ``abandoned``).
+    public var shouldAcknowledge: Bool { kind != .abandoned }
+    /// Whether the handler ran to completion without throwing.
+    public var isSuccess: Bool { kind == .succeeded }
+    /// Whether no handler matched.
+    public var isUnhandled: Bool { kind == .unhandled }
+
+    public var description: String {
+        switch kind {
+        case .succeeded: "succeeded"
+        case .failed: "failed(\(error.map { "\($0)" } ?? "?"))"
+        case .unhandled: "unhandled"
+        case .abandoned: "abandoned"
+        }
     }
 }
 
