@@ -5,19 +5,8 @@
 
 /// A message a ``KafkaConsumer`` received, with every byte copied out of librdkafka.
 public struct KafkaConsumerMessage: Sendable, Hashable {
-    /// A message header. Names may repeat within a message.
-    public struct Header: Sendable, Hashable {
-        /// The header's name.
-        public var name: String
-        /// The header's value, or nil for a null value.
-        public var value: [UInt8]?
-
-        /// Creates a header.
-        public init(name: String, value: [UInt8]?) {
-            self.name = name
-            self.value = value
-        }
-    }
+    /// A message header.
+    public typealias Header = KafkaHeader
 
     /// The topic the message came from.
     public var topic: String

@@ -179,6 +179,27 @@ public enum TransportConformance {
         let worker: Microservice
     }
 
+    static var quietLogger: Logger {
+        var logger = Logger(label: "courier.conformance")
+        logger.logLevel = .critical
+        return logger
+    }
+
+    /// A worker serving the example service and the probes on `server`.
+    static func makeWorker(
+        _ server: any ServerTransport,
+        configuration: MicroserviceConfiguration,
+        audit: AuditLog,
+        sleeps: Completions
+    ) -> Microservice {
+        Microservice(
+            router: router(audit: audit, sleeps: sleeps),
+            transport: server,
+            configuration: configuration,
+            logger: quietLogger
+        )
+    }
+
     /// Starts a worker, runs `body` with a client, then stops both.
     static func withWorker(
         _ harness: any ConformanceHarness,
@@ -189,14 +210,7 @@ public enum TransportConformance {
         let audit = AuditLog()
         let sleeps = Completions()
         let server = try harness.makeServer()
-        var logger = Logger(label: "courier.conformance")
-        logger.logLevel = .critical
-        let worker = Microservice(
-            router: router(audit: audit, sleeps: sleeps),
-            transport: server,
-            configuration: configuration,
-            logger: logger
-        )
+        let worker = makeWorker(server, configuration: configuration, audit: audit, sleeps: sleeps)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await worker.run() }
             try await harness.waitUntilServing(server)
@@ -463,15 +477,9 @@ public enum TransportConformance {
         let audit = AuditLog()
         let sleeps = Completions()
         let server = try harness.makeServer()
-        var logger = Logger(label: "courier.conformance")
-        logger.logLevel = .critical
-        let worker = Microservice(
-            router: router(audit: audit, sleeps: sleeps),
-            transport: server,
-            configuration: .init(gracefulShutdownTimeout: .seconds(5)),
-            logger: logger
-        )
-        let group = ServiceGroup(services: [worker], logger: logger)
+        let worker = makeWorker(server, configuration: .init(gracefulShutdownTimeout: .seconds(5)), audit: audit,
+                                sleeps: sleeps)
+        let group = ServiceGroup(services: [worker], logger: quietLogger)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             try await harness.waitUntilServing(server)

@@ -128,16 +128,7 @@ public final class CourierClient: Sendable {
         timeout: Duration? = nil,
         headers: [String: String] = [:]
     ) async throws -> ByteBuffer? {
-        let timeout = try effectiveTimeout(timeout, pattern: pattern)
-        try await connect()
-        let id = CorrelationID.make()
-        let request = WireRequest(
-            pattern: pattern,
-            payload: payload,
-            correlationID: id,
-            headers: mergedHeaders(headers),
-            timeout: timeout
-        )
+        let (request, id, timeout) = try await prepareRequest(pattern, payload, timeout, headers)
         let transport = self.transport
         do {
             return try await correlator.awaitReply(id: id, pattern: pattern, timeout: timeout) {
@@ -167,16 +158,7 @@ public final class CourierClient: Sendable {
         timeout: Duration? = nil,
         headers: [String: String] = [:]
     ) async throws -> AsyncThrowingStream<ByteBuffer, any Error> {
-        let timeout = try effectiveTimeout(timeout, pattern: pattern)
-        try await connect()
-        let id = CorrelationID.make()
-        let request = WireRequest(
-            pattern: pattern,
-            payload: payload,
-            correlationID: id,
-            headers: mergedHeaders(headers),
-            timeout: timeout
-        )
+        let (request, id, timeout) = try await prepareRequest(pattern, payload, timeout, headers)
         let transport = self.transport
         let stream = correlator.openStream(id: id, pattern: pattern, timeout: timeout) {
             transport.release(correlationID: id)
@@ -215,6 +197,26 @@ public final class CourierClient: Sendable {
         } catch {
             throw CourierError.wrapping(error, as: .transportUnavailable, "cannot connect (\(transport.name))")
         }
+    }
+
+    /// Connects if needed and builds a request with a new correlation id and the call's effective timeout.
+    private func prepareRequest(
+        _ pattern: String,
+        _ payload: ByteBuffer,
+        _ timeout: Duration?,
+        _ headers: [String: String]
+    ) async throws -> (WireRequest, id: String, timeout: Duration) {
+        let timeout = try effectiveTimeout(timeout, pattern: pattern)
+        try await connect()
+        let id = CorrelationID.make()
+        let request = WireRequest(
+            pattern: pattern,
+            payload: payload,
+            correlationID: id,
+            headers: mergedHeaders(headers),
+            timeout: timeout
+        )
+        return (request, id, timeout)
     }
 
     private func effectiveTimeout(_ requested: Duration?, pattern: String) throws -> Duration {

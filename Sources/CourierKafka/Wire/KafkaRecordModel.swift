@@ -8,24 +8,8 @@
 /// It is the same shape in both directions: records the codec builds go to ``KafkaProducer`` (see
 /// ``producerHeaders``), and records the consumer delivers come in through ``init(_:)``.
 public struct KafkaRecordModel: Sendable, Hashable {
-    /// A record header. Names may repeat within a record.
-    public struct Header: Sendable, Hashable {
-        /// The header's name.
-        public var name: String
-        /// The header's value; `nil` for a null value, which Kafka allows and Java peers can send.
-        public var value: [UInt8]?
-
-        /// Creates a header.
-        public init(name: String, value: [UInt8]?) {
-            self.name = name
-            self.value = value
-        }
-
-        /// Creates a header with a UTF-8 text value.
-        public init(name: String, text: String) {
-            self.init(name: name, value: Array(text.utf8))
-        }
-    }
+    /// A record header.
+    public typealias Header = KafkaHeader
 
     /// The topic.
     public var topic: String
