@@ -119,7 +119,7 @@ let package = Package(
         .testTarget(
             name: "CourierKafkaTests",
             dependencies: [
-                "CourierKafka", "CourierCLI", "CRdKafka",
+                "CourierKafka", "CourierCLI", "CRdKafka", "Courier", "CourierExample",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings

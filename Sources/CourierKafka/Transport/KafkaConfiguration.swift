@@ -1,0 +1,80 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CourierCore
+
+/// How the Kafka transports reach the cluster and tune librdkafka.
+public struct KafkaConfiguration: Sendable {
+    /// The brokers to contact first, as `host:port[,host:port…]`.
+    public var bootstrapServers: String
+
+    /// The consumer group of a worker (``KafkaServerTransport``). Instances of one service share it, so each
+    /// record is handled by one of them; it must never be the group of a client or of a NestJS service.
+    ///
+    /// Default: `"courier-workers"`
+    public var groupID: String
+
+    /// librdkafka properties for every handle (producer and consumer), such as SASL/SSL settings. Any property
+    /// librdkafka knows may be given; Courier's own settings win where they conflict.
+    ///
+    /// Default: ``lowLatency``
+    public var properties: [String: String]
+
+    /// librdkafka properties for consumers only, applied after ``properties``.
+    ///
+    /// Default: `["auto.offset.reset": "earliest"]` (a new group starts at the beginning, so no request sent
+    /// before the first worker joined is lost)
+    public var consumerProperties: [String: String]
+
+    /// librdkafka properties for producers only, applied after ``properties``.
+    ///
+    /// Default: `[:]`
+    public var producerProperties: [String: String]
+
+    /// The most records a worker holds between the consumer and its handlers. Past it, reading pauses (the
+    /// consumer's partitions are paused while it keeps polling, so the group is undisturbed).
+    ///
+    /// Default: `1_000`
+    public var maxBufferedRecords: Int
+
+    /// Settings for request/reply latency: send at once (`linger.ms=0`) and answer fetches quickly
+    /// (`fetch.wait.max.ms=10`); `socket.nagle.disable=true`.
+    public static let lowLatency: [String: String] = [
+        "linger.ms": "0",
+        "fetch.wait.max.ms": "10",
+        "socket.nagle.disable": "true",
+    ]
+
+    /// Creates a configuration; every parameter but the brokers has the documented default.
+    public init(
+        bootstrapServers: String,
+        groupID: String = "courier-workers",
+        properties: [String: String] = KafkaConfiguration.lowLatency,
+        consumerProperties: [String: String] = ["auto.offset.reset": "earliest"],
+        producerProperties: [String: String] = [:],
+        maxBufferedRecords: Int = 1_000
+    ) {
+        self.bootstrapServers = bootstrapServers
+        self.groupID = groupID
+        self.properties = properties
+        self.consumerProperties = consumerProperties
+        self.producerProperties = producerProperties
+        self.maxBufferedRecords = maxBufferedRecords
+    }
+
+    /// Reads a `kafka://host:port[,host:port…]` URL. Query options: `group` (``groupID``), and any other key is
+    /// passed to librdkafka as a property (`kafka://b1:9092?security.protocol=SASL_SSL&sasl.mechanisms=PLAIN`).
+    public init(url: TransportURL) throws {
+        guard url.scheme == "kafka" else { throw CourierError(.unprocessable, "not a Kafka URL: \(url)") }
+        let servers = url.endpoints.map { "\($0.host):\($0.port ?? 9092)" }.joined(separator: ",")
+        self.init(bootstrapServers: servers)
+        for (key, value) in url.options {
+            if key == "group" { groupID = value } else { properties[key] = value }
+        }
+    }
+
+    var consumerSettings: [String: String] { properties.merging(consumerProperties) { _, new in new } }
+    var producerSettings: [String: String] { properties.merging(producerProperties) { _, new in new } }
+}

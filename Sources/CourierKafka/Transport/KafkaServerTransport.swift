@@ -1,0 +1,188 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CourierCore
+import Logging
+import NIOCore
+import Synchronization
+
+/// The worker side of the Kafka transport, on the NestJS Kafka wire format.
+///
+/// It joins ``KafkaConfiguration/groupID`` and subscribes to its handlers' topics (wildcard routes become regex
+/// subscriptions). Records of one partition are handled one after another, in offset order; different partitions
+/// run concurrently, up to the microservice's handler limit. Delivery is **at least once**: a record's offset is
+/// stored only after its handler finished and, for a request, after its last reply was acknowledged by the broker;
+/// stored offsets are committed by librdkafka's auto-commit, on revocation and on close. A record that was not
+/// finished (the worker stopped, the reply could not be delivered) is delivered again after a restart or a
+/// rebalance.
+///
+/// Replies go to the request's `kafka_replyTopic` and `kafka_replyPartition`, echoing `kafka_correlationId` byte
+/// for byte. An event handler that throws is logged and counted by the microservice, and its record is
+/// acknowledged (skip and count); retries and dead-letter topics are not implemented yet.
+public final class KafkaServerTransport: ServerTransport {
+    public var name: String { "kafka" }
+
+    private let configuration: KafkaConfiguration
+    private let logger: Logger
+    private let clients = Mutex<(consumer: KafkaConsumer?, producer: KafkaProducer?)>((nil, nil))
+
+    /// Creates a worker transport.
+    ///
+    /// - Parameters:
+    ///   - configuration: The cluster, group and librdkafka settings.
+    ///   - logger: Where transport events and librdkafka's logs go.
+    public init(configuration: KafkaConfiguration, logger: Logger = Logger(label: "courier.kafka.server")) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// The consumer and producer, once serving: `(KafkaConsumer, KafkaProducer)`.
+    public func nativeServer() async throws -> any Sendable {
+        let (consumer, producer) = clients.withLock { $0 }
+        guard let consumer, let producer else {
+            throw CourierError.unavailable("the Kafka worker is not serving")
+        }
+        return (consumer, producer)
+    }
+
+    public func serve(patterns: [RoutePattern], dispatcher: any InboundDispatcher) async throws {
+        let subscriptions = try patterns.map(KafkaTopicName.subscription(for:))
+        let producer = try KafkaProducer(
+            bootstrapServers: configuration.bootstrapServers,
+            properties: configuration.producerSettings,
+            logger: logger
+        )
+        let consumer: KafkaConsumer
+        do {
+            consumer = try KafkaConsumer(
+                bootstrapServers: configuration.bootstrapServers,
+                groupID: configuration.groupID,
+                topics: subscriptions,
+                properties: configuration.consumerSettings,
+                logger: logger
+            )
+        } catch {
+            await producer.close()
+            throw error
+        }
+        clients.withLock { $0 = (consumer, producer) }
+        logger.info("kafka worker subscribed", metadata: ["group": "\(configuration.groupID)",
+                                                         "topics": "\(subscriptions)"])
+        let budget = RecordBudget(configuration.maxBufferedRecords)
+        let logger = self.logger
+        await withDiscardingTaskGroup { group in
+            var lanes: [KafkaTopicPartition: AsyncStream<KafkaConsumerMessage>.Continuation] = [:]
+            for await event in consumer.events {
+                if let message = event.message {
+                    if Self.isForeignReply(message.topic, subscribed: subscriptions) {
+                        // A wildcard (`orders.*`) also matches reply topics (`orders.reply`): replies are not work.
+                        try? consumer.storeOffset(message)
+                        continue
+                    }
+                    guard await budget.take() else { break }
+                    let partition = message.topicPartition
+                    if lanes[partition] == nil {
+                        let (records, continuation) = AsyncStream<KafkaConsumerMessage>.makeStream()
+                        lanes[partition] = continuation
+                        group.addTask {
+                            await Self.runLane(records, consumer: consumer, producer: producer,
+                                               dispatcher: dispatcher, budget: budget, logger: logger)
+                        }
+                    }
+                    lanes[partition]?.yield(message)
+                } else if let revoked = event.revoked {
+                    // The lane finishes the records it holds; storing their offsets may then fail (the partition is
+                    // gone), and the new owner handles them again: at least once.
+                    for partition in revoked { lanes.removeValue(forKey: partition)?.finish() }
+                }
+            }
+            for lane in lanes.values { lane.finish() }
+        }
+        clients.withLock { $0 = (nil, nil) }
+        await consumer.close()
+        await producer.close()
+    }
+
+    /// Whether `topic` is a reply topic that only a wildcard subscription brought in.
+    static func isForeignReply(_ topic: String, subscribed: [String]) -> Bool {
+        topic.hasSuffix(KafkaTopicName.replySuffix) && !subscribed.contains(topic)
+    }
+
+    /// Handles one partition's records in order, storing each offset once its record is done.
+    private static func runLane(
+        _ records: AsyncStream<KafkaConsumerMessage>,
+        consumer: KafkaConsumer,
+        producer: KafkaProducer,
+        dispatcher: any InboundDispatcher,
+        budget: RecordBudget,
+        logger: Logger
+    ) async {
+        await withDiscardingTaskGroup { handlers in
+            var stopped = false
+            for await record in records {
+                defer { budget.give() }
+                if stopped { continue }
+                let outcome = await handle(record, producer: producer, dispatcher: dispatcher, in: &handlers)
+                guard outcome.shouldAcknowledge else {
+                    // Not finished: storing a later offset would skip it, so this lane stores nothing more.
+                    stopped = true
+                    continue
+                }
+                do {
+                    try consumer.storeOffset(record)
+                } catch {
+                    logger.debug("could not store offset \(record.offset) of \(record.topicPartition): \(error)")
+                }
+            }
+        }
+    }
+
+    private static func handle(
+        _ record: KafkaConsumerMessage,
+        producer: KafkaProducer,
+        dispatcher: any InboundDispatcher,
+        in handlers: inout DiscardingTaskGroup
+    ) async -> HandlingOutcome {
+        let inbound = KafkaRecordCodec.decodeRequest(KafkaRecordModel(record))
+        let outcome = OneShot<HandlingOutcome>()
+        var writer: (any ReplyWriter)?
+        if let replyTo = inbound.replyTo, let correlation = inbound.correlationBytes {
+            writer = KafkaReplyWriter(producer: producer, address: replyTo, correlationBytes: correlation)
+        }
+        let metadata = TransportMetadata(
+            transport: "kafka",
+            channel: record.topic,
+            partition: Int(record.partition),
+            offset: String(record.offset),
+            key: record.key
+        )
+        let message = InboundMessage(
+            request: inbound.request,
+            metadata: metadata,
+            replyWriter: writer,
+            onHandled: { outcome.deliver($0) }
+        )
+        await dispatcher.dispatch(message, in: &handlers)
+        return await outcome.value
+    }
+}
+
+/// Produces the replies to one request and waits for the broker to acknowledge each.
+struct KafkaReplyWriter: ReplyWriter {
+    let producer: KafkaProducer
+    let address: KafkaRecordCodec.ReplyAddress
+    let correlationBytes: [UInt8]
+
+    func write(_ reply: WireReply) async throws {
+        let record = try KafkaRecordCodec.encodeReply(reply, correlationBytes: correlationBytes, to: address)
+        _ = try await producer.send(
+            topic: record.topic,
+            partition: record.partition,
+            key: record.key,
+            value: record.value,
+            headers: record.producerHeaders
+        )
+    }
+}

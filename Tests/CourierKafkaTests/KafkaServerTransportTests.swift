@@ -1,0 +1,163 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import Courier
+import CourierExample
+import Logging
+import NIOCore
+import Synchronization
+import Testing
+
+@testable import CourierKafka
+
+/// A Courier worker on the in-process mock cluster, called the way a NestJS client calls it: request records with
+/// `kafka_*` headers, replies read from a reply topic.
+@Suite(.serialized) struct KafkaServerTransportTests {
+    static let replyTopic = "test.replies"
+
+    /// Reply records by correlation id, filled by one task that reads the reply topic.
+    final class ReplyBox: Sendable {
+        private let packets = Mutex<[String: [(WireReply, KafkaRecordModel)]]>([:])
+
+        func add(_ reply: WireReply, _ record: KafkaRecordModel) {
+            packets.withLock { $0[reply.correlationID, default: []].append((reply, record)) }
+        }
+
+        /// The packets for `id` once its terminal packet arrived (at most 10 s).
+        func await(_ id: String) async throws -> [(WireReply, KafkaRecordModel)] {
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(10)
+            while clock.now < deadline {
+                let current = packets.withLock { $0[id] ?? [] }
+                if current.last?.0.isTerminal == true { return current }
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            Issue.record("no terminal reply for \(id)")
+            return packets.withLock { $0[id] ?? [] }
+        }
+    }
+
+    /// A running worker and a raw NestJS-style caller.
+    struct Fixture {
+        let cluster: EmbeddedKafkaCluster
+        let producer: KafkaProducer
+        let replies: ReplyBox
+        let audit: AuditLog
+
+        /// Sends a request record and returns the reply packets until the end of the stream.
+        func call(_ pattern: String, _ json: String, id: String) async throws -> [(WireReply, KafkaRecordModel)] {
+            let request = WireRequest(pattern: pattern, payload: ByteBuffer(string: json), correlationID: id)
+            let record = try KafkaRecordCodec.encodeRequest(
+                request,
+                replyTo: .init(topic: KafkaServerTransportTests.replyTopic, partition: 0)
+            )
+            _ = try await producer.send(topic: record.topic, value: record.value, headers: record.producerHeaders)
+            return try await replies.await(id)
+        }
+
+        func emit(_ pattern: String, _ json: String) async throws {
+            let event = WireRequest(pattern: pattern, payload: ByteBuffer(string: json), correlationID: nil)
+            let record = try KafkaRecordCodec.encodeEvent(event)
+            _ = try await producer.send(topic: record.topic, value: record.value, headers: record.producerHeaders)
+        }
+    }
+
+    static func withWorker(_ body: (Fixture) async throws -> Void) async throws {
+        let topics = ["math.sum": 4, "math.countdown": 2, "math.fail": 1, "audit.log": 2, "audit.count": 1,
+                      replyTopic: 1]
+        let cluster = try EmbeddedKafkaCluster(topics: topics)
+        defer { cluster.close() }
+        var properties = KafkaConfiguration.lowLatency
+        properties.merge(KafkaConsumerTests.fastGroup) { _, new in new }
+        let configuration = KafkaConfiguration(
+            bootstrapServers: cluster.bootstrapServers,
+            groupID: "workers",
+            properties: properties
+        )
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let audit = AuditLog()
+        let worker = Microservice(
+            router: ExampleService.router(audit: audit),
+            transport: KafkaServerTransport(configuration: configuration, logger: logger),
+            logger: logger
+        )
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers,
+                                         properties: KafkaConfiguration.lowLatency)
+        let replies = try KafkaConsumer(
+            bootstrapServers: cluster.bootstrapServers,
+            groupID: "caller",
+            topics: [replyTopic],
+            properties: KafkaConsumerTests.fastGroup
+        )
+        let box = ReplyBox()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await worker.run() }
+            group.addTask {
+                for await event in replies.events {
+                    guard let message = event.message else { continue }
+                    let model = KafkaRecordModel(message)
+                    if let reply = KafkaRecordCodec.decodeReply(model) { box.add(reply, model) }
+                }
+            }
+            do {
+                try await body(Fixture(cluster: cluster, producer: producer, replies: box, audit: audit))
+            } catch {
+                group.cancelAll()
+                throw error
+            }
+            group.cancelAll()
+        }
+        await replies.close()
+        await producer.close()
+    }
+
+    @Test func requestsGetNestJSRepliesAndEventsAreHandled() async throws {
+        try await Self.withWorker { fixture in
+            // A request: one record with the value, the echoed correlation id and the disposed marker.
+            let sum = try await fixture.call("math.sum", "[1,2,3]", id: "7c1d3b0e")
+            #expect(sum.count == 1)
+            let (reply, record) = try #require(sum.first)
+            #expect(reply.correlationID == "7c1d3b0e")
+            #expect(reply.response.map { String(buffer: $0) } == "6")
+            #expect(record.value == Array("6".utf8))
+            #expect(record.lastHeader(named: KafkaHeaderName.nestIsDisposed) == [0x00])
+            #expect(record.lastHeader(named: KafkaHeaderName.correlationID) == Array("7c1d3b0e".utf8))
+
+            // A stream: one record per element, then a null-valued disposed record.
+            let countdown = try await fixture.call("math.countdown", "3", id: "c1")
+            let values = countdown.compactMap { $0.0.response.map { String(buffer: $0) } }
+            #expect(values == ["3", "2", "1"])
+            #expect(countdown.last?.0.isDisposed == true)
+            #expect(countdown.last?.1.value == nil)
+
+            // An error: kafka_nest-err with NestJS's key order first, a null value, disposed.
+            let failure = try await fixture.call("math.fail", "{}", id: "f1")
+            let (errorReply, errorRecord) = try #require(failure.first)
+            #expect(errorRecord.value == nil)
+            let header = String(decoding: errorRecord.lastHeader(named: KafkaHeaderName.nestError).flatMap { $0 } ?? [],
+                                as: UTF8.self)
+            #expect(header.hasPrefix(#"{"status":"error","message":"math.fail always fails","code":422"#))
+            #expect(WireReply.callerError(from: try #require(errorReply.error)).code.rawValue == 422)
+
+            // Events: no reply, handled by the worker.
+            for index in 0..<5 { try await fixture.emit("audit.log", "{\"i\":\(index)}") }
+            var counted = ""
+            for attempt in 0..<100 {
+                let reply = try await fixture.call("audit.count", "null", id: "count-\(attempt)")
+                counted = reply.first?.0.response.map { String(buffer: $0) } ?? ""
+                if counted == "5" { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(counted == "5")
+        }
+    }
+
+    @Test func wildcardSubscriptionsSkipReplyTopics() {
+        #expect(KafkaServerTransport.isForeignReply("orders.reply", subscribed: ["^orders\\.[^.]+$"]))
+        #expect(!KafkaServerTransport.isForeignReply("orders.reply", subscribed: ["orders.reply"]))
+        #expect(!KafkaServerTransport.isForeignReply("orders.created", subscribed: ["^orders\\.[^.]+$"]))
+    }
+}
