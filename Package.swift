@@ -119,7 +119,7 @@ let package = Package(
         .testTarget(
             name: "CourierKafkaTests",
             dependencies: [
-                "CourierKafka", "CourierCLI", "CRdKafka", "Courier", "CourierExample",
+                "CourierKafka", "CourierCLI", "CRdKafka", "Courier", "CourierExample", "CourierTesting",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings

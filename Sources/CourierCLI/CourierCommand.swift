@@ -19,7 +19,9 @@ struct CourierCommand: AsyncParsableCommand {
         commandName: "courier",
         abstract: "Call Courier and NestJS services, run the example worker, or watch a demo.",
         discussion: """
-            Transports are named by URL: tcp://HOST:PORT (NestJS TCP wire format).
+            Transports are named by URL: tcp://HOST:PORT (NestJS TCP wire format), or
+            kafka://HOST:PORT[,HOST:PORT...][?group=G&replyTopic=T&replyPartition=P&<librdkafka property>=V]
+            (NestJS Kafka wire format).
             """,
         subcommands: [Send.self, Emit.self, Stream.self, ExampleWorker.self, Demo.self, DevBroker.self]
     )

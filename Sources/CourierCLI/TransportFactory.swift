@@ -4,16 +4,20 @@
 //===----------------------------------------------------------------------===//
 
 import Courier
+import CourierKafka
 import CourierTCP
 
-/// Builds transports from URLs (`tcp://host:port`).
+/// Builds transports from URLs (`tcp://host:port`, `kafka://host:port[,host:port…]`).
 enum TransportFactory {
-    static let supportedSchemes = ["tcp"]
+    static let supportedSchemes = ["tcp", "kafka"]
 
     static func client(for text: String) throws -> any ClientTransport {
         let url = try TransportURL(text)
         switch url.scheme {
         case "tcp": return TCPClientTransport(configuration: try TCPConfiguration(url: url))
+        case "kafka":
+            return KafkaClientTransport(configuration: try KafkaConfiguration(url: url),
+                                        replyTo: try KafkaReplyStrategy(url: url))
         default: throw unsupported(url)
         }
     }
@@ -22,6 +26,7 @@ enum TransportFactory {
         let url = try TransportURL(text)
         switch url.scheme {
         case "tcp": return TCPServerTransport(configuration: try TCPConfiguration(url: url))
+        case "kafka": return KafkaServerTransport(configuration: try KafkaConfiguration(url: url))
         default: throw unsupported(url)
         }
     }
@@ -32,6 +37,11 @@ enum TransportFactory {
             let address = try await tcp.localAddress()
             let host = address.ipAddress ?? "127.0.0.1"
             return "tcp://\(host.contains(":") ? "[\(host)]" : host):\(address.port ?? 0)"
+        }
+        if let kafka = server as? KafkaServerTransport {
+            // Ready means the group assigned this worker its partitions: records now reach it.
+            await kafka.waitUntilAssigned()
+            return kafka.url
         }
         return server.name
     }

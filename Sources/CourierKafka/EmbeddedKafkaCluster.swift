@@ -102,6 +102,20 @@ public final class EmbeddedKafkaCluster: Sendable {
         }
     }
 
+    /// Makes the brokers' metadata report `name` as missing (`UNKNOWN_TOPIC_OR_PART`), for tests.
+    ///
+    /// The mock cluster auto-creates every topic a Metadata request names (it ignores the request's
+    /// `AllowAutoTopicCreation`), so a missing topic on a real broker that does not auto-create can only be
+    /// imitated this way. Other requests for the topic still work.
+    ///
+    /// - Throws: ``CourierError/Code/transportUnavailable`` if the cluster is closed.
+    func simulateMissingTopic(_ name: String) throws {
+        try cluster.withLock { cluster throws in
+            guard let cluster else { throw CourierError.unavailable("the embedded Kafka cluster is closed") }
+            rd_kafka_mock_topic_set_error(cluster.pointer, name, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+        }
+    }
+
     /// Stops the brokers without waiting for them; clients connected to them see their connections fail.
     ///
     /// Idempotent. Creating topics fails from now on. Use ``waitUntilClosed()`` to wait until the ports are closed.

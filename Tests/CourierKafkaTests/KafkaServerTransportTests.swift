@@ -69,13 +69,8 @@ import Testing
                       replyTopic: 1]
         let cluster = try EmbeddedKafkaCluster(topics: topics)
         defer { cluster.close() }
-        var properties = KafkaConfiguration.lowLatency
-        properties.merge(KafkaConsumerTests.fastGroup) { _, new in new }
-        let configuration = KafkaConfiguration(
-            bootstrapServers: cluster.bootstrapServers,
-            groupID: "workers",
-            properties: properties
-        )
+        var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "workers")
+        configuration.consumerProperties.merge(KafkaConsumerTests.fastGroup) { _, new in new }
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let audit = AuditLog()
@@ -85,7 +80,7 @@ import Testing
             logger: logger
         )
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers,
-                                         properties: KafkaConfiguration.lowLatency)
+                                         properties: KafkaConfiguration.lowLatencyProducer)
         let replies = try KafkaConsumer(
             bootstrapServers: cluster.bootstrapServers,
             groupID: "caller",

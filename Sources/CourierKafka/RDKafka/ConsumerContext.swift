@@ -12,6 +12,10 @@ import Synchronization
 ///
 /// It cannot be the ``KafkaConsumer`` itself: the opaque is set on the configuration, before `rd_kafka_new`, so
 /// before the consumer object exists. The poll thread's closures hold it strongly, so it outlives the handle.
+///
+/// ``KafkaAssignedConsumer`` shares it: its poll step and backpressure are the same (pausing and resuming work on
+/// whatever `rd_kafka_assignment` returns, group-assigned or not); it never receives a rebalance callback and
+/// assigns through ``assignManually(_:_:)`` instead.
 final class ConsumerContext: Sendable {
     typealias Strategy = NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark
     typealias Sequence = NIOAsyncSequenceProducer<KafkaConsumerEvent, Strategy, ConsumerBackPressure>
@@ -77,6 +81,21 @@ final class ConsumerContext: Sendable {
             state.paused = !demand
             if !demand { state.pauses += 1 }
         }
+    }
+
+    /// Assigns `partitions` explicitly, without a group, at the offsets set in the list; on the poll thread.
+    ///
+    /// For ``KafkaAssignedConsumer``. Like a group assignment, new partitions start paused while the reader is
+    /// behind: the poll step only pauses or resumes when demand changes, so it would not catch them.
+    func assignManually(
+        _ handle: OpaquePointer,
+        _ partitions: UnsafeMutablePointer<rd_kafka_topic_partition_list_t>
+    ) -> rd_kafka_resp_err_t {
+        let err = rd_kafka_assign(handle, partitions)
+        if err == RD_KAFKA_RESP_ERR_NO_ERROR, backPressure.state.withLock({ $0.paused }) {
+            rd_kafka_pause_partitions(handle, partitions)
+        }
+        return err
     }
 
     /// Runs on the poll thread, inside `rd_kafka_consumer_poll` or `rd_kafka_consumer_close`.

@@ -19,18 +19,18 @@ public struct KafkaConfiguration: Sendable {
     /// librdkafka properties for every handle (producer and consumer), such as SASL/SSL settings. Any property
     /// librdkafka knows may be given; Courier's own settings win where they conflict.
     ///
-    /// Default: ``lowLatency``
+    /// Default: `["socket.nagle.disable": "true"]`
     public var properties: [String: String]
 
     /// librdkafka properties for consumers only, applied after ``properties``.
     ///
-    /// Default: `["auto.offset.reset": "earliest"]` (a new group starts at the beginning, so no request sent
-    /// before the first worker joined is lost)
+    /// Default: ``lowLatencyConsumer`` plus `"auto.offset.reset": "earliest"` (a new group starts at the
+    /// beginning, so no request sent before the first worker joined is lost)
     public var consumerProperties: [String: String]
 
     /// librdkafka properties for producers only, applied after ``properties``.
     ///
-    /// Default: `[:]`
+    /// Default: ``lowLatencyProducer``
     public var producerProperties: [String: String]
 
     /// The most records a worker holds between the consumer and its handlers. Past it, reading pauses (the
@@ -39,21 +39,22 @@ public struct KafkaConfiguration: Sendable {
     /// Default: `1_000`
     public var maxBufferedRecords: Int
 
-    /// Settings for request/reply latency: send at once (`linger.ms=0`) and answer fetches quickly
-    /// (`fetch.wait.max.ms=10`); `socket.nagle.disable=true`.
-    public static let lowLatency: [String: String] = [
-        "linger.ms": "0",
-        "fetch.wait.max.ms": "10",
-        "socket.nagle.disable": "true",
-    ]
+    /// Consumer settings for request/reply latency: brokers answer fetches after at most 10 ms
+    /// (`fetch.wait.max.ms`), instead of librdkafka's 500.
+    public static let lowLatencyConsumer: [String: String] = ["fetch.wait.max.ms": "10"]
+
+    /// Producer settings for request/reply latency: send at once (`linger.ms=0`) instead of batching for 5 ms.
+    public static let lowLatencyProducer: [String: String] = ["linger.ms": "0"]
 
     /// Creates a configuration; every parameter but the brokers has the documented default.
     public init(
         bootstrapServers: String,
         groupID: String = "courier-workers",
-        properties: [String: String] = KafkaConfiguration.lowLatency,
-        consumerProperties: [String: String] = ["auto.offset.reset": "earliest"],
-        producerProperties: [String: String] = [:],
+        properties: [String: String] = ["socket.nagle.disable": "true"],
+        consumerProperties: [String: String] = KafkaConfiguration.lowLatencyConsumer.merging(
+            ["auto.offset.reset": "earliest"]
+        ) { _, new in new },
+        producerProperties: [String: String] = KafkaConfiguration.lowLatencyProducer,
         maxBufferedRecords: Int = 1_000
     ) {
         self.bootstrapServers = bootstrapServers
@@ -64,14 +65,19 @@ public struct KafkaConfiguration: Sendable {
         self.maxBufferedRecords = maxBufferedRecords
     }
 
-    /// Reads a `kafka://host:port[,host:port…]` URL. Query options: `group` (``groupID``), and any other key is
-    /// passed to librdkafka as a property (`kafka://b1:9092?security.protocol=SASL_SSL&sasl.mechanisms=PLAIN`).
+    /// Reads a `kafka://host:port[,host:port…]` URL. Query options: `group` (``groupID``); `replyTopic` and
+    /// `replyPartition` are read by ``KafkaReplyStrategy/init(url:)``; any other key is passed to librdkafka as a
+    /// property (`kafka://b1:9092?security.protocol=SASL_SSL&sasl.mechanisms=PLAIN`).
     public init(url: TransportURL) throws {
         guard url.scheme == "kafka" else { throw CourierError(.unprocessable, "not a Kafka URL: \(url)") }
         let servers = url.endpoints.map { "\($0.host):\($0.port ?? 9092)" }.joined(separator: ",")
         self.init(bootstrapServers: servers)
         for (key, value) in url.options {
-            if key == "group" { groupID = value } else { properties[key] = value }
+            switch key {
+            case "group": groupID = value
+            case "replyTopic", "replyPartition": break
+            default: properties[key] = value
+            }
         }
     }
 

@@ -27,6 +27,7 @@ public final class KafkaServerTransport: ServerTransport {
     private let configuration: KafkaConfiguration
     private let logger: Logger
     private let clients = Mutex<(consumer: KafkaConsumer?, producer: KafkaProducer?)>((nil, nil))
+    private let assigned = OneShot<Void>()
 
     /// Creates a worker transport.
     ///
@@ -36,6 +37,16 @@ public final class KafkaServerTransport: ServerTransport {
     public init(configuration: KafkaConfiguration, logger: Logger = Logger(label: "courier.kafka.server")) {
         self.configuration = configuration
         self.logger = logger
+    }
+
+    /// The cluster as a URL, for messages: `kafka://host:port[,…]?group=…`.
+    public var url: String { "kafka://\(configuration.bootstrapServers)?group=\(configuration.groupID)" }
+
+    /// Returns once the group has assigned this worker its first partitions (it then receives records).
+    ///
+    /// Useful in tests and tools: a group join takes seconds (about 3 s on the embedded cluster).
+    public func waitUntilAssigned() async {
+        await assigned.value
     }
 
     /// The consumer and producer, once serving: `(KafkaConsumer, KafkaProducer)`.
@@ -92,6 +103,8 @@ public final class KafkaServerTransport: ServerTransport {
                         }
                     }
                     lanes[partition]?.yield(message)
+                } else if event.assigned != nil {
+                    assigned.deliver(())
                 } else if let revoked = event.revoked {
                     // The lane finishes the records it holds; storing their offsets may then fail (the partition is
                     // gone), and the new owner handles them again: at least once.

@@ -1,0 +1,195 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CourierCore
+import Logging
+import NIOCore
+import Synchronization
+
+/// The caller side of the Kafka transport, on the NestJS Kafka wire format.
+///
+/// A request is a record on the pattern's topic with `kafka_correlationId`, `kafka_replyTopic` and
+/// `kafka_replyPartition` naming this instance's reply partition (see ``KafkaReplyStrategy``); replies are read from
+/// that partition alone. ``connect(replies:)`` returns only once the reply partition is assigned at its high
+/// watermark, so the first reply cannot be missed. An event is a record without correlation headers, and `emit`
+/// returns once the broker acknowledged it.
+///
+/// `nativeClient` returns `(KafkaProducer, KafkaAssignedConsumer)`.
+public final class KafkaClientTransport: ClientTransport {
+    public var name: String { "kafka" }
+
+    private struct Connection: Sendable {
+        let producer: KafkaProducer
+        let listener: KafkaAssignedConsumer
+        let reader: Task<Void, Never>
+    }
+
+    private enum State {
+        case idle
+        case connecting(Task<Connection, any Error>)
+        case connected(Connection)
+        case closed
+    }
+
+    private let configuration: KafkaConfiguration
+    private let replyTo: KafkaReplyStrategy
+    private let logger: Logger
+    private let state = Mutex<State>(.idle)
+    private let receiver = Mutex<(any ReplyReceiver)?>(nil)
+
+    /// Creates a client transport.
+    ///
+    /// - Parameters:
+    ///   - configuration: The cluster and librdkafka settings (``KafkaConfiguration/groupID`` is not used: a client
+    ///     joins no group).
+    ///   - replyTo: The reply partition this instance owns. Default: ``KafkaReplyStrategy/singleInstance``.
+    ///   - logger: Where transport events and librdkafka's logs go.
+    public init(
+        configuration: KafkaConfiguration,
+        replyTo: KafkaReplyStrategy = .singleInstance,
+        logger: Logger = Logger(label: "courier.kafka.client")
+    ) {
+        self.configuration = configuration
+        self.replyTo = replyTo
+        self.logger = logger
+    }
+
+    public func connect(replies: any ReplyReceiver) async throws {
+        _ = try await connection(replies: replies)
+    }
+
+    public func nativeClient(replies: any ReplyReceiver) async throws -> any Sendable {
+        let connection = try await connection(replies: replies)
+        return (connection.producer, connection.listener)
+    }
+
+    public func send(_ request: WireRequest) {
+        guard let id = request.correlationID else { return }
+        let replies = receiver.withLock { $0 }
+        guard case .connected(let connection) = state.withLock({ $0 }) else {
+            replies?.fail(correlationIDs: CollectionOfOne(id), with: .unavailable("the Kafka client is not connected"))
+            return
+        }
+        do {
+            let record = try KafkaRecordCodec.encodeRequest(
+                request,
+                replyTo: .init(topic: replyTo.topic, partition: replyTo.partition)
+            )
+            try connection.producer.produce(
+                topic: record.topic,
+                partition: record.partition,
+                key: record.key,
+                value: record.value,
+                headers: record.producerHeaders
+            )
+        } catch {
+            let failure = CourierError.wrapping(error, as: .transportUnavailable, "could not send '\(request.pattern)'")
+            replies?.fail(correlationIDs: CollectionOfOne(id), with: failure)
+        }
+    }
+
+    public func emit(_ event: WireRequest) async throws {
+        guard case .connected(let connection) = state.withLock({ $0 }) else {
+            throw CourierError.unavailable("the Kafka client is not connected")
+        }
+        let record = try KafkaRecordCodec.encodeEvent(event)
+        _ = try await connection.producer.send(
+            topic: record.topic,
+            partition: record.partition,
+            key: record.key,
+            value: record.value,
+            headers: record.producerHeaders
+        )
+    }
+
+    public func close() async {
+        let previous = state.withLock { state -> State in
+            defer { state = .closed }
+            return state
+        }
+        let connection: Connection?
+        switch previous {
+        case .connected(let current): connection = current
+        case .connecting(let task): connection = try? await task.value
+        case .idle, .closed: connection = nil
+        }
+        guard let connection else { return }
+        connection.reader.cancel()
+        await connection.listener.close()
+        await connection.producer.close()
+    }
+
+    // MARK: Connecting
+
+    private func connection(replies: any ReplyReceiver) async throws -> Connection {
+        receiver.withLock { $0 = replies }
+        let task = try state.withLock { state -> Task<Connection, any Error> in
+            switch state {
+            case .connected(let connection):
+                return Task { connection }
+            case .connecting(let task):
+                return task
+            case .closed:
+                throw CourierError.unavailable("the Kafka client is closed")
+            case .idle:
+                let task = Task { try await self.open(replies: replies) }
+                state = .connecting(task)
+                return task
+            }
+        }
+        do {
+            let connection = try await task.value
+            state.withLock { state in
+                if case .connecting = state { state = .connected(connection) }
+            }
+            return connection
+        } catch {
+            state.withLock { state in
+                if case .connecting = state { state = .idle }
+            }
+            throw error
+        }
+    }
+
+    private func open(replies: any ReplyReceiver) async throws -> Connection {
+        let producer = try KafkaProducer(
+            bootstrapServers: configuration.bootstrapServers,
+            properties: configuration.producerSettings,
+            logger: logger
+        )
+        let listener: KafkaAssignedConsumer
+        do {
+            listener = try KafkaAssignedConsumer(
+                bootstrapServers: configuration.bootstrapServers,
+                partitions: [KafkaTopicPartition(topic: replyTo.topic, partition: replyTo.partition)],
+                properties: configuration.consumerSettings.filter { $0.key != "auto.offset.reset" },
+                logger: logger
+            )
+        } catch {
+            await producer.close()
+            throw error
+        }
+        do {
+            try await listener.ready()
+        } catch {
+            await listener.close()
+            await producer.close()
+            throw error
+        }
+        let logger = self.logger
+        // The reader lives as long as the connection; `close()` cancels it.
+        let reader = Task {
+            for await message in listener.messages {
+                guard let reply = KafkaRecordCodec.decodeReply(KafkaRecordModel(message)) else {
+                    logger.debug("ignored a record without a correlation id on \(message.topicPartition)")
+                    continue
+                }
+                replies.receive(reply)
+            }
+        }
+        logger.debug("kafka client ready", metadata: ["reply-to": "\(replyTo)"])
+        return Connection(producer: producer, listener: listener, reader: reader)
+    }
+}
