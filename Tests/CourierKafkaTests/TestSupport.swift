@@ -5,6 +5,7 @@
 
 import CRdKafka
 import Foundation
+import Testing
 
 /// Runs blocking work (librdkafka consumer polls, process waits, pipe reads) on a thread of its own, so it never
 /// holds one of the few threads Swift concurrency shares with the suites running in parallel.
@@ -115,4 +116,56 @@ func readBlocking(
         )
     }
     return messages
+}
+
+/// A running `courier` command (`dev-broker`, `example-worker`, …) started as its own process; it reads the first
+/// line the command prints (`ready …`).
+final class CourierProcess: @unchecked Sendable {
+    // @unchecked: the process is only touched from one test at a time.
+    let process = Process()
+    /// The first line printed on stdout, with its newline; empty if the command exited first.
+    let readyLine: String
+
+    /// The `courier` binary next to the test bundle in the build folder.
+    static var executable: URL {
+        URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("courier")
+    }
+
+    /// Starts `courier <arguments>` and waits for its first line. Blocking: call it through `offThePool`.
+    init(arguments: [String]) throws {
+        process.executableURL = Self.executable
+        process.arguments = arguments
+        let out = Pipe()
+        process.standardOutput = out
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        var line = Data()
+        let handle = out.fileHandleForReading
+        while !line.contains(UInt8(ascii: "\n")) {
+            let chunk = handle.availableData
+            if chunk.isEmpty { break }
+            line.append(chunk)
+        }
+        readyLine = String(decoding: line, as: UTF8.self)
+    }
+
+    /// The URL after `ready ` on the first line, without the newline.
+    var readyURL: String {
+        String(readyLine.dropFirst("ready ".count).trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Sends SIGTERM and returns the exit status (waiting at most 10 s). Blocking: call it through `offThePool`.
+    func stop() throws -> Int32 {
+        if process.isRunning { process.terminate() }
+        let deadline = Date().addingTimeInterval(10)
+        while process.isRunning, Date() < deadline { usleep(10_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            Issue.record("courier \(process.arguments ?? []) did not exit within 10 s of SIGTERM")
+        }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    deinit { if process.isRunning { process.terminate() } }
 }
