@@ -68,7 +68,10 @@ import Testing
 
         // A Courier client in this process.
         let client = CourierClient(
-            transport: KafkaClientTransport(configuration: KafkaConfiguration(bootstrapServers: servers)),
+            transport: KafkaClientTransport(
+                configuration: KafkaConfiguration(bootstrapServers: servers),
+                logger: KafkaMockHarness.quietLogger
+            ),
             configuration: ClientConfiguration(defaultTimeout: .seconds(15))
         )
         #expect(try await client.send(ExampleService.sum, [20, 22]) == 42)

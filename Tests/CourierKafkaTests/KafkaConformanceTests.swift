@@ -6,6 +6,7 @@
 import Courier
 import CourierKafka
 import CourierTesting
+import Logging
 import Testing
 
 /// The transport conformance suite on librdkafka's in-process mock cluster: a fresh cluster per scenario, so no
@@ -38,8 +39,15 @@ final class KafkaMockHarness: ConformanceHarness {
 
     var features: TransportFeatures { TransportFeatures(connectionLoss: false, repliesToUnknownPatterns: false) }
 
+    /// librdkafka warns about the mock's old protocol version on every connection; keep test output readable.
+    static var quietLogger: Logger {
+        var logger = Logger(label: "courier.kafka.test")
+        logger.logLevel = .error
+        return logger
+    }
+
     func makeServer() throws -> any ServerTransport {
-        KafkaServerTransport(configuration: configuration)
+        KafkaServerTransport(configuration: configuration, logger: Self.quietLogger)
     }
 
     func waitUntilServing(_ server: any ServerTransport) async throws {
@@ -47,7 +55,7 @@ final class KafkaMockHarness: ConformanceHarness {
     }
 
     func makeClient(for server: any ServerTransport) async throws -> any ClientTransport {
-        KafkaClientTransport(configuration: configuration)
+        KafkaClientTransport(configuration: configuration, logger: Self.quietLogger)
     }
 }
 
