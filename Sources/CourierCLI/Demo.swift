@@ -6,6 +6,7 @@
 import ArgumentParser
 import Courier
 import CourierExample
+import CourierKafka
 import CourierTCP
 import Logging
 import NIOCore
@@ -13,8 +14,14 @@ import NIOCore
 struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Start the example worker and a client in this process and show what Courier does.",
-        discussion: "Runs over TCP on a free loopback port; nothing to install or start by hand."
+        discussion: """
+            --transport tcp (default) runs over TCP on a free loopback port; --transport kafka runs on an embedded
+            Kafka cluster (librdkafka's mock cluster) in this process. Nothing to install or start by hand.
+            """
     )
+
+    @Option(name: .long, help: "tcp or kafka.")
+    var transport: String = "tcp"
 
     @Option(name: .long, help: "Seconds to measure throughput for.")
     var seconds: Double = 2
@@ -22,17 +29,47 @@ struct Demo: AsyncParsableCommand {
     @Option(name: .long, help: "Calls in flight during the throughput run.")
     var inFlight: Int = 64
 
+    func validate() throws {
+        guard ["tcp", "kafka"].contains(transport) else {
+            throw ValidationError("--transport must be tcp or kafka, got '\(transport)'")
+        }
+    }
+
     func run() async throws {
-        bootstrapLogging(level: "warning")
-        let server = TCPServerTransport(host: "127.0.0.1", port: 0)
+        bootstrapLogging(level: "error")
         let audit = AuditLog()
+        var cluster: EmbeddedKafkaCluster?
+        let server: any ServerTransport
+        if transport == "kafka" {
+            let topics = ["math.sum": 4, "math.countdown": 1, "math.fail": 1, "math.nope": 1, "audit.log": 2,
+                          "audit.count": 1, KafkaReplyStrategy.singleInstance.topic: 1]
+            let embedded = try EmbeddedKafkaCluster(topics: topics)
+            cluster = embedded
+            var configuration = KafkaConfiguration(bootstrapServers: embedded.bootstrapServers)
+            configuration.consumerProperties["session.timeout.ms"] = "6000"
+            server = KafkaServerTransport(configuration: configuration)
+        } else {
+            server = TCPServerTransport(host: "127.0.0.1", port: 0)
+        }
+        defer { cluster?.close() }
         let worker = Microservice(router: ExampleService.router(audit: audit), transport: server)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await worker.run() }
-            let address = try await server.localAddress()
-            let port = address.port ?? 0
-            printLine("Courier demo: example worker on tcp://127.0.0.1:\(port) (NestJS TCP wire format)\n")
-            let client = CourierClient(transport: TCPClientTransport(host: "127.0.0.1", port: port))
+            let client: CourierClient
+            if let kafka = server as? KafkaServerTransport, let cluster {
+                printLine("Courier demo: embedded Kafka cluster at \(cluster.bootstrapServers) (NestJS Kafka wire format)")
+                printLine("(the example worker joins its consumer group: about 3 s on the embedded cluster)\n")
+                await kafka.waitUntilAssigned()
+                client = CourierClient(
+                    transport: KafkaClientTransport(
+                        configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)
+                    )
+                )
+            } else {
+                let port = try await (server as! TCPServerTransport).localAddress().port ?? 0
+                printLine("Courier demo: example worker on tcp://127.0.0.1:\(port) (NestJS TCP wire format)\n")
+                client = CourierClient(transport: TCPClientTransport(host: "127.0.0.1", port: port))
+            }
             do {
                 try await tour(client: client, audit: audit)
             } catch {
@@ -62,11 +99,15 @@ struct Demo: AsyncParsableCommand {
             printLine("   → CourierError code \(error.code.rawValue): \"\(error.message)\" (remote: \(error.isRemote))\n")
         }
 
-        printLine("4. Unknown pattern send(math.nope, null)")
+        printLine("4. Unknown pattern send(math.nope, null) with a 2 s timeout")
         do {
-            _ = try await client.send("math.nope", json: nil)
+            _ = try await client.send("math.nope", json: nil, timeout: .seconds(2))
         } catch let error as CourierError {
-            printLine("   → \(error.code): \(error.message)\n")
+            printLine("   → \(error.code): \(error.message)")
+            if error.code == .timedOut {
+                printLine("     (on a broker nobody consumes an unserved pattern's topic, so nobody answers)")
+            }
+            printLine("")
         }
 
         printLine("5. Timeout         send(math.countdown as one reply, 1000000) with a 1 ms timeout")
@@ -92,7 +133,8 @@ struct Demo: AsyncParsableCommand {
         let (calls, elapsed) = try await measure(client: client)
         let rate = Double(calls) / elapsed
         printLine("   → \(calls) calls in \(String(format2: elapsed)) s = \(Int(rate)) calls/s\n")
-        printLine("Done. Run `courier example-worker --transport tcp://127.0.0.1:3000` to serve other processes.")
+        printLine("Done. `courier example-worker --transport tcp://127.0.0.1:3000` serves other processes;")
+        printLine("`courier dev-broker` runs an embedded Kafka cluster for them.")
     }
 
     private func measure(client: CourierClient) async throws -> (Int, Double) {
