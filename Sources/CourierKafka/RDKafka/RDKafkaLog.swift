@@ -27,11 +27,14 @@ enum RDKafkaLog {
         var syslogLevel: Int32 = 6
         guard rd_kafka_event_log(event, &facility, &text, &syslogLevel) == 0 else { return }
         let message = text.map { String(cString: $0) } ?? ""
-        logger.log(
-            level: level(syslog: syslogLevel),
-            "\(message)",
-            metadata: ["rdkafka.facility": "\(facility.map { String(cString: $0) } ?? "")"]
-        )
+        let facilityName = facility.map { String(cString: $0) } ?? ""
+        var level = level(syslog: syslogLevel)
+        if facilityName == "AUTOCREATE", level > .info {
+            // "allow.auto.create.topics=false not supported by broker": said on every connection to brokers older
+            // than 0.11, the embedded mock cluster included, where it changes nothing Courier relies on.
+            level = .info
+        }
+        logger.log(level: level, "\(message)", metadata: ["rdkafka.facility": "\(facilityName)"])
     }
 
     /// Logs an `RD_KAFKA_EVENT_ERROR` event: librdkafka retries most errors itself, so non-fatal ones are warnings.
