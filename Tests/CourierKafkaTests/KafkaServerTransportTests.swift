@@ -150,6 +150,50 @@ import Testing
         }
     }
 
+    @Test func failingEventsAreRetriedThenDeadLettered() async throws {
+        let cluster = try EmbeddedKafkaCluster(topics: ["audit.bad": 1, "audit.bad.dlq": 1])
+        defer { cluster.close() }
+        var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "dlq-workers")
+        configuration.consumerProperties.merge(KafkaConsumerTests.fastGroup) { _, new in new }
+        configuration.eventFailures = .deadLetter(retries: 2, initialBackoff: .milliseconds(10))
+        let attempts = Atomic<Int>(0)
+        var router = MessageRouter()
+        router.on(EventPattern<Int>("audit.bad")) { _, _ in
+            attempts.add(1, ordering: .relaxed)
+            throw CourierError(.unprocessable, "always fails")
+        }
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let server = KafkaServerTransport(configuration: configuration, logger: logger)
+        let worker = Microservice(router: router, transport: server, logger: logger)
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await worker.run() }
+            let event = try KafkaRecordCodec.encodeEvent(
+                WireRequest(pattern: "audit.bad", payload: ByteBuffer(string: "7"), correlationID: nil)
+            )
+            _ = try await producer.send(topic: event.topic, key: Array("k".utf8), value: event.value,
+                                        headers: [("trace", Array("t-1".utf8))])
+            let parked = try await offThePool {
+                try readBlocking(bootstrapServers: cluster.bootstrapServers, topic: "audit.bad.dlq", partitions: 1,
+                                 count: 1)
+            }
+            group.cancelAll()
+            let record = try #require(parked.first)
+            #expect(record.value == Array("7".utf8))
+            let headers = Dictionary(record.headers.map { ($0.name, String(decoding: $0.value ?? [], as: UTF8.self)) },
+                                     uniquingKeysWith: { _, last in last })
+            #expect(headers["trace"] == "t-1")
+            #expect(headers[KafkaDeadLetterHeader.topic] == "audit.bad")
+            #expect(headers[KafkaDeadLetterHeader.partition] == "0")
+            #expect(headers[KafkaDeadLetterHeader.offset] == "0")
+            #expect(headers[KafkaDeadLetterHeader.attempts] == "3")
+            #expect(headers[KafkaDeadLetterHeader.error]?.contains("always fails") == true)
+        }
+        #expect(attempts.load(ordering: .relaxed) == 3)
+        await producer.close()
+    }
+
     @Test func wildcardSubscriptionsSkipReplyTopics() {
         #expect(KafkaServerTransport.isForeignReply("orders.reply", subscribed: ["^orders\\.[^.]+$"]))
         #expect(!KafkaServerTransport.isForeignReply("orders.reply", subscribed: ["orders.reply"]))

@@ -120,6 +120,8 @@ public struct HandlingOutcome: Sendable, CustomStringConvertible {
     public var isSuccess: Bool { kind == .succeeded }
     /// Whether no handler matched.
     public var isUnhandled: Bool { kind == .unhandled }
+    /// Whether the handler threw (see ``error``).
+    public var isFailure: Bool { kind == .failed }
 
     public var description: String {
         switch kind {

@@ -33,6 +33,12 @@ public struct KafkaConfiguration: Sendable {
     /// Default: ``lowLatencyProducer``
     public var producerProperties: [String: String]
 
+    /// What a worker does with an event whose handler throws.
+    ///
+    /// Default: ``KafkaEventFailurePolicy/deadLetter(retries:initialBackoff:suffix:)`` (3 retries from 100 ms, then
+    /// `<topic>.dlq`)
+    public var eventFailures: KafkaEventFailurePolicy = .deadLetter()
+
     /// The most records a worker holds between the consumer and its handlers. Past it, reading pauses (the
     /// consumer's partitions are paused while it keeps polling, so the group is undisturbed).
     ///

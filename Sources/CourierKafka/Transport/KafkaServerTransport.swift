@@ -19,8 +19,8 @@ import Synchronization
 /// rebalance.
 ///
 /// Replies go to the request's `kafka_replyTopic` and `kafka_replyPartition`, echoing `kafka_correlationId` byte
-/// for byte. An event handler that throws is logged and counted by the microservice, and its record is
-/// acknowledged (skip and count); retries and dead-letter topics are not implemented yet.
+/// for byte. An event handler that throws is retried and then dead-lettered or skipped, as
+/// ``KafkaConfiguration/eventFailures`` says.
 public final class KafkaServerTransport: ServerTransport {
     public var name: String { "kafka" }
 
@@ -82,6 +82,7 @@ public final class KafkaServerTransport: ServerTransport {
         logger.info("kafka worker subscribed", metadata: ["group": "\(configuration.groupID)",
                                                          "topics": "\(subscriptions)"])
         let budget = RecordBudget(configuration.maxBufferedRecords)
+        let policy = configuration.eventFailures
         let logger = self.logger
         await withDiscardingTaskGroup { group in
             var lanes: [KafkaTopicPartition: AsyncStream<KafkaConsumerMessage>.Continuation] = [:]
@@ -99,7 +100,8 @@ public final class KafkaServerTransport: ServerTransport {
                         lanes[partition] = continuation
                         group.addTask {
                             await Self.runLane(records, consumer: consumer, producer: producer,
-                                               dispatcher: dispatcher, budget: budget, logger: logger)
+                                               dispatcher: dispatcher, budget: budget, policy: policy,
+                                               logger: logger)
                         }
                     }
                     lanes[partition]?.yield(message)
@@ -130,6 +132,7 @@ public final class KafkaServerTransport: ServerTransport {
         producer: KafkaProducer,
         dispatcher: any InboundDispatcher,
         budget: RecordBudget,
+        policy: KafkaEventFailurePolicy,
         logger: Logger
     ) async {
         await withDiscardingTaskGroup { handlers in
@@ -137,7 +140,30 @@ public final class KafkaServerTransport: ServerTransport {
             for await record in records {
                 defer { budget.give() }
                 if stopped { continue }
-                let outcome = await handle(record, producer: producer, dispatcher: dispatcher, in: &handlers)
+                let inbound = KafkaRecordCodec.decodeRequest(KafkaRecordModel(record))
+                var outcome = await handle(record, inbound, producer: producer, dispatcher: dispatcher, in: &handlers)
+                var attempts = 1
+                if inbound.request.isEvent, outcome.isFailure {
+                    // Retry in place: the partition's order is kept, and the backoff bounds how long it waits.
+                    while outcome.isFailure, attempts <= policy.retries, !Task.isCancelled {
+                        try? await Task.sleep(for: policy.backoff(before: attempts))
+                        if Task.isCancelled { break }
+                        attempts += 1
+                        outcome = await handle(record, inbound, producer: producer, dispatcher: dispatcher,
+                                               in: &handlers)
+                    }
+                    if Task.isCancelled, outcome.isFailure { outcome = .abandoned }
+                    if outcome.isFailure, let suffix = policy.deadLetterSuffix {
+                        do {
+                            try await deadLetter(record, suffix: suffix, error: outcome.error, attempts: attempts,
+                                                 producer: producer)
+                        } catch {
+                            // Not parked: leave it unacknowledged so it comes back rather than being lost.
+                            logger.error("could not dead-letter \(record.topicPartition)@\(record.offset): \(error)")
+                            outcome = .abandoned
+                        }
+                    }
+                }
                 guard outcome.shouldAcknowledge else {
                     // Not finished: storing a later offset would skip it, so this lane stores nothing more.
                     stopped = true
@@ -152,13 +178,32 @@ public final class KafkaServerTransport: ServerTransport {
         }
     }
 
+    /// Publishes a record whose handler kept failing to `<topic><suffix>`, and waits for the broker.
+    private static func deadLetter(
+        _ record: KafkaConsumerMessage,
+        suffix: String,
+        error: (any Error)?,
+        attempts: Int,
+        producer: KafkaProducer
+    ) async throws {
+        let topic = record.topic + suffix
+        try KafkaTopicName.validate(topic)
+        var headers = record.headers.map { ($0.name, $0.value ?? []) }
+        headers.append((KafkaDeadLetterHeader.topic, Array(record.topic.utf8)))
+        headers.append((KafkaDeadLetterHeader.partition, Array(String(record.partition).utf8)))
+        headers.append((KafkaDeadLetterHeader.offset, Array(String(record.offset).utf8)))
+        headers.append((KafkaDeadLetterHeader.error, Array((error.map { "\($0)" } ?? "unknown").utf8)))
+        headers.append((KafkaDeadLetterHeader.attempts, Array(String(attempts).utf8)))
+        _ = try await producer.send(topic: topic, key: record.key, value: record.value, headers: headers)
+    }
+
     private static func handle(
         _ record: KafkaConsumerMessage,
+        _ inbound: KafkaRecordCodec.InboundRequest,
         producer: KafkaProducer,
         dispatcher: any InboundDispatcher,
         in handlers: inout DiscardingTaskGroup
     ) async -> HandlingOutcome {
-        let inbound = KafkaRecordCodec.decodeRequest(KafkaRecordModel(record))
         let outcome = OneShot<HandlingOutcome>()
         var writer: (any ReplyWriter)?
         if let replyTo = inbound.replyTo, let correlation = inbound.correlationBytes {
