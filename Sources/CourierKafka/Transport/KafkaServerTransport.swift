@@ -81,7 +81,7 @@ public final class KafkaServerTransport: ServerTransport {
         clients.withLock { $0 = (consumer, producer) }
         logger.info("kafka worker subscribed", metadata: ["group": "\(configuration.groupID)",
                                                          "topics": "\(subscriptions)"])
-        let budget = RecordBudget(configuration.maxBufferedRecords)
+        let budget = AsyncSemaphore(permits: max(1, configuration.maxBufferedRecords))
         let policy = configuration.eventFailures
         let logger = self.logger
         await withDiscardingTaskGroup { group in
@@ -93,7 +93,7 @@ public final class KafkaServerTransport: ServerTransport {
                         try? consumer.storeOffset(message)
                         continue
                     }
-                    guard await budget.take() else { break }
+                    guard await budget.acquire() else { break }
                     let partition = message.topicPartition
                     if lanes[partition] == nil {
                         let (records, continuation) = AsyncStream<KafkaConsumerMessage>.makeStream()
@@ -131,14 +131,14 @@ public final class KafkaServerTransport: ServerTransport {
         consumer: KafkaConsumer,
         producer: KafkaProducer,
         dispatcher: any InboundDispatcher,
-        budget: RecordBudget,
+        budget: AsyncSemaphore,
         policy: KafkaEventFailurePolicy,
         logger: Logger
     ) async {
         await withDiscardingTaskGroup { handlers in
             var stopped = false
             for await record in records {
-                defer { budget.give() }
+                defer { budget.release() }
                 if stopped { continue }
                 let inbound = KafkaRecordCodec.decodeRequest(KafkaRecordModel(record))
                 var outcome = await handle(record, inbound, producer: producer, dispatcher: dispatcher, in: &handlers)

@@ -7,8 +7,8 @@ import NIOCore
 import Synchronization
 
 /// A counting semaphore for tasks: `acquire` suspends while no permit is free, in FIFO order, and gives up when
-/// its task is cancelled.
-final class AsyncSemaphore: Sendable {
+/// its task is cancelled. Bounds handler concurrency in `Microservice` and buffered records in the Kafka worker.
+package final class AsyncSemaphore: Sendable {
     private struct Waiter {
         let id: UInt64
         let continuation: CheckedContinuation<Bool, Never>
@@ -22,14 +22,14 @@ final class AsyncSemaphore: Sendable {
 
     private let state: Mutex<State>
 
-    init(permits: Int) {
+    package init(permits: Int) {
         state = Mutex(State(available: permits))
     }
 
     /// Takes a permit, waiting for one if needed.
     ///
     /// - Returns: `false` if the task was cancelled before a permit was granted.
-    func acquire() async -> Bool {
+    package func acquire() async -> Bool {
         let fast = state.withLock { state -> UInt64? in
             if state.available > 0 {
                 state.available -= 1
@@ -63,7 +63,7 @@ final class AsyncSemaphore: Sendable {
     }
 
     /// Returns a permit, waking the longest waiter.
-    func release() {
+    package func release() {
         let waiter = state.withLock { state -> Waiter? in
             if let waiter = state.waiters.popFirst() { return waiter }
             state.available += 1
