@@ -125,19 +125,29 @@ public final class KafkaClientTransport: ClientTransport {
 
     private func connection(replies: any ReplyReceiver) async throws -> Connection {
         receiver.withLock { $0 = replies }
-        let task = try state.withLock { state -> Task<Connection, any Error> in
+        enum Step {
+            case ready(Connection)
+            case wait(Task<Connection, any Error>)
+        }
+        let step = try state.withLock { state -> Step in
             switch state {
             case .connected(let connection):
-                return Task { connection }
+                return .ready(connection)
             case .connecting(let task):
-                return task
+                return .wait(task)
             case .closed:
                 throw CourierError.unavailable("the Kafka client is closed")
             case .idle:
+                // The one connection attempt every concurrent first caller awaits.
                 let task = Task { try await self.open(replies: replies) }
                 state = .connecting(task)
-                return task
+                return .wait(task)
             }
+        }
+        let task: Task<Connection, any Error>
+        switch step {
+        case .ready(let connection): return connection
+        case .wait(let pending): task = pending
         }
         do {
             let connection = try await task.value
