@@ -292,45 +292,42 @@ import Testing
         await worker.stop()
     }
 
-    @Test func unknownPatternGetsTheExactNestJSBytes() async throws {
-        let worker = try await Self.startWorker()
-        defer { worker.task.cancel() }
-        let raw = try await RawConnection.connect(port: worker.port)
-        var reader = raw.reader()
-        try await raw.send(Self.frame(#"{"pattern":"no.such.pattern","data":null,"id":"7c1d3b0e"}"#))
-        let expected =
-            #"110#{"id":"7c1d3b0e","status":"error","err":"There is no matching message handler defined in the remote service."}"#
-        let received = await reader.read(matching: expected)
-        #expect(received == expected)
-        await raw.close()
-        await worker.stop()
+    /// One request frame and the exact reply frame NestJS would send for it.
+    struct ExactReply: Sendable, CustomStringConvertible {
+        let description: String
+        let request: String
+        let reply: String
     }
 
-    @Test func nonCourierErrorGetsTheExactNestJSErrorBytes() async throws {
-        let worker = try await Self.startWorker()
-        defer { worker.task.cancel() }
-        let raw = try await RawConnection.connect(port: worker.port)
-        var reader = raw.reader()
-        try await raw.send(Self.frame(#"{"pattern":"probe.crash","data":null,"id":"7c1d3b0e"}"#))
-        let expected =
-            #"94#{"err":{"status":"error","message":"Internal server error"},"isDisposed":true,"id":"7c1d3b0e"}"#
-        let received = await reader.read(matching: expected)
-        #expect(received == expected)
-        await raw.close()
-        await worker.stop()
-    }
+    static let exactReplies = [
+        ExactReply(
+            description: "unknown pattern",
+            request: #"{"pattern":"no.such.pattern","data":null,"id":"7c1d3b0e"}"#,
+            reply: #"110#{"id":"7c1d3b0e","status":"error","err":"There is no matching message handler defined in the remote service."}"#
+        ),
+        ExactReply(
+            description: "non-Courier error",
+            request: #"{"pattern":"probe.crash","data":null,"id":"7c1d3b0e"}"#,
+            reply: #"94#{"err":{"status":"error","message":"Internal server error"},"isDisposed":true,"id":"7c1d3b0e"}"#
+        ),
+        ExactReply(
+            description: "coded error, NestJS keys first",
+            request: #"{"pattern":"math.fail","data":{"x":1},"id":"f1"}"#,
+            reply: frame(
+                #"{"err":{"status":"error","message":"math.fail always fails","code":422,"details":{"request":{"x":1}}},"isDisposed":true,"id":"f1"}"#
+            )
+        ),
+    ]
 
-    @Test func codedErrorPutsNestJSKeysFirst() async throws {
+    @Test(arguments: exactReplies)
+    func repliesAreTheExactNestJSBytes(_ vector: ExactReply) async throws {
         let worker = try await Self.startWorker()
         defer { worker.task.cancel() }
         let raw = try await RawConnection.connect(port: worker.port)
         var reader = raw.reader()
-        try await raw.send(Self.frame(#"{"pattern":"math.fail","data":{"x":1},"id":"f1"}"#))
-        let body =
-            #"{"err":{"status":"error","message":"math.fail always fails","code":422,"details":{"request":{"x":1}}},"isDisposed":true,"id":"f1"}"#
-        let expected = Self.frame(body)
-        let received = await reader.read(matching: expected)
-        #expect(received == expected)
+        try await raw.send(Self.frame(vector.request))
+        let received = await reader.read(matching: vector.reply)
+        #expect(received == vector.reply)
         await raw.close()
         await worker.stop()
     }
