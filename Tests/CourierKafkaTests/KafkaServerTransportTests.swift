@@ -66,7 +66,7 @@ import Testing
 
     static func withWorker(_ body: (Fixture) async throws -> Void) async throws {
         let topics = ["math.sum": 4, "math.countdown": 2, "math.fail": 1, "audit.log": 2, "audit.count": 1,
-                      replyTopic: 1]
+                      replyTopic: 1, KafkaReplyStrategy.singleInstance.topic: 1]
         let cluster = try EmbeddedKafkaCluster(topics: topics)
         defer { cluster.close() }
         var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "workers")
@@ -192,6 +192,24 @@ import Testing
         }
         #expect(attempts.load(ordering: .relaxed) == 3)
         await producer.close()
+    }
+
+    @Test(arguments: [true, false])
+    func courierClientsEmitWithOrWithoutWaitingForTheBroker(_ awaitsAcknowledgement: Bool) async throws {
+        try await Self.withWorker { fixture in
+            var configuration = KafkaConfiguration(bootstrapServers: fixture.cluster.bootstrapServers)
+            configuration.awaitsEventAcknowledgement = awaitsAcknowledgement
+            let client = CourierClient(transport: KafkaClientTransport(configuration: configuration))
+            for index in 0..<5 { try await client.emit(ExampleService.auditLog, ["i": .integer(Int64(index))]) }
+            var counted = 0
+            for _ in 0..<100 {
+                counted = try await client.send(ExampleService.auditCount, NoPayload())
+                if counted == 5 { break }
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            #expect(counted == 5)
+            await client.shutdown()
+        }
     }
 
     @Test func wildcardSubscriptionsSkipReplyTopics() {

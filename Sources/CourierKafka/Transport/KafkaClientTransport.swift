@@ -14,7 +14,8 @@ import Synchronization
 /// `kafka_replyPartition` naming this instance's reply partition (see ``KafkaReplyStrategy``); replies are read from
 /// that partition alone. ``connect(replies:)`` returns only once the reply partition is assigned at its high
 /// watermark, so the first reply cannot be missed. An event is a record without correlation headers, and `emit`
-/// returns once the broker acknowledged it.
+/// returns once the broker acknowledged it (or, with ``KafkaConfiguration/awaitsEventAcknowledgement`` off, once
+/// it is queued).
 ///
 /// `nativeClient` returns `(KafkaProducer, KafkaAssignedConsumer)`.
 public final class KafkaClientTransport: ClientTransport {
@@ -95,6 +96,16 @@ public final class KafkaClientTransport: ClientTransport {
             throw CourierError.unavailable("the Kafka client is not connected")
         }
         let record = try KafkaRecordCodec.encodeEvent(event)
+        guard configuration.awaitsEventAcknowledgement else {
+            try connection.producer.produce(
+                topic: record.topic,
+                partition: record.partition,
+                key: record.key,
+                value: record.value,
+                headers: record.producerHeaders
+            )
+            return
+        }
         _ = try await connection.producer.send(
             topic: record.topic,
             partition: record.partition,

@@ -33,6 +33,13 @@ public struct KafkaConfiguration: Sendable {
     /// Default: ``lowLatencyProducer``
     public var producerProperties: [String: String]
 
+    /// Whether a client's `emit` returns only once the broker acknowledged the event (its delivery report). When
+    /// `false`, `emit` returns as soon as librdkafka queued the event: faster, but a failed delivery is only
+    /// logged.
+    ///
+    /// Default: `true`
+    public var awaitsEventAcknowledgement: Bool = true
+
     /// What a worker does with an event whose handler throws.
     ///
     /// Default: ``KafkaEventFailurePolicy/deadLetter(retries:initialBackoff:suffix:)`` (3 retries from 100 ms, then
