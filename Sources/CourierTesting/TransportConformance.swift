@@ -25,16 +25,13 @@ public protocol ConformanceHarness: Sendable {
 public struct TransportFeatures: Sendable {
     /// Whether a caller announces its deadline and handlers can extend it.
     public var deadlineExtension: Bool
-    /// Whether the transport sees a connection drop and fails pending calls at once.
-    public var connectionLoss: Bool
     /// Whether a request to a pattern no worker serves gets NestJS's "no matching message handler" reply. On
     /// brokers (Kafka) nobody receives such a request, so the call times out instead.
     public var repliesToUnknownPatterns: Bool
 
     /// Features to test; everything is on by default.
-    public init(deadlineExtension: Bool = true, connectionLoss: Bool = true, repliesToUnknownPatterns: Bool = true) {
+    public init(deadlineExtension: Bool = true, repliesToUnknownPatterns: Bool = true) {
         self.deadlineExtension = deadlineExtension
-        self.connectionLoss = connectionLoss
         self.repliesToUnknownPatterns = repliesToUnknownPatterns
     }
 }

@@ -11,7 +11,7 @@ import Testing
 /// behave like a real transport where it claims to).
 struct InMemoryHarness: ConformanceHarness {
     let hub = InMemoryTransport()
-    var features: TransportFeatures { TransportFeatures(connectionLoss: false) }
+    var features: TransportFeatures { TransportFeatures() }
     func makeServer() throws -> any ServerTransport { hub.server }
     func waitUntilServing(_ server: any ServerTransport) async throws { await hub.waitUntilServing() }
     func makeClient(for server: any ServerTransport) async throws -> any ClientTransport { hub.makeClient() }
