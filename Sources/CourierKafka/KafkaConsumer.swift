@@ -36,6 +36,10 @@ public final class KafkaConsumer: Sendable {
     ///     `enable.auto.offset.store` is always `false` and `log.queue` always `true`.
     ///   - lowWatermark: How few buffered events make a paused consumer resume. Default: `2_000`.
     ///   - highWatermark: How many buffered events make the consumer pause its partitions. Default: `10_000`.
+    ///   - revocationTimeout: If set, a revocation waits (up to this long) until the reader calls
+    ///     ``revocationHandled()`` before the partitions are given up, so that records the reader finishes
+    ///     meanwhile are stored and committed instead of being handled again by their next owner. Default: nil (the
+    ///     partitions are given up as soon as the `revoked` event is queued).
     ///   - logger: Where librdkafka's logs and errors go. Default: a logger labelled `courier.kafka.consumer`.
     /// - Throws: ``CourierError/Code/unprocessable`` for a rejected property, bad watermarks or a failed
     ///   subscription, ``CourierError/Code/transportUnavailable`` if the handle cannot be created.
@@ -46,6 +50,7 @@ public final class KafkaConsumer: Sendable {
         properties: [String: String] = [:],
         lowWatermark: Int = 2_000,
         highWatermark: Int = 10_000,
+        revocationTimeout: Duration? = nil,
         logger: Logger = Logger(label: "courier.kafka.consumer")
     ) throws {
         guard lowWatermark >= 0, lowWatermark <= highWatermark else {
@@ -62,7 +67,8 @@ public final class KafkaConsumer: Sendable {
             finishOnDeinit: true,
             delegate: backPressure
         )
-        let context = ConsumerContext(backPressure: backPressure, source: sequence.source, logger: logger)
+        let context = ConsumerContext(backPressure: backPressure, source: sequence.source, logger: logger,
+                                      revocationTimeout: revocationTimeout)
         let client = try RDKafkaClient(
             type: RD_KAFKA_CONSUMER,
             properties: properties,
@@ -129,6 +135,14 @@ public final class KafkaConsumer: Sendable {
             let operation = "storing offset \(message.offset + 1) of \(message.topicPartition)"
             throw RDKafkaConfig.error(.unprocessable, operation, err)
         }
+    }
+
+    /// Lets a pending revocation go on: call it once the records of the partitions in the last `revoked` event are
+    /// finished and their offsets stored. Only meaningful with a `revocationTimeout`; otherwise it does nothing.
+    ///
+    /// Non-blocking and safe from any task.
+    public func revocationHandled() {
+        context.revocation?.gate.release()
     }
 
     /// Leaves the group and stops: the final revocation is delivered, stored offsets are committed, and then

@@ -23,11 +23,19 @@ final class ConsumerContext: Sendable {
     let backPressure: ConsumerBackPressure
     let source: Sequence.Source
     let logger: Logger
+    /// With a timeout, a revocation waits for ``RevocationGate/release()`` before unassigning.
+    let revocation: (gate: RevocationGate, timeout: Duration)?
 
-    init(backPressure: ConsumerBackPressure, source: Sequence.Source, logger: Logger) {
+    init(
+        backPressure: ConsumerBackPressure,
+        source: Sequence.Source,
+        logger: Logger,
+        revocationTimeout: Duration? = nil
+    ) {
         self.backPressure = backPressure
         self.source = source
         self.logger = logger
+        self.revocation = revocationTimeout.map { (RevocationGate(), $0) }
     }
 
     /// One step of the poll thread: match the assignment's paused state to demand, then poll up to 100 ms.
@@ -52,17 +60,21 @@ final class ConsumerContext: Sendable {
         emit(.message(Self.copy(message)))
     }
 
-    /// Yields an event, recording a stop unless `produceMore()` ran meanwhile.
-    func emit(_ event: KafkaConsumerEvent) {
+    /// Yields an event, recording a stop unless `produceMore()` ran meanwhile; returns whether it was yielded.
+    @discardableResult
+    func emit(_ event: KafkaConsumerEvent) -> Bool {
         let epoch = backPressure.state.withLock { $0.epoch }
         switch source.yield(event) {
         case .stopProducing:
             backPressure.state.withLock { state in
                 if state.epoch == epoch { state.demand = false }
             }
-        case .produceMore, .dropped:
-            // .dropped: the sequence has finished or its reader has gone; close() will stop the thread.
-            break
+            return true
+        case .produceMore:
+            return true
+        case .dropped:
+            // The sequence has finished or its reader has gone; close() will stop the thread.
+            return false
         }
     }
 
@@ -121,7 +133,32 @@ final class ConsumerContext: Sendable {
             emit(.assigned(list))
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             // Emitted before unassigning so the reader sees it after every message of these partitions.
-            emit(.revoked(list))
+            if let (gate, timeout) = revocation {
+                gate.arm()
+                if emit(.revoked(list)) {
+                    if !gate.wait(timeout: timeout) {
+                        logger.warning(
+                            "revoking partitions without waiting longer for their records to finish",
+                            metadata: ["partitions": "\(list)", "timeout": "\(timeout)"]
+                        )
+                    }
+                    // Synchronously, so the next owner's offset fetch sees it: librdkafka's own commit on unassign
+                    // is asynchronous and races the rejoin. Kafka accepts commits while a rebalance is being
+                    // prepared; librdkafka's mock cluster refuses them (REBALANCE_IN_PROGRESS).
+                    let committed = rd_kafka_commit(handle, nil, 0)
+                    if committed != RD_KAFKA_RESP_ERR_NO_ERROR, committed != RD_KAFKA_RESP_ERR__NO_OFFSET {
+                        logger.warning(
+                            "could not commit before giving partitions up; their next owner may handle some records again",
+                            metadata: ["rdkafka.error": "\(String(cString: rd_kafka_err2str(committed)))",
+                                       "partitions": "\(list)"]
+                        )
+                    }
+                } else {
+                    gate.disarm()
+                }
+            } else {
+                emit(.revoked(list))
+            }
             if cooperative {
                 check(rd_kafka_incremental_unassign(handle, partitions), "incremental unassign")
             } else {

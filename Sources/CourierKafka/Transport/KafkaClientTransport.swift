@@ -175,6 +175,8 @@ public final class KafkaClientTransport: ClientTransport {
     }
 
     private func open(replies: any ReplyReceiver) async throws -> Connection {
+        try await KafkaTopicCreator(configuration: configuration, logger: logger)
+            .ensure([replyTo.topic], minimumPartitions: Int(replyTo.partition) + 1)
         let producer = try KafkaProducer(
             bootstrapServers: configuration.bootstrapServers,
             properties: configuration.producerSettings,

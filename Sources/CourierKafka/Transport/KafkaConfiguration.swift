@@ -46,6 +46,19 @@ public struct KafkaConfiguration: Sendable {
     /// `<topic>.dlq`)
     public var eventFailures: KafkaEventFailurePolicy = .deadLetter()
 
+    /// How long a worker that loses partitions in a rebalance may hold the rebalance while the records it already
+    /// took from them finish. Their offsets are then committed before the partitions move, so the next owner does
+    /// not handle them again; records still running after this time are handled again there (at least once).
+    /// Keep it below `max.poll.interval.ms` (librdkafka's default: 300 s).
+    ///
+    /// Default: 15 seconds
+    public var revocationTimeout: Duration = .seconds(15)
+
+    /// Whether and how workers and clients create missing request, reply and dead-letter topics.
+    ///
+    /// Default: `nil` (topics must exist, or the brokers must auto-create them)
+    public var topicCreation: KafkaTopicCreation?
+
     /// The most records a worker holds between the consumer and its handlers. Past it, reading pauses (the
     /// consumer's partitions are paused while it keeps polling, so the group is undisturbed).
     ///
@@ -78,9 +91,11 @@ public struct KafkaConfiguration: Sendable {
         self.maxBufferedRecords = maxBufferedRecords
     }
 
-    /// Reads a `kafka://host:port[,host:port…]` URL. Query options: `group` (``groupID``); `replyTopic` and
-    /// `replyPartition` are read by ``KafkaReplyStrategy/init(url:)``; any other key is passed to librdkafka as a
-    /// property (`kafka://b1:9092?security.protocol=SASL_SSL&sasl.mechanisms=PLAIN`).
+    /// Reads a `kafka://host:port[,host:port…]` URL. Query options: `group` (``groupID``); `createTopics`, the
+    /// partition count of created topics (``topicCreation``; `-1` for the broker's default) and
+    /// `replicationFactor`; `replyTopic` and `replyPartition` are read by ``KafkaReplyStrategy/init(url:)``; any
+    /// other key is passed to librdkafka as a property
+    /// (`kafka://b1:9092?security.protocol=SASL_SSL&sasl.mechanisms=PLAIN`).
     public init(url: TransportURL) throws {
         guard url.scheme == "kafka" else { throw CourierError(.unprocessable, "not a Kafka URL: \(url)") }
         let servers = url.endpoints.map { "\($0.host):\($0.port ?? 9092)" }.joined(separator: ",")
@@ -88,9 +103,23 @@ public struct KafkaConfiguration: Sendable {
         for (key, value) in url.options {
             switch key {
             case "group": groupID = value
+            case "createTopics", "replicationFactor":
+                guard let count = Int(value), count == -1 || count > 0 else {
+                    throw CourierError(.unprocessable, "\(key) must be a positive count or -1, got '\(value)'")
+                }
+                if key == "createTopics" {
+                    topicCreation = KafkaTopicCreation(partitions: count,
+                                                       replicationFactor: topicCreation?.replicationFactor ?? -1)
+                } else {
+                    topicCreation = topicCreation ?? KafkaTopicCreation()
+                    topicCreation?.replicationFactor = count
+                }
             case "replyTopic", "replyPartition": break
             default: properties[key] = value
             }
+        }
+        if url.options["createTopics"] == nil, url.options["replicationFactor"] != nil {
+            throw CourierError(.unprocessable, "replicationFactor applies to created topics: add createTopics")
         }
     }
 

@@ -14,9 +14,11 @@ import Synchronization
 /// subscriptions). Records of one partition are handled one after another, in offset order; different partitions
 /// run concurrently, up to the microservice's handler limit. Delivery is **at least once**: a record's offset is
 /// stored only after its handler finished and, for a request, after its last reply was acknowledged by the broker;
-/// stored offsets are committed by librdkafka's auto-commit, on revocation and on close. A record that was not
-/// finished (the worker stopped, the reply could not be delivered) is delivered again after a restart or a
-/// rebalance.
+/// stored offsets are committed by librdkafka's auto-commit, on revocation and on close. When a rebalance takes
+/// partitions away, the worker holds it until the records it took from them have finished (at most
+/// ``KafkaConfiguration/revocationTimeout``), so their offsets are committed before another member takes over. A
+/// record that was not finished (the worker stopped, the reply could not be delivered) is delivered again after a
+/// restart or a rebalance.
 ///
 /// Replies go to the request's `kafka_replyTopic` and `kafka_replyPartition`, echoing `kafka_correlationId` byte
 /// for byte. An event handler that throws is retried and then dead-lettered or skipped, as
@@ -28,6 +30,7 @@ public final class KafkaServerTransport: ServerTransport {
     private let logger: Logger
     private let clients = Mutex<(consumer: KafkaConsumer?, producer: KafkaProducer?)>((nil, nil))
     private let assigned = OneShot<Void>()
+    private let topics: KafkaTopicCreator
 
     /// Creates a worker transport.
     ///
@@ -37,6 +40,7 @@ public final class KafkaServerTransport: ServerTransport {
     public init(configuration: KafkaConfiguration, logger: Logger = Logger(label: "courier.kafka.server")) {
         self.configuration = configuration
         self.logger = logger
+        self.topics = KafkaTopicCreator(configuration: configuration, logger: logger)
     }
 
     /// The cluster as a URL, for messages: `kafka://host:port[,…]?group=…`.
@@ -60,6 +64,8 @@ public final class KafkaServerTransport: ServerTransport {
 
     public func serve(patterns: [RoutePattern], dispatcher: any InboundDispatcher) async throws {
         let subscriptions = try patterns.map(KafkaTopicName.subscription(for:))
+        // Regex subscriptions (`^…`) name no topic to create.
+        try await topics.ensure(subscriptions.filter { !$0.hasPrefix("^") })
         let producer = try KafkaProducer(
             bootstrapServers: configuration.bootstrapServers,
             properties: configuration.producerSettings,
@@ -72,6 +78,7 @@ public final class KafkaServerTransport: ServerTransport {
                 groupID: configuration.groupID,
                 topics: subscriptions,
                 properties: configuration.consumerSettings,
+                revocationTimeout: configuration.revocationTimeout,
                 logger: logger
             )
         } catch {
@@ -84,8 +91,9 @@ public final class KafkaServerTransport: ServerTransport {
         let budget = AsyncSemaphore(permits: max(1, configuration.maxBufferedRecords))
         let policy = configuration.eventFailures
         let logger = self.logger
+        let topics = self.topics
         await withDiscardingTaskGroup { group in
-            var lanes: [KafkaTopicPartition: AsyncStream<KafkaConsumerMessage>.Continuation] = [:]
+            var lanes: [KafkaTopicPartition: Lane] = [:]
             for await event in consumer.events {
                 if let message = event.message {
                     if Self.isForeignReply(message.topic, subscribed: subscriptions) {
@@ -97,27 +105,41 @@ public final class KafkaServerTransport: ServerTransport {
                     let partition = message.topicPartition
                     if lanes[partition] == nil {
                         let (records, continuation) = AsyncStream<KafkaConsumerMessage>.makeStream()
-                        lanes[partition] = continuation
+                        let finished = OneShot<Void>()
+                        lanes[partition] = Lane(records: continuation, finished: finished)
                         group.addTask {
                             await Self.runLane(records, consumer: consumer, producer: producer,
                                                dispatcher: dispatcher, budget: budget, policy: policy,
-                                               logger: logger)
+                                               topics: topics, logger: logger)
+                            finished.deliver(())
                         }
                     }
-                    lanes[partition]?.yield(message)
+                    lanes[partition]?.records.yield(message)
                 } else if event.assigned != nil {
                     assigned.deliver(())
                 } else if let revoked = event.revoked {
-                    // The lane finishes the records it holds; storing their offsets may then fail (the partition is
-                    // gone), and the new owner handles them again: at least once.
-                    for partition in revoked { lanes.removeValue(forKey: partition)?.finish() }
+                    // The consumer holds the rebalance (up to `revocationTimeout`) while the lanes of these
+                    // partitions finish the records they hold and store their offsets; librdkafka then commits
+                    // them as it gives the partitions up.
+                    let finishing = revoked.compactMap { lanes.removeValue(forKey: $0) }
+                    for lane in finishing { lane.records.finish() }
+                    group.addTask {
+                        for lane in finishing { await lane.finished.value }
+                        consumer.revocationHandled()
+                    }
                 }
             }
-            for lane in lanes.values { lane.finish() }
+            for lane in lanes.values { lane.records.finish() }
         }
         clients.withLock { $0 = (nil, nil) }
         await consumer.close()
         await producer.close()
+    }
+
+    /// The records of one partition, handled in order by one task.
+    private struct Lane {
+        let records: AsyncStream<KafkaConsumerMessage>.Continuation
+        let finished: OneShot<Void>
     }
 
     /// Whether `topic` is a reply topic that only a wildcard subscription brought in.
@@ -133,6 +155,7 @@ public final class KafkaServerTransport: ServerTransport {
         dispatcher: any InboundDispatcher,
         budget: AsyncSemaphore,
         policy: KafkaEventFailurePolicy,
+        topics: KafkaTopicCreator,
         logger: Logger
     ) async {
         await withDiscardingTaskGroup { handlers in
@@ -156,7 +179,7 @@ public final class KafkaServerTransport: ServerTransport {
                     if outcome.isFailure, let suffix = policy.deadLetterSuffix {
                         do {
                             try await deadLetter(record, suffix: suffix, error: outcome.error, attempts: attempts,
-                                                 producer: producer)
+                                                 producer: producer, topics: topics)
                         } catch {
                             // Not parked: leave it unacknowledged so it comes back rather than being lost.
                             logger.error("could not dead-letter \(record.topicPartition)@\(record.offset): \(error)")
@@ -184,10 +207,12 @@ public final class KafkaServerTransport: ServerTransport {
         suffix: String,
         error: (any Error)?,
         attempts: Int,
-        producer: KafkaProducer
+        producer: KafkaProducer,
+        topics: KafkaTopicCreator
     ) async throws {
         let topic = record.topic + suffix
         try KafkaTopicName.validate(topic)
+        try await topics.ensure([topic])
         var headers = record.headers.map { ($0.name, $0.value ?? []) }
         headers.append((KafkaDeadLetterHeader.topic, Array(record.topic.utf8)))
         headers.append((KafkaDeadLetterHeader.partition, Array(String(record.partition).utf8)))

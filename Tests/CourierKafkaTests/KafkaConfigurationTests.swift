@@ -1,0 +1,46 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CourierCore
+import Testing
+
+@testable import CourierKafka
+
+@Suite struct KafkaConfigurationTests {
+    @Test func readsServersGroupAndLibrdkafkaPropertiesFromAURL() throws {
+        let configuration = try KafkaConfiguration(
+            url: TransportURL("kafka://b1:9093,b2?group=orders&security.protocol=SASL_SSL&replyPartition=2")
+        )
+        #expect(configuration.bootstrapServers == "b1:9093,b2:9092")
+        #expect(configuration.groupID == "orders")
+        #expect(configuration.properties["security.protocol"] == "SASL_SSL")
+        #expect(configuration.properties["replyPartition"] == nil, "reply options are the reply strategy's")
+        #expect(configuration.topicCreation == nil, "topics are not created unless asked")
+    }
+
+    @Test func createTopicsAndReplicationFactorTurnTopicCreationOn() throws {
+        let created = try KafkaConfiguration(url: TransportURL("kafka://b1?createTopics=6&replicationFactor=3"))
+        #expect(created.topicCreation?.partitions == 6)
+        #expect(created.topicCreation?.replicationFactor == 3)
+        let brokerDefaults = try KafkaConfiguration(url: TransportURL("kafka://b1?createTopics=-1"))
+        #expect(brokerDefaults.topicCreation == KafkaTopicCreation())
+
+        for bad in ["createTopics=0", "createTopics=many", "replicationFactor=3", "createTopics=2&replicationFactor=0"] {
+            #expect(throws: CourierError.self, "\(bad)") {
+                try KafkaConfiguration(url: TransportURL("kafka://b1?\(bad)"))
+            }
+        }
+    }
+
+    @Test func aCreatedReplyTopicHasEnoughPartitionsForTheReplyPartition() {
+        let policy = KafkaTopicCreation(partitions: 2, replicationFactor: 1)
+        #expect(policy.specification(for: "courier.replies", minimumPartitions: 5).partitions == 5)
+        #expect(policy.specification(for: "courier.replies", minimumPartitions: 1).partitions == 2)
+        #expect(policy.specification(for: "orders").replicationFactor == 1)
+        // The broker's default count cannot promise a minimum, so an explicit one replaces it.
+        #expect(KafkaTopicCreation().specification(for: "r", minimumPartitions: 3).partitions == 3)
+        #expect(KafkaTopicCreation().specification(for: "r").partitions == -1)
+    }
+}
