@@ -15,13 +15,13 @@ struct Demo: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Start the example worker and a client in this process and show what Courier does.",
         discussion: """
-            --transport tcp (default) runs over TCP on a free loopback port; --transport kafka runs on an embedded
-            Kafka cluster (librdkafka's mock cluster) in this process. Nothing to install or start by hand.
+            --transport kafka (default) runs on an embedded Kafka cluster (librdkafka's mock cluster) in this process;
+            --transport tcp runs over TCP on a free loopback port. Nothing to install or start by hand.
             """
     )
 
-    @Option(name: .long, help: "tcp or kafka.")
-    var transport: String = "tcp"
+    @Option(name: .long, help: "kafka or tcp.")
+    var transport: String = "kafka"
 
     @Option(name: .long, help: "Seconds to measure throughput for.")
     var seconds: Double = 2
