@@ -18,6 +18,9 @@ import Testing
         #expect(configuration.properties["security.protocol"] == "SASL_SSL")
         #expect(configuration.properties["replyPartition"] == nil, "reply options are the reply strategy's")
         #expect(configuration.topicCreation == nil, "topics are not created unless asked")
+        #expect(configuration.requestHeaders == .nestJS)
+        #expect(try KafkaConfiguration(url: TransportURL("kafka://b1?headers=spring")).requestHeaders == .spring)
+        #expect(throws: CourierError.self) { try KafkaConfiguration(url: TransportURL("kafka://b1?headers=avro")) }
     }
 
     @Test func createTopicsAndReplicationFactorTurnTopicCreationOn() throws {

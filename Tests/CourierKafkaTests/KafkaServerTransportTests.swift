@@ -212,6 +212,20 @@ import Testing
         }
     }
 
+    /// A Courier client speaking Spring's binary headers to a Courier worker, which reads both forms.
+    @Test func courierClientsWithSpringHeadersGetTheirReplies() async throws {
+        try await Self.withWorker { fixture in
+            var configuration = KafkaConfiguration(bootstrapServers: fixture.cluster.bootstrapServers)
+            configuration.requestHeaders = .spring
+            let client = CourierClient(transport: KafkaClientTransport(configuration: configuration))
+            let sum = try await client.send(ExampleService.sum, [40, 2])
+            let countdown = try await client.sendStream(ExampleService.countdown, 3).collect()
+            await client.shutdown()
+            #expect(sum == 42)
+            #expect(countdown == [3, 2, 1])
+        }
+    }
+
     @Test func wildcardSubscriptionsSkipReplyTopics() {
         #expect(KafkaServerTransport.isForeignReply("orders.reply", subscribed: ["^orders\\.[^.]+$"]))
         #expect(!KafkaServerTransport.isForeignReply("orders.reply", subscribed: ["orders.reply"]))

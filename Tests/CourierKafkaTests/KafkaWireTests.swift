@@ -914,4 +914,45 @@ import Testing
             #expect(record.producerHeaders.map(\.1) == [[], [7]])
         }
     }
+
+    @Suite struct SpringRequestHeaders {
+        static let id = "9f1c00e2-4b7a-4102-8cff-1033c0015eaa"
+
+        @Test func springRequestsCarryABinaryCorrelationAndPartition() throws {
+            let request = WireRequest(pattern: "math.sum", payload: KafkaWireTests.buffer("[1,2]"),
+                                      correlationID: Self.id)
+            let record = try KafkaRecordCodec.encodeRequest(request, replyTo: .init(topic: "replies", partition: 3),
+                                                            format: .spring)
+            #expect(record.lastHeader(named: "kafka_correlationId") == .some(KafkaWireTests.Records.springID))
+            #expect(record.lastHeader(named: "kafka_replyPartition") == .some([0, 0, 0, 3]))
+            #expect(record.lastHeader(named: "kafka_replyTopic") == .some(KafkaWireTests.bytes("replies")))
+
+            // What a Courier worker makes of it: the same partition, the bytes kept for the reply.
+            let inbound = KafkaRecordCodec.decodeRequest(record)
+            #expect(inbound.replyTo == .init(topic: "replies", partition: 3))
+            #expect(inbound.correlationBytes == KafkaWireTests.Records.springID)
+        }
+
+        @Test func springRepliesAreMatchedBackToTheUUIDText() throws {
+            let reply = WireReply(correlationID: "ignored", response: KafkaWireTests.buffer("3"), isDisposed: true)
+            let record = try KafkaRecordCodec.encodeReply(reply, correlationBytes: KafkaWireTests.Records.springID,
+                                                          to: .init(topic: "replies", partition: 3))
+            #expect(KafkaRecordCodec.decodeReply(record, format: .spring)?.correlationID == Self.id)
+            #expect(KafkaRecordCodec.decodeReply(record)?.correlationID == KafkaWireTests.Records.springIDHex)
+        }
+
+        @Test func idsThatAreNotUUIDsAndTheNestJSFormatStayText() throws {
+            let custom = WireRequest(pattern: "p", payload: KafkaWireTests.buffer("1"), correlationID: "order-17")
+            let spring = try KafkaRecordCodec.encodeRequest(custom, replyTo: .init(topic: "r", partition: 0),
+                                                            format: .spring)
+            #expect(spring.lastHeader(named: "kafka_correlationId") == .some(KafkaWireTests.bytes("order-17")))
+            let uuid = WireRequest(pattern: "p", payload: KafkaWireTests.buffer("1"), correlationID: Self.id)
+            let nest = try KafkaRecordCodec.encodeRequest(uuid, replyTo: .init(topic: "r", partition: 12))
+            #expect(nest.lastHeader(named: "kafka_correlationId") == .some(KafkaWireTests.bytes(Self.id)))
+            #expect(nest.lastHeader(named: "kafka_replyPartition") == .some(KafkaWireTests.bytes("12")))
+            #expect(KafkaRequestHeaderFormat(name: "Spring") == .spring)
+            #expect(KafkaRequestHeaderFormat(name: "nestjs") == .nestJS)
+            #expect(KafkaRequestHeaderFormat(name: "json") == nil)
+        }
+    }
 }

@@ -76,7 +76,8 @@ public final class KafkaClientTransport: ClientTransport {
         do {
             let record = try KafkaRecordCodec.encodeRequest(
                 request,
-                replyTo: .init(topic: replyTo.topic, partition: replyTo.partition)
+                replyTo: .init(topic: replyTo.topic, partition: replyTo.partition),
+                format: configuration.requestHeaders
             )
             try connection.producer.produce(
                 topic: record.topic,
@@ -202,10 +203,11 @@ public final class KafkaClientTransport: ClientTransport {
             throw error
         }
         let logger = self.logger
+        let format = configuration.requestHeaders
         // The reader lives as long as the connection; `close()` cancels it.
         let reader = Task {
             for await message in listener.messages {
-                guard let reply = KafkaRecordCodec.decodeReply(KafkaRecordModel(message)) else {
+                guard let reply = KafkaRecordCodec.decodeReply(KafkaRecordModel(message), format: format) else {
                     logger.debug("ignored a record without a correlation id on \(message.topicPartition)")
                     continue
                 }

@@ -40,6 +40,12 @@ public struct KafkaConfiguration: Sendable {
     /// Default: `true`
     public var awaitsEventAcknowledgement: Bool = true
 
+    /// How a client encodes the correlation id and reply partition of its requests: NestJS's text, or Spring's
+    /// binary form for calling Spring `@KafkaListener`/`@SendTo` workers. Workers read both whatever this says.
+    ///
+    /// Default: ``KafkaRequestHeaderFormat/nestJS``
+    public var requestHeaders: KafkaRequestHeaderFormat = .nestJS
+
     /// What a worker does with an event whose handler throws.
     ///
     /// Default: ``KafkaEventFailurePolicy/deadLetter(retries:initialBackoff:suffix:)`` (3 retries from 100 ms, then
@@ -93,7 +99,8 @@ public struct KafkaConfiguration: Sendable {
 
     /// Reads a `kafka://host:port[,host:port…]` URL. Query options: `group` (``groupID``); `createTopics`, the
     /// partition count of created topics (``topicCreation``; `-1` for the broker's default) and
-    /// `replicationFactor`; `replyTopic` and `replyPartition` are read by ``KafkaReplyStrategy/init(url:)``; any
+    /// `replicationFactor`; `headers` (`nestjs` or `spring`, ``requestHeaders``); `replyTopic` and
+    /// `replyPartition` are read by ``KafkaReplyStrategy/init(url:)``; any
     /// other key is passed to librdkafka as a property
     /// (`kafka://b1:9092?security.protocol=SASL_SSL&sasl.mechanisms=PLAIN`).
     public init(url: TransportURL) throws {
@@ -114,6 +121,11 @@ public struct KafkaConfiguration: Sendable {
                     topicCreation = topicCreation ?? KafkaTopicCreation()
                     topicCreation?.replicationFactor = count
                 }
+            case "headers":
+                guard let format = KafkaRequestHeaderFormat(name: value) else {
+                    throw CourierError(.unprocessable, "headers must be nestjs or spring, got '\(value)'")
+                }
+                requestHeaders = format
             case "replyTopic", "replyPartition": break
             default: properties[key] = value
             }

@@ -70,9 +70,14 @@ public enum KafkaRecordCodec {
     /// - Parameters:
     ///   - request: A request: its ``WireRequest/correlationID`` must be set and non-empty.
     ///   - replyTo: The reply topic and partition this client reads (the partition header is left out when `nil`).
+    ///   - format: How the correlation id and reply partition are encoded. Default: ``KafkaRequestHeaderFormat/nestJS``.
     /// - Throws: ``CourierError`` with code ``CourierError/Code/encodingFailed`` for a missing correlation id or a
     ///   payload that is not one JSON value; ``CourierError/Code/unprocessable`` for an illegal topic name.
-    public static func encodeRequest(_ request: WireRequest, replyTo: ReplyAddress) throws -> KafkaRecordModel {
+    public static func encodeRequest(
+        _ request: WireRequest,
+        replyTo: ReplyAddress,
+        format: KafkaRequestHeaderFormat = .nestJS
+    ) throws -> KafkaRecordModel {
         guard let id = request.correlationID, !id.isEmpty else {
             // An empty id would make every receiver treat the record as an event and never reply.
             throw CourierError(.encodingFailed, "a Kafka request to '\(request.pattern)' needs a correlation id")
@@ -80,11 +85,11 @@ public enum KafkaRecordCodec {
         try KafkaTopicName.validate(request.pattern)
         try KafkaTopicName.validate(replyTo.topic)
         var headers: [KafkaRecordModel.Header] = [
-            .init(name: KafkaHeaderName.correlationID, text: id),
+            .init(name: KafkaHeaderName.correlationID, value: format.correlationBytes(for: id)),
             .init(name: KafkaHeaderName.replyTopic, text: replyTo.topic),
         ]
         if let partition = replyTo.partition {
-            headers.append(.init(name: KafkaHeaderName.replyPartition, value: KafkaReplyPartition.encode(partition)))
+            headers.append(.init(name: KafkaHeaderName.replyPartition, value: format.replyPartitionBytes(partition)))
         }
         if let timeout = request.timeout {
             headers.append(.init(name: KafkaHeaderName.timeoutMilliseconds, text: String(timeout.milliseconds)))
@@ -200,7 +205,8 @@ public enum KafkaRecordCodec {
     ///
     /// - Returns: `nil` when the record has no (or an empty) `kafka_correlationId`, which NestJS ignores too.
     ///   Otherwise the packet, with:
-    ///   - the correlation id decoded as in ``decodeRequest(_:)``;
+    ///   - the correlation id decoded as in ``decodeRequest(_:)``, except that with the ``KafkaRequestHeaderFormat/spring``
+    ///     format 16 bytes are read as a UUID (the form that format sent);
     ///   - an error from `kafka_nest-err` as NestJS reads it: text starting with `{` or `[` that parses → that
     ///     JSON, anything else → a string; an empty or null header is no error (JavaScript's falsy `err`);
     ///   - ``WireReply/isDisposed`` when `kafka_nest-is-disposed` is present with any value, or `kafka_nest-err` is
@@ -209,7 +215,10 @@ public enum KafkaRecordCodec {
     ///     null value that end the stream or extend the deadline, carry **no** response: NestJS ends a stream with
     ///     a null-valued disposed record, which is not data;
     ///   - a deadline extension from `courier-extend-ms`.
-    public static func decodeReply(_ record: KafkaRecordModel) -> WireReply? {
+    public static func decodeReply(
+        _ record: KafkaRecordModel,
+        format: KafkaRequestHeaderFormat = .nestJS
+    ) -> WireReply? {
         guard let id = nonEmptyHeader(KafkaHeaderName.correlationID, in: record) else { return nil }
         let hasError = record.hasHeader(named: KafkaHeaderName.nestError)
         let error = (record.lastHeader(named: KafkaHeaderName.nestError) ?? nil).flatMap(errorValue(fromHeader:))
@@ -222,7 +231,7 @@ public enum KafkaRecordCodec {
             response = KafkaValueCodec.decode(record.value)
         }
         return WireReply(
-            correlationID: correlationID(from: id),
+            correlationID: format.correlationID(from: id),
             response: response,
             error: error,
             isDisposed: isDisposed,

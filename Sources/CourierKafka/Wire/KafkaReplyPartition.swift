@@ -37,8 +37,8 @@ public enum KafkaReplyPartition {
 
     /// The header value Courier sends: decimal text, which NestJS reads with `parseFloat`.
     ///
-    /// Spring servers cannot read it (they expect 4 bytes), and then let their partitioner choose; a Spring mode
-    /// would send ``encodeBigEndian(_:)`` instead.
+    /// Spring servers cannot read it (they expect 4 bytes), and then let their partitioner choose; clients that call
+    /// Spring workers send ``encodeBigEndian(_:)`` instead (``KafkaRequestHeaderFormat/spring``).
     public static func encode(_ partition: Int32) -> [UInt8] {
         Array(String(partition).utf8)
     }
