@@ -8,7 +8,7 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// The caller side of the NestJS-compatible TCP transport.
+/// The caller side of the TCP transport, on NestJS's wire format (or Ascender's: ``TCPConfiguration/format``).
 ///
 /// One connection carries every call, multiplexed by correlation id, as NestJS's `ClientTCP` does. It connects
 /// on the first call; when the connection drops, the calls pending on it fail at once with
@@ -55,9 +55,9 @@ public final class TCPClientTransport: ClientTransport {
     }
 
     public func send(_ request: WireRequest) {
-        let frame = NestFraming.frame(request)
+        let frame = configuration.format.frame(request)
         guard let id = request.correlationID else { return }
-        if NestFraming.bodyLength(of: frame) > configuration.maxFrameLength {
+        if configuration.format.exceeds(frame, maxFrameLength: configuration.maxFrameLength) {
             fail(id, tooLarge(request))
             return
         }
@@ -69,8 +69,8 @@ public final class TCPClientTransport: ClientTransport {
     }
 
     public func emit(_ event: WireRequest) async throws {
-        let frame = NestFraming.frame(event)
-        if NestFraming.bodyLength(of: frame) > configuration.maxFrameLength { throw tooLarge(event) }
+        let frame = configuration.format.frame(event)
+        if configuration.format.exceeds(frame, maxFrameLength: configuration.maxFrameLength) { throw tooLarge(event) }
         guard case .connected(_, let writer) = state.withLock({ $0 }) else {
             throw CourierError.unavailable("not connected to \(endpoint)")
         }
@@ -162,12 +162,10 @@ public final class TCPClientTransport: ClientTransport {
             .channelOption(.socketOption(.so_keepalive), value: 1)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandlers(
-                        NestFrameDecoder(
-                            maxFrameLength: configuration.maxFrameLength,
-                            incompleteFrameTimeout: configuration.incompleteFrameTimeout?.timeAmount
-                        ),
-                        TCPClientHandler(replies: replies, endpoint: endpoint)
+                    try configuration.format.addDecoder(to: channel.pipeline.syncOperations,
+                                                        configuration: configuration)
+                    try channel.pipeline.syncOperations.addHandler(
+                        TCPClientHandler(replies: replies, endpoint: endpoint, format: configuration.format)
                     )
                 }
             }
@@ -210,12 +208,14 @@ final class TCPClientHandler: ChannelDuplexHandler {
 
     private let replies: any ReplyReceiver
     private let endpoint: String
+    private let format: TCPWireFormat
     private var pending = Set<String>()
     private var closeReason: String?
 
-    init(replies: any ReplyReceiver, endpoint: String) {
+    init(replies: any ReplyReceiver, endpoint: String, format: TCPWireFormat) {
         self.replies = replies
         self.endpoint = endpoint
+        self.format = format
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
@@ -238,8 +238,8 @@ final class TCPClientHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         do {
-            guard case .reply(let reply) = try NestJSEnvelope.decode(frame) else {
-                return  // a request sent to a client: ignore it
+            guard case .reply(let reply) = try format.decode(frame) else {
+                return  // a request sent to a client, or a packet to ignore
             }
             if reply.isTerminal { pending.remove(reply.correlationID) }
             replies.receive(reply)

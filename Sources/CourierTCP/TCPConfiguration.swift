@@ -46,6 +46,11 @@ public struct TCPConfiguration: Sendable {
     /// Default: `true`
     public var runsHandlersOnEventLoop: Bool
 
+    /// The bytes connections speak: NestJS's frames, or Ascender's JSON lines.
+    ///
+    /// Default: ``TCPWireFormat/nestJS``
+    public var format: TCPWireFormat = .nestJS
+
     /// Creates a configuration; every parameter has the documented default.
     public init(
         host: String = "127.0.0.1",
@@ -64,7 +69,7 @@ public struct TCPConfiguration: Sendable {
     }
 
     /// Reads a `tcp://host:port` URL. Query options: `maxFrameLength` (characters), `incompleteFrameTimeoutMs`,
-    /// `connectTimeoutMs`, `handlersOnEventLoop` (`true`/`false`).
+    /// `connectTimeoutMs`, `handlersOnEventLoop` (`true`/`false`), `format` (`nestjs` or `ascender`).
     public init(url: TransportURL) throws {
         guard url.scheme == "tcp" else {
             throw CourierError(.unprocessable, "not a TCP URL: \(url)")
@@ -93,6 +98,12 @@ public struct TCPConfiguration: Sendable {
                 throw CourierError(.unprocessable, "handlersOnEventLoop must be true or false, got '\(value)'")
             }
             runsHandlersOnEventLoop = flag
+        }
+        if let value = url.options["format"] {
+            guard let format = TCPWireFormat(name: value) else {
+                throw CourierError(.unprocessable, "format must be nestjs or ascender, got '\(value)'")
+            }
+            self.format = format
         }
     }
 }

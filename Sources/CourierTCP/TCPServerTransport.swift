@@ -8,10 +8,9 @@ import NIOCore
 import NIOPosix
 import Synchronization
 
-/// The worker side of the NestJS-compatible TCP transport.
+/// The worker side of the TCP transport, on NestJS's wire format (or Ascender's: ``TCPConfiguration/format``).
 ///
-/// It listens on ``TCPConfiguration/host``:``TCPConfiguration/port``, reads `<length>#<json>` frames from every
-/// connection, runs requests concurrently (many per connection, matched by `id`) and writes replies back on the
+/// It listens on ``TCPConfiguration/host``:``TCPConfiguration/port``, reads frames from every connection, runs requests concurrently (many per connection, matched by `id`) and writes replies back on the
 /// same connection. A malformed, oversized or half-sent frame closes only its own connection, with a logged
 /// reason. `nativeServer()` returns the listening NIO `Channel`.
 public final class TCPServerTransport: ServerTransport {
@@ -69,12 +68,8 @@ public final class TCPServerTransport: ServerTransport {
                 .childChannelOption(.socketOption(.so_keepalive), value: 1)
                 .bind(host: configuration.host, port: configuration.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
-                        try channel.pipeline.syncOperations.addHandler(
-                            NestFrameDecoder(
-                                maxFrameLength: configuration.maxFrameLength,
-                                incompleteFrameTimeout: configuration.incompleteFrameTimeout?.timeAmount
-                            )
-                        )
+                        try configuration.format.addDecoder(to: channel.pipeline.syncOperations,
+                                                            configuration: configuration)
                         // Replies bypass the async writer (see `WriteCoalescer`), so the outbound side is `Never`: that also
                         // makes a connection that was accepted but never handed out (the service stopped in
                         // between) safe to drop.
@@ -93,6 +88,7 @@ public final class TCPServerTransport: ServerTransport {
         defer { listener.withLock { $0.channel = nil } }
 
         let maxFrameLength = configuration.maxFrameLength
+        let format = configuration.format
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 // Stop taking new connections as soon as the service drains.
@@ -105,7 +101,8 @@ public final class TCPServerTransport: ServerTransport {
                     let executor = configuration.runsHandlersOnEventLoop
                         ? EventLoopTaskExecutor(connection.channel.eventLoop) : nil
                     group.addTask(executorPreference: executor) {
-                        await Self.serve(connection: connection, dispatcher: dispatcher, maxFrameLength: maxFrameLength)
+                        await Self.serve(connection: connection, dispatcher: dispatcher, format: format,
+                                         maxFrameLength: maxFrameLength)
                     }
                 }
             }
@@ -116,25 +113,28 @@ public final class TCPServerTransport: ServerTransport {
     private static func serve(
         connection: NIOAsyncChannel<ByteBuffer, Never>,
         dispatcher: any InboundDispatcher,
+        format: TCPWireFormat,
         maxFrameLength: Int
     ) async {
         let channel = connection.channel
         let metadata = TransportMetadata(transport: "tcp", remoteAddress: channel.remoteAddress?.description)
-        let writer = TCPReplyWriter(writer: WriteCoalescer(channel: channel), maxFrameLength: maxFrameLength)
+        let writer = TCPReplyWriter(writer: WriteCoalescer(channel: channel), format: format,
+                                    maxFrameLength: maxFrameLength)
         do {
             try await connection.executeThenClose { frames, _ in
                 // Handlers are children of this group, so the connection stays open until they have replied.
                 await withDiscardingTaskGroup { group in
                     do {
                         for try await frame in frames {
-                            let packet: WirePacket
+                            let packet: WirePacket?
                             do {
-                                packet = try NestJSEnvelope.decode(frame)
+                                packet = try format.decode(frame)
                             } catch {
                                 dispatcher.reportBadInput("malformed packet: \(error)", metadata: metadata)
                                 channel.close(promise: nil)
                                 break
                             }
+                            guard let packet else { continue }
                             guard case .request(let request) = packet else {
                                 dispatcher.reportBadInput("a reply packet was sent to a server", metadata: metadata)
                                 continue
@@ -187,13 +187,14 @@ public final class TCPServerTransport: ServerTransport {
 /// turn and each returns once its frame is written.
 struct TCPReplyWriter: ReplyWriter {
     let writer: WriteCoalescer<ByteBuffer>
+    let format: TCPWireFormat
     let maxFrameLength: Int
 
     private var channel: any Channel { writer.channel }
 
     func write(_ reply: WireReply) async throws {
-        var frame = NestFraming.frame(reply, allocator: channel.allocator)
-        if frame.readableBytes > maxFrameLength, NestFraming.bodyLength(of: frame) > maxFrameLength {
+        var frame = format.frame(reply, allocator: channel.allocator)
+        if format.exceeds(frame, maxFrameLength: maxFrameLength) {
             // Tell the caller instead of sending a frame its decoder would reject.
             var replacement = reply
             replacement.response = nil
@@ -201,7 +202,7 @@ struct TCPReplyWriter: ReplyWriter {
                 for: CourierError(.payloadTooLarge, "the reply exceeds the frame limit of \(maxFrameLength) characters")
             )
             replacement.isDisposed = true
-            frame = NestFraming.frame(replacement, allocator: channel.allocator)
+            frame = format.frame(replacement, allocator: channel.allocator)
         }
         try await writer.writeAndWait(frame)
     }

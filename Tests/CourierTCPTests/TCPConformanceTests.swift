@@ -41,4 +41,12 @@ struct TCPHarness: ConformanceHarness {
             TCPHarness(configuration: TCPConfiguration(host: "127.0.0.1", port: 0, runsHandlersOnEventLoop: false))
         )
     }
+
+    /// Courier to Courier over Ascender's JSON lines: everything works, through Courier's extensions to the format.
+    @Test(arguments: TransportConformance.scenarios)
+    func conformanceOnAscendersFormat(_ scenario: TransportConformance.Scenario) async throws {
+        var configuration = TCPConfiguration(host: "127.0.0.1", port: 0)
+        configuration.format = .ascender
+        try await scenario.run(TCPHarness(configuration: configuration))
+    }
 }

@@ -6,90 +6,21 @@
 import CourierCore
 import NIOCore
 
-/// Why a TCP byte stream was rejected. The connection is closed after any of these.
-public struct FrameError: Error, Sendable, Hashable, CustomStringConvertible {
-    /// What was wrong, for logs.
-    public var reason: String
-    public var description: String { reason }
-}
-
-/// Cuts NestJS `<length>#<json>` frames out of a TCP byte stream, where `<length>` counts the UTF-16 code units of
-/// the JSON text (JavaScript's `string.length`), not its bytes.
-///
-/// It scans incrementally (a large frame arriving in many reads is scanned once), enforces a maximum frame length,
-/// and closes connections that leave a frame half-sent for longer than `incompleteFrameTimeout`. Errors are fired
-/// down the pipeline as ``FrameError`` and the connection is closed.
-final class NestFrameDecoder: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-
-    private let maxFrameLength: Int
-    private let incompleteFrameTimeout: TimeAmount?
-    private var cumulation: ByteBuffer?
+/// NestJS `<length>#<json>` frames, where `<length>` counts the UTF-16 code units of the JSON text (JavaScript's
+/// `string.length`), not its bytes. It scans incrementally: a large frame arriving in many reads is scanned once.
+struct NestFrameParser: FrameParser {
+    let maxFrameLength: Int
     /// Progress through the current frame's body, so a partial frame is not rescanned on every read.
     private var frame: FrameProgress?
-    private var idleTimer: Scheduled<Void>?
-    private var failed = false
 
     /// The longest length prefix accepted (enough for any frame under the limit).
     private static let maxPrefixDigits = 12
 
-    init(maxFrameLength: Int, incompleteFrameTimeout: TimeAmount?) {
+    init(maxFrameLength: Int) {
         self.maxFrameLength = maxFrameLength
-        self.incompleteFrameTimeout = incompleteFrameTimeout
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !failed else { return }
-        let incoming = unwrapInboundIn(data)
-        if var existing = cumulation {
-            var incoming = incoming
-            existing.writeBuffer(&incoming)
-            cumulation = existing
-        } else {
-            cumulation = incoming
-        }
-        var completedFrame = false
-        do {
-            while let body = try nextFrame() {
-                completedFrame = true
-                context.fireChannelRead(wrapInboundOut(body))
-                if failed { return }
-            }
-        } catch {
-            fail(context: context, error)
-            return
-        }
-        if let buffer = cumulation, buffer.readableBytes == 0 {
-            cumulation = nil
-        } else if var buffer = cumulation, buffer.readerIndex > 64 * 1024, buffer.readerIndex > buffer.readableBytes {
-            // Reclaim consumed space without copying on every frame.
-            // Frame progress is relative to the reader index, so it survives the move.
-            buffer.discardReadBytes()
-            cumulation = buffer
-        }
-        if completedFrame, let timer = idleTimer {
-            // The timeout is per frame: a frame that started in this read gets its own full timeout.
-            timer.cancel()
-            idleTimer = nil
-        }
-        updateIdleTimer(context: context)
-    }
-
-    func channelInactive(context: ChannelHandlerContext) {
-        idleTimer?.cancel()
-        idleTimer = nil
-        context.fireChannelInactive()
-    }
-
-    func handlerRemoved(context: ChannelHandlerContext) {
-        idleTimer?.cancel()
-        idleTimer = nil
-    }
-
-    /// Returns the next complete frame body, or `nil` when more bytes are needed.
-    private func nextFrame() throws(FrameError) -> ByteBuffer? {
-        guard var buffer = cumulation, buffer.readableBytes > 0 else { return nil }
+    mutating func nextFrame(in buffer: inout ByteBuffer) throws(FrameError) -> ByteBuffer? {
         if frame == nil {
             // Parse `<digits>#`.
             var length = 0
@@ -137,7 +68,6 @@ final class NestFrameDecoder: ChannelInboundHandler, RemovableChannelHandler {
         }
         let body = buffer.getSlice(at: buffer.readerIndex + progress.bodyOffset, length: progress.scannedBytes)!
         buffer.moveReaderIndex(forwardBy: progress.bodyOffset + progress.scannedBytes)
-        cumulation = buffer
         frame = nil
         return body
     }
@@ -154,33 +84,17 @@ final class NestFrameDecoder: ChannelInboundHandler, RemovableChannelHandler {
         default: (1, 1)
         }
     }
+}
 
-    private func updateIdleTimer(context: ChannelHandlerContext) {
-        guard let timeout = incompleteFrameTimeout else { return }
-        let partial = (cumulation?.readableBytes ?? 0) > 0
-        if partial, idleTimer == nil {
-            let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            idleTimer = context.eventLoop.scheduleTask(in: timeout) {
-                let (decoder, context) = bound.value
-                guard (decoder.cumulation?.readableBytes ?? 0) > 0 else { return }
-                decoder.fail(context: context, FrameError(reason: "a frame was left incomplete for \(timeout)"))
-            }
-        } else if !partial, let timer = idleTimer {
-            timer.cancel()
-            idleTimer = nil
-        }
-    }
-
-    private func fail(context: ChannelHandlerContext, _ error: FrameError) {
-        guard !failed else { return }
-        failed = true
-        cumulation = nil
-        idleTimer?.cancel()
-        idleTimer = nil
-        context.fireErrorCaught(error)
-        context.close(promise: nil)
+extension FrameDecoder where Parser == NestFrameParser {
+    /// A decoder of NestJS frames.
+    convenience init(maxFrameLength: Int, incompleteFrameTimeout: TimeAmount?) {
+        self.init(parser: NestFrameParser(maxFrameLength: maxFrameLength), incompleteFrameTimeout: incompleteFrameTimeout)
     }
 }
+
+/// The decoder of NestJS `<length>#<json>` frames.
+typealias NestFrameDecoder = FrameDecoder<NestFrameParser>
 
 /// How far the decoder got through the body of the frame being received.
 private struct FrameProgress {

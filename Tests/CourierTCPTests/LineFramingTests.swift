@@ -1,0 +1,80 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CourierCore
+import NIOCore
+import NIOEmbedded
+import Testing
+
+@testable import CourierTCP
+
+/// Ascender's JSON lines (``TCPWireFormat/ascender``).
+@Suite struct LineFramingTests {
+    /// An `EmbeddedChannel` with a line decoder, active as a connected socket would be.
+    struct Decoder {
+        let channel: EmbeddedChannel
+
+        init(maxLineLength: Int = 1 << 20, incompleteFrameTimeout: TimeAmount? = nil) throws {
+            channel = EmbeddedChannel(
+                handler: FrameDecoder(parser: LineFrameParser(maxLineLength: maxLineLength),
+                                      incompleteFrameTimeout: incompleteFrameTimeout)
+            )
+            channel.connect(to: try SocketAddress(ipAddress: "127.0.0.1", port: 1), promise: nil)
+            channel.embeddedEventLoop.run()
+        }
+
+        func feed(_ text: String) throws {
+            try channel.writeInbound(ByteBuffer(string: text))
+        }
+
+        func frames() throws -> [String] {
+            var frames: [String] = []
+            while let body = try channel.readInbound(as: ByteBuffer.self) { frames.append(String(buffer: body)) }
+            return frames
+        }
+    }
+
+    @Test func cutsLinesAcrossReadsAndDropsCarriageReturnsAndEmptyLines() throws {
+        let decoder = try Decoder()
+        try decoder.feed(#"{"pattern": "sum", "correlationId": "c0"#)
+        #expect(try decoder.frames().isEmpty)
+        try decoder.feed("ffee\", \"payload\": \"[1, 2, 3]\"}\n\n{\"a\":1}\r\n{\"b\"")
+        #expect(try decoder.frames() == [#"{"pattern": "sum", "correlationId": "c0ffee", "payload": "[1, 2, 3]"}"#, #"{"a":1}"#])
+        try decoder.feed(":2}\n")
+        #expect(try decoder.frames() == [#"{"b":2}"#])
+        #expect(decoder.channel.isActive)
+    }
+
+    @Test func aLineOverTheLimitClosesTheConnectionEvenBeforeItEnds() throws {
+        let decoder = try Decoder(maxLineLength: 16)
+        try decoder.feed(String(repeating: "x", count: 10) + "\n")
+        #expect(try decoder.frames().count == 1)
+        #expect(throws: FrameError.self) { try decoder.feed(String(repeating: "y", count: 17)) }
+        #expect(!decoder.channel.isActive)
+    }
+
+    @Test func aHalfSentLineTimesOut() throws {
+        let decoder = try Decoder(incompleteFrameTimeout: .seconds(5))
+        try decoder.feed(#"{"pattern": "sum""#)
+        decoder.channel.embeddedEventLoop.advanceTime(by: .seconds(6))
+        #expect(!decoder.channel.isActive)
+    }
+
+    @Test func theURLOptionChoosesTheFormat() throws {
+        #expect(try TCPConfiguration(url: TransportURL("tcp://127.0.0.1:8888?format=ascender")).format == .ascender)
+        #expect(try TCPConfiguration(url: TransportURL("tcp://127.0.0.1:3000")).format == .nestJS)
+        #expect(throws: CourierError.self) { try TCPConfiguration(url: TransportURL("tcp://h:1?format=grpc")) }
+    }
+
+    @Test func framesEndInANewlineAndCountTheirLimitInBytes() {
+        let request = WireRequest(pattern: "sum", payload: ByteBuffer(string: "[1]"), correlationID: "c0ffee")
+        let frame = TCPWireFormat.ascender.frame(request)
+        #expect(String(buffer: frame) == #"{"pattern":"sum","correlationId":"c0ffee","payload":"[1]"}"# + "\n")
+        #expect(!TCPWireFormat.ascender.exceeds(frame, maxFrameLength: frame.readableBytes - 1))
+        #expect(TCPWireFormat.ascender.exceeds(frame, maxFrameLength: frame.readableBytes - 2))
+        #expect(TCPWireFormat(name: "Ascender") == .ascender)
+        #expect(TCPWireFormat(name: "grpc") == nil)
+    }
+}
