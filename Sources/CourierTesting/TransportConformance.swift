@@ -23,16 +23,36 @@ public protocol ConformanceHarness: Sendable {
 
 /// What a transport supports, for the conformance suite to decide which scenarios apply.
 public struct TransportFeatures: Sendable {
+    /// What a caller sees when it calls a pattern no worker serves.
+    public enum UnknownPatterns: Sendable {
+        /// NestJS's "no matching message handler" reply (``CourierError/Code/noHandler``): point-to-point
+        /// transports, where the worker receives every request (TCP).
+        case noHandlerReply
+        /// Nothing: nobody receives the request, so the call times out (brokers that keep it, such as Kafka).
+        case timeout
+        /// ``CourierError/Code/transportUnavailable`` at once: the transport knows nobody received it (Redis
+        /// pub/sub, whose `PUBLISH` counts its receivers).
+        case unavailable
+
+        /// The code such a call fails with.
+        var errorCode: CourierError.Code {
+            switch self {
+            case .noHandlerReply: .noHandler
+            case .timeout: .timedOut
+            case .unavailable: .transportUnavailable
+            }
+        }
+    }
+
     /// Whether a caller announces its deadline and handlers can extend it.
     public var deadlineExtension: Bool
-    /// Whether a request to a pattern no worker serves gets NestJS's "no matching message handler" reply. On
-    /// brokers (Kafka) nobody receives such a request, so the call times out instead.
-    public var repliesToUnknownPatterns: Bool
+    /// What a call to a pattern no worker serves does.
+    public var unknownPatterns: UnknownPatterns
 
-    /// Features to test; everything is on by default.
-    public init(deadlineExtension: Bool = true, repliesToUnknownPatterns: Bool = true) {
+    /// Features to test; by default everything is on and unknown patterns get a reply.
+    public init(deadlineExtension: Bool = true, unknownPatterns: UnknownPatterns = .noHandlerReply) {
         self.deadlineExtension = deadlineExtension
-        self.repliesToUnknownPatterns = repliesToUnknownPatterns
+        self.unknownPatterns = unknownPatterns
     }
 }
 
@@ -306,10 +326,19 @@ public enum TransportConformance {
     }
 
     static func unknownPattern(_ harness: any ConformanceHarness) async throws {
-        guard harness.features.repliesToUnknownPatterns else {
+        switch harness.features.unknownPatterns {
+        case .noHandlerReply:
+            break
+        case .timeout, .unavailable:
+            let expected = harness.features.unknownPatterns.errorCode
             try await withWorker(harness) { fixture in
-                _ = try await expectError(.timedOut) {
-                    _ = try await fixture.client.send("math.nothing", json: nil, timeout: .milliseconds(300))
+                let clock = ContinuousClock()
+                let started = clock.now
+                _ = try await expectError(expected) {
+                    _ = try await fixture.client.send("math.nothing", json: nil, timeout: .seconds(2))
+                }
+                if expected == .transportUnavailable {
+                    try check(clock.now - started < .seconds(1), "an unreceived call should fail at once")
                 }
                 let sum = try await fixture.client.send(ExampleService.sum, [1])
                 try check(sum == 1, "math.sum after an unanswered pattern returned \(sum)")
@@ -453,7 +482,7 @@ public enum TransportConformance {
             let rest = try await fixture.client.send(MessagePattern<NoPayload, String>("greet.bob.smith"), NoPayload())
             try check(rest == "rest:greet.bob.smith:greet.**", "greet.bob.smith → \(rest)")
             // `greet` has no segment for `*` to match: no route.
-            let expected: CourierError.Code = harness.features.repliesToUnknownPatterns ? .noHandler : .timedOut
+            let expected = harness.features.unknownPatterns.errorCode
             _ = try await expectError(expected) {
                 _ = try await fixture.client.send("greet", json: nil, timeout: .seconds(1))
             }

@@ -37,7 +37,7 @@ final class KafkaMockHarness: ConformanceHarness {
 
     deinit { cluster.close() }
 
-    var features: TransportFeatures { TransportFeatures(repliesToUnknownPatterns: false) }
+    var features: TransportFeatures { TransportFeatures(unknownPatterns: .timeout) }
 
     /// librdkafka warns about the mock's old protocol version on every connection; keep test output readable.
     static var quietLogger: Logger {

@@ -6,7 +6,7 @@
 import Synchronization
 
 /// A value delivered once, from any thread, to one waiting task; delivery may come before the wait.
-final class OneShot<Value: Sendable>: Sendable {
+package final class OneShot<Value: Sendable>: Sendable {
     private enum State {
         case empty
         case waiting(CheckedContinuation<Value, Never>)
@@ -16,7 +16,9 @@ final class OneShot<Value: Sendable>: Sendable {
     private let state = Mutex(State.empty)
 
     /// Delivers the value; later calls are ignored.
-    func deliver(_ value: Value) {
+    package init() {}
+
+    package func deliver(_ value: Value) {
         let waiter = state.withLock { state -> CheckedContinuation<Value, Never>? in
             switch state {
             case .empty:
@@ -33,7 +35,7 @@ final class OneShot<Value: Sendable>: Sendable {
     }
 
     /// Waits for the value.
-    var value: Value {
+    package var value: Value {
         get async {
             await withCheckedContinuation { continuation in
                 let ready = state.withLock { state -> Value? in
