@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "CourierCore", targets: ["CourierCore"]),
         .library(name: "CourierTCP", targets: ["CourierTCP"]),
         .library(name: "CourierKafka", targets: ["CourierKafka"]),
+        .library(name: "CourierRedis", targets: ["CourierRedis"]),
         .library(name: "CourierTesting", targets: ["CourierTesting"]),
         .executable(name: "courier", targets: ["CourierCLI"]),
     ],
@@ -70,6 +71,25 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
+        // The system hiredis (Debian `libhiredis-dev` 0.14.1): its RESP reader and command encoder only.
+        .systemLibrary(
+            name: "CHiredis",
+            // No pkgConfig: hiredis's .pc adds -D_FILE_OFFSET_BITS=64, which SwiftPM refuses with a warning; the
+            // headers are in the default include path (<hiredis/…>) and the module map links libhiredis.
+            providers: [.apt(["libhiredis-dev"])]
+        ),
+        // Redis connection layer: SwiftNIO owns the socket; hiredis parses replies and encodes commands.
+        .target(
+            name: "CourierRedis",
+            dependencies: [
+                "CourierCore",
+                "CHiredis",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings
+        ),
         // In-memory transport for users' unit tests, and the transport conformance suite.
         .target(
             name: "CourierTesting",
@@ -109,6 +129,16 @@ let package = Package(
             name: "CourierTCPTests",
             dependencies: [
                 "CourierTCP", "CourierTesting", "CourierExample",
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings
+        ),
+        .testTarget(
+            name: "CourierRedisTests",
+            dependencies: [
+                "CourierRedis", "CourierCore", "Courier", "CourierTesting", "CourierExample",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],

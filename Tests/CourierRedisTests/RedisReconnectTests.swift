@@ -1,0 +1,105 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CourierCore
+import CourierRedis
+import NIOCore
+import Synchronization
+import Testing
+
+/// A Redis that goes away and comes back, on a server of the test's own (stopped and restarted by PID).
+@Suite struct RedisReconnectTests {
+    @Test func callsFailFastWhileRedisIsDownAndEverythingServesAgainWhenItReturns() async throws {
+        try await withRedisServer { server in
+            var configuration = server.configuration
+            configuration.reconnectBackoff = .init(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(250))
+            // Long timeouts, so that failing fast cannot be mistaken for a timeout.
+            configuration.connectTimeout = .seconds(5)
+            configuration.commandTimeout = .seconds(5)
+            let redis = try await RedisConnection.connect(configuration: configuration)
+            let subscriber = try await RedisSubscriber.connect(configuration: configuration)
+            let collector = MessageCollector(subscriber)
+            try await subscriber.subscribe(["restart-channel"])
+            try await subscriber.subscribe(patterns: ["restart-pattern.*"])
+            #expect(try await redis.send(["PUBLISH", "restart-channel", "before"]).int == 1)
+
+            // Traffic from several tasks throughout: every call either succeeds or fails with transportUnavailable.
+            let outcomes = TrafficOutcomes()
+            let traffic = Task {
+                await withTaskGroup(of: Void.self) { group in
+                    for worker in 0..<4 {
+                        group.addTask {
+                            while !Task.isCancelled {
+                                do {
+                                    _ = try await redis.send(["INCR", "restart-counter-\(worker)"])
+                                    outcomes.counts.withLock { $0.succeeded += 1 }
+                                } catch let error as CourierError where error.code == .transportUnavailable {
+                                    outcomes.counts.withLock { $0.unavailable += 1 }
+                                } catch let error as CourierError where error.code == .cancelled && Task.isCancelled {
+                                    break  // the test stopped the traffic
+                                } catch {
+                                    outcomes.counts.withLock { $0.other.append("\(error)") }
+                                }
+                                try? await Task.sleep(for: .milliseconds(2))
+                            }
+                        }
+                    }
+                }
+            }
+            try await Task.sleep(for: .milliseconds(200))
+            await server.stop()
+
+            // Down: each call fails fast with transportUnavailable instead of hanging.
+            let clock = ContinuousClock()
+            for _ in 0..<5 {
+                let start = clock.now
+                let error = await courierError { _ = try await redis.send(["PING"]) }
+                #expect(error?.code == .transportUnavailable)
+                // Half the timeouts: a call that waited for any timeout would take at least 5 s.
+                #expect(clock.now - start < .milliseconds(2500), "a call took \(clock.now - start) while Redis was down")
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            let succeededBeforeRestart = outcomes.counts.withLock { $0.succeeded }
+
+            // Back on the same port: calls succeed again without any action, within a bounded time.
+            try await server.restart()
+            let restarted = clock.now
+            var pong: RESPValue?
+            while pong == nil, clock.now - restarted < .seconds(10) {
+                pong = try? await redis.send(["PING"])
+                if pong == nil { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(pong == .simpleString("PONG"))
+            print("RedisConnection served again \(clock.now - restarted) after the restart")
+
+            // The subscriber subscribed again to its channel and its pattern by itself.
+            var receivers = 0
+            while receivers == 0, clock.now - restarted < .seconds(10) {
+                receivers = (try? await redis.send(["PUBLISH", "restart-channel", "after"]).int) ?? 0
+                if receivers == 0 { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            #expect(receivers == 1)
+            #expect(try await redis.send(["PUBLISH", "restart-pattern.x", "pattern-after"]).int == 1)
+            let messages = try await collector.waitFor(count: 3)
+            #expect(messages.map { String(buffer: $0.payload) } == ["before", "after", "pattern-after"])
+            #expect(messages.last?.pattern == "restart-pattern.*")
+
+            try await Task.sleep(for: .milliseconds(100))
+            traffic.cancel()
+            await traffic.value
+            let final = outcomes.counts.withLock { $0 }
+            #expect(final.other.isEmpty, "\(final.other.prefix(3))")
+            #expect(final.unavailable > 0)
+            #expect(final.succeeded > succeededBeforeRestart, "traffic resumed after the restart")
+            await subscriber.close()
+            await redis.close()
+        }
+    }
+}
+
+/// What the background traffic saw, shared by its tasks.
+private final class TrafficOutcomes: Sendable {
+    let counts = Mutex<(succeeded: Int, unavailable: Int, other: [String])>((0, 0, []))
+}
