@@ -32,18 +32,32 @@ struct ExampleWorker: AsyncParsableCommand {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "info"
 
+    /// A file the worker appends each handled `audit.log` payload to, one JSON line per event, written before the
+    /// handler returns: it survives SIGKILL, so a test can see which events were handled (and which twice).
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Append each handled audit.log payload to this file as a line of JSON (one unbuffered write per event).",
+            discussion: "The file is created if missing and never truncated; several workers may share it.",
+            valueName: "file"
+        )
+    )
+    var journal: String?
+
     func run() async throws {
         bootstrapLogging(level: logLevel)
         let logger = Logger(label: "courier.example-worker")
         let server: any ServerTransport
+        let audit: AuditLog
         do {
             server = try TransportFactory.server(for: transport)
+            audit = try journal.map { try AuditLog(journalPath: $0) } ?? AuditLog()
         } catch {
             printError(error)
             throw ExitCode(2)
         }
         let worker = Microservice(
-            router: ExampleService.router(),
+            router: ExampleService.router(audit: audit),
             transport: server,
             configuration: MicroserviceConfiguration(
                 maxConcurrentHandlers: maxConcurrentHandlers,

@@ -6,6 +6,12 @@
 import Courier
 import Synchronization
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The contracts of the built-in example service, which every transport serves identically.
 public enum ExampleService {
     /// `math.sum`: a JSON array of integers in, their sum out.
@@ -60,19 +66,57 @@ public enum ExampleService {
     }
 }
 
-/// The in-memory list behind `audit.log` and `audit.count`.
+/// The in-memory list behind `audit.log` and `audit.count`, optionally mirrored to a journal file.
 public final class AuditLog: Sendable {
     private let entries = Mutex<[JSONValue]>([])
+    /// The journal's file descriptor, opened for appending; nil without a journal.
+    private let journal: Int32?
 
     /// An empty log.
-    public init() {}
+    public init() { journal = nil }
 
-    /// Appends an entry.
-    public func append(_ entry: JSONValue) { entries.withLock { $0.append(entry) } }
+    /// An empty log that also appends each entry to the file at `journalPath` as one line of JSON text (created if
+    /// missing, never truncated). Each line is written by a single unbuffered `write(2)` on a descriptor opened with
+    /// `O_APPEND` before ``append(_:)`` returns, so what a handler recorded survives the process being killed, even
+    /// by `SIGKILL`, and several processes can share one journal.
+    ///
+    /// - Throws: ``CourierError/Code/unprocessable`` if the file cannot be opened for appending.
+    public init(journalPath: String) throws {
+        let descriptor = open(journalPath, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0o644)
+        guard descriptor >= 0 else {
+            let reason = String(cString: strerror(errno))
+            throw CourierError(.unprocessable, "cannot open the audit journal '\(journalPath)': \(reason)")
+        }
+        journal = descriptor
+    }
+
+    deinit {
+        if let journal { close(journal) }
+    }
+
+    /// Appends an entry (and, with a journal, writes its line).
+    public func append(_ entry: JSONValue) {
+        entries.withLock { $0.append(entry) }
+        if let journal { Self.writeLine(entry.description + "\n", to: journal) }
+    }
 
     /// The number of entries.
     public var count: Int { entries.withLock { $0.count } }
 
     /// A copy of the entries.
     public var all: [JSONValue] { entries.withLock { $0 } }
+
+    /// Writes `line` with as few `write(2)` calls as the kernel allows (one for a regular file).
+    private static func writeLine(_ line: String, to descriptor: Int32) {
+        var bytes = Array(line.utf8)
+        var offset = 0
+        while offset < bytes.count {
+            let written = bytes.withUnsafeMutableBytes { raw in
+                write(descriptor, raw.baseAddress! + offset, raw.count - offset)
+            }
+            if written < 0, errno == EINTR { continue }
+            if written <= 0 { return }
+            offset += written
+        }
+    }
 }
