@@ -27,17 +27,10 @@ public final class KafkaClientTransport: ClientTransport {
         let reader: Task<Void, Never>
     }
 
-    private enum State {
-        case idle
-        case connecting(Task<Connection, any Error>)
-        case connected(Connection)
-        case closed
-    }
-
     private let configuration: KafkaConfiguration
     private let replyTo: KafkaReplyStrategy
     private let logger: Logger
-    private let state = Mutex<State>(.idle)
+    private let connection = LazyConnection<Connection>(closedMessage: "the Kafka client is closed")
     private let receiver = Mutex<(any ReplyReceiver)?>(nil)
 
     /// Creates a client transport.
@@ -69,7 +62,7 @@ public final class KafkaClientTransport: ClientTransport {
     public func send(_ request: WireRequest) {
         guard let id = request.correlationID else { return }
         let replies = receiver.withLock { $0 }
-        guard case .connected(let connection) = state.withLock({ $0 }) else {
+        guard let connection = connection.current else {
             replies?.fail(correlationIDs: CollectionOfOne(id), with: .unavailable("the Kafka client is not connected"))
             return
         }
@@ -93,7 +86,7 @@ public final class KafkaClientTransport: ClientTransport {
     }
 
     public func emit(_ event: WireRequest) async throws {
-        guard case .connected(let connection) = state.withLock({ $0 }) else {
+        guard let connection = connection.current else {
             throw CourierError.unavailable("the Kafka client is not connected")
         }
         let record = try KafkaRecordCodec.encodeEvent(event)
@@ -117,17 +110,7 @@ public final class KafkaClientTransport: ClientTransport {
     }
 
     public func close() async {
-        let previous = state.withLock { state -> State in
-            defer { state = .closed }
-            return state
-        }
-        let connection: Connection?
-        switch previous {
-        case .connected(let current): connection = current
-        case .connecting(let task): connection = try? await task.value
-        case .idle, .closed: connection = nil
-        }
-        guard let connection else { return }
+        guard let connection = await connection.close() else { return }
         connection.reader.cancel()
         await connection.listener.close()
         await connection.producer.close()
@@ -137,42 +120,7 @@ public final class KafkaClientTransport: ClientTransport {
 
     private func connection(replies: any ReplyReceiver) async throws -> Connection {
         receiver.withLock { $0 = replies }
-        enum Step {
-            case ready(Connection)
-            case wait(Task<Connection, any Error>)
-        }
-        let step = try state.withLock { state -> Step in
-            switch state {
-            case .connected(let connection):
-                return .ready(connection)
-            case .connecting(let task):
-                return .wait(task)
-            case .closed:
-                throw CourierError.unavailable("the Kafka client is closed")
-            case .idle:
-                // The one connection attempt every concurrent first caller awaits.
-                let task = Task { try await self.open(replies: replies) }
-                state = .connecting(task)
-                return .wait(task)
-            }
-        }
-        let task: Task<Connection, any Error>
-        switch step {
-        case .ready(let connection): return connection
-        case .wait(let pending): task = pending
-        }
-        do {
-            let connection = try await task.value
-            state.withLock { state in
-                if case .connecting = state { state = .connected(connection) }
-            }
-            return connection
-        } catch {
-            state.withLock { state in
-                if case .connecting = state { state = .idle }
-            }
-            throw error
-        }
+        return try await connection.get { try await self.open(replies: replies) }
     }
 
     private func open(replies: any ReplyReceiver) async throws -> Connection {

@@ -1,0 +1,165 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CourierCore
+import Logging
+import NIOCore
+import Synchronization
+
+/// The caller side of the Redis pub/sub transport, on NestJS's format by default (or Ascender's).
+///
+/// A request is published on the pattern's channel; its replies come back on the reply channel (NestJS:
+/// `<pattern>.reply`, shared by every call on that pattern; Ascender: `_rpc:response` and `_rpc:error`). The client
+/// subscribes to a reply channel once, on a subscriber connection of its own, and publishes only after Redis
+/// confirmed the subscription, so no first reply is missed. Replies are matched by id; the first terminal reply
+/// wins (pub/sub fans requests out to every subscribed worker).
+///
+/// A `PUBLISH` that reached no subscriber fails its call at once with
+/// ``CourierCore/CourierError/Code/transportUnavailable`` (see
+/// ``RedisPubSubConfiguration/failsCallsWithoutSubscribers``). While Redis is unreachable, calls fail at once too;
+/// the connections reconnect by themselves and subscribe again.
+///
+/// `nativeClient` returns the `RedisConnection` the client publishes with, on which any command can run.
+public final class RedisClientTransport: ClientTransport {
+    public var name: String { "redis" }
+
+    /// A reply channel's subscription: in progress (callers wait for it) or confirmed.
+    private enum Subscription {
+        case pending(Task<Void, any Error>)
+        case confirmed
+    }
+
+    private let configuration: RedisPubSubConfiguration
+    private let logger: Logger
+    private let connection = LazyConnection<RedisClientConnection>(closedMessage: "the Redis client is closed")
+    private let receiver = Mutex<(any ReplyReceiver)?>(nil)
+    private let subscriptions = Mutex<[String: Subscription]>([:])
+
+    /// Creates a client transport.
+    ///
+    /// - Parameters:
+    ///   - configuration: The server and the wire format.
+    ///   - logger: Where connection problems go. Default: a logger labelled `courier.redis.client`.
+    public init(configuration: RedisPubSubConfiguration, logger: Logger = Logger(label: "courier.redis.client")) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    public func connect(replies: any ReplyReceiver) async throws {
+        _ = try await connection(replies: replies)
+    }
+
+    public func nativeClient(replies: any ReplyReceiver) async throws -> any Sendable {
+        try await connection(replies: replies).commands
+    }
+
+    public func send(_ request: WireRequest) {
+        guard let id = request.correlationID else { return }
+        guard let connection = connection.current else {
+            fail(id, .unavailable("the Redis client is not connected"))
+            return
+        }
+        let channels = configuration.format.replyChannels(forRequestsOn: request.pattern)
+        let message = configuration.format.encode(request)
+        let failsWithoutSubscribers = configuration.failsCallsWithoutSubscribers
+        Task {
+            do {
+                try await self.subscribe(channels, on: connection.subscriber)
+                let receivers = try await connection.commands.send(
+                    ["PUBLISH", RESPArgument(request.pattern), RESPArgument(message)]
+                )
+                if failsWithoutSubscribers, receivers.int == 0 {
+                    self.fail(id, .unavailable("no worker is subscribed to '\(request.pattern)' (PUBLISH reached nobody)"))
+                }
+            } catch {
+                self.fail(id, CourierError.wrapping(error, as: .transportUnavailable,
+                                                    "could not publish '\(request.pattern)'"))
+            }
+        }
+    }
+
+    public func emit(_ event: WireRequest) async throws {
+        guard let connection = connection.current else {
+            throw CourierError.unavailable("the Redis client is not connected")
+        }
+        let message = configuration.format.encode(event)
+        do {
+            _ = try await connection.commands.send(["PUBLISH", RESPArgument(event.pattern), RESPArgument(message)])
+        } catch let error as CourierError {
+            throw error
+        } catch {
+            throw CourierError.wrapping(error, as: .transportUnavailable, "could not publish '\(event.pattern)'")
+        }
+    }
+
+    public func close() async {
+        await connection.close()?.close()
+    }
+
+    // MARK: Reply channels
+
+    /// Returns once every channel in `channels` is subscribed and confirmed.
+    private func subscribe(_ channels: [String], on subscriber: RedisSubscriber) async throws {
+        for channel in channels {
+            enum Step {
+                case done
+                case wait(Task<Void, any Error>)
+            }
+            let step = subscriptions.withLock { subscriptions -> Step in
+                switch subscriptions[channel] {
+                case .confirmed:
+                    return .done
+                case .pending(let task):
+                    return .wait(task)
+                case nil:
+                    // One SUBSCRIBE per channel, however many calls wait for it.
+                    let task = Task { try await subscriber.subscribe([channel]) }
+                    subscriptions[channel] = .pending(task)
+                    return .wait(task)
+                }
+            }
+            guard case .wait(let task) = step else { continue }
+            do {
+                try await task.value
+                subscriptions.withLock { $0[channel] = .confirmed }
+            } catch {
+                // Let the next call try again.
+                subscriptions.withLock { subscriptions in
+                    if case .pending = subscriptions[channel] { subscriptions[channel] = nil }
+                }
+                throw error
+            }
+        }
+    }
+
+    // MARK: Connecting
+
+    private func fail(_ id: String, _ error: CourierError) {
+        receiver.withLock { $0 }?.fail(correlationIDs: CollectionOfOne(id), with: error)
+    }
+
+    private func connection(replies: any ReplyReceiver) async throws -> RedisClientConnection {
+        receiver.withLock { $0 = replies }
+        return try await connection.get { try await self.open(replies: replies) }
+    }
+
+    private func open(replies: any ReplyReceiver) async throws -> RedisClientConnection {
+        let format = configuration.format
+        // Ascender's reply channels are fixed, so they are subscribed before the first call; NestJS's are per
+        // pattern, subscribed by the first call on each.
+        let fixed = format == .ascender ? format.replyChannels(forRequestsOn: "") : []
+        let connection = try await RedisClientConnection.open(
+            configuration: configuration.connection,
+            channels: fixed,
+            logger: logger,
+            replies: replies,
+            decode: { format.decodeReply($0) }
+        )
+        subscriptions.withLock { subscriptions in
+            for channel in fixed { subscriptions[channel] = .confirmed }
+        }
+        return connection
+    }
+}

@@ -1,0 +1,70 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CourierCore
+
+/// Settings of the Redis pub/sub transport (``RedisServerTransport``, ``RedisClientTransport``).
+public struct RedisPubSubConfiguration: Sendable {
+    /// How to reach Redis: host, credentials, database, timeouts, reconnection.
+    public var connection: RedisConfiguration
+
+    /// The messages and channels: NestJS's (the default) or Ascender's.
+    ///
+    /// Default: ``RedisWireFormat/nestJS``
+    public var format: RedisWireFormat
+
+    /// Whether a call fails at once when its `PUBLISH` reached no subscriber (no worker serves the pattern), with
+    /// ``CourierCore/CourierError/Code/transportUnavailable``, instead of waiting for its timeout. Turn it off only
+    /// if workers may subscribe after the request was published (pub/sub never delivers it to them).
+    ///
+    /// Default: `true`
+    public var failsCallsWithoutSubscribers: Bool
+
+    /// Creates a configuration; every parameter but the connection has the documented default.
+    public init(
+        connection: RedisConfiguration = RedisConfiguration(),
+        format: RedisWireFormat = .nestJS,
+        failsCallsWithoutSubscribers: Bool = true
+    ) {
+        self.connection = connection
+        self.format = format
+        self.failsCallsWithoutSubscribers = failsCallsWithoutSubscribers
+    }
+
+    /// Reads `redis://[[user]:password@]host[:port][/database]` (see ``RedisConfiguration/init(url:)-(TransportURL)``).
+    /// Query options: `format` (`nestjs` or `ascender`), `failFast` (`true`/`false`,
+    /// ``failsCallsWithoutSubscribers``), `commandTimeoutMs`, `connectTimeoutMs`.
+    public init(url: TransportURL) throws {
+        var connection = try RedisConfiguration(url: url)
+        var configuration = RedisPubSubConfiguration()
+        for (key, value) in url.options {
+            switch key {
+            case "format":
+                guard let format = RedisWireFormat(name: value) else {
+                    throw CourierError(.unprocessable, "format must be nestjs or ascender, got '\(value)'")
+                }
+                configuration.format = format
+            case "failFast":
+                guard let flag = Bool(value) else {
+                    throw CourierError(.unprocessable, "failFast must be true or false, got '\(value)'")
+                }
+                configuration.failsCallsWithoutSubscribers = flag
+            case "commandTimeoutMs", "connectTimeoutMs":
+                guard let ms = Int64(value), ms > 0 else {
+                    throw CourierError(.unprocessable, "\(key) must be a positive integer, got '\(value)'")
+                }
+                if key == "commandTimeoutMs" {
+                    connection.commandTimeout = .milliseconds(ms)
+                } else {
+                    connection.connectTimeout = .milliseconds(ms)
+                }
+            default:
+                throw CourierError(.unprocessable, "unknown Redis URL option '\(key)'")
+            }
+        }
+        configuration.connection = connection
+        self = configuration
+    }
+}

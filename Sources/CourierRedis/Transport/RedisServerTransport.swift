@@ -1,0 +1,157 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CourierCore
+import Logging
+import NIOCore
+import Synchronization
+
+/// The worker side of the Redis pub/sub transport, on NestJS's format by default (or Ascender's).
+///
+/// It subscribes to each exact pattern's channel (`SUBSCRIBE`) and to each wildcard route as a glob
+/// (`PSUBSCRIBE orders.*`), on a subscriber connection of its own, and publishes replies on a second connection.
+///
+/// **Pub/sub is broadcast and at most once.** Every worker subscribed to a channel handles every message on it
+/// (two instances of a service both handle each request; the caller keeps the first reply), and a message
+/// published while no worker is subscribed, or while a worker is reconnecting, is lost. For load-balanced,
+/// durable work use the Streams transport (``RedisStreamsServerTransport``).
+///
+/// `nativeServer()` returns the `RedisConnection` the worker publishes with, for any other command.
+public final class RedisServerTransport: ServerTransport {
+    public var name: String { "redis" }
+
+    private let configuration: RedisPubSubConfiguration
+    private let logger: Logger
+    private let publisher = Mutex<RedisConnection?>(nil)
+    private let subscribed = OneShot<Result<Void, CourierError>>()
+
+    /// Creates a worker transport.
+    ///
+    /// - Parameters:
+    ///   - configuration: The server and the wire format.
+    ///   - logger: Where connection problems go. Default: a logger labelled `courier.redis.server`.
+    public init(configuration: RedisPubSubConfiguration, logger: Logger = Logger(label: "courier.redis.server")) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Returns once the worker's subscriptions are confirmed (it then receives what is published).
+    ///
+    /// - Throws: The error that stopped the worker from starting.
+    public func waitUntilSubscribed() async throws {
+        try await subscribed.value.get()
+    }
+
+    public func nativeServer() async throws -> any Sendable {
+        guard let connection = publisher.withLock({ $0 }) else {
+            throw CourierError.unavailable("the Redis worker is not serving")
+        }
+        return connection
+    }
+
+    public func serve(patterns: [RoutePattern], dispatcher: any InboundDispatcher) async throws {
+        let exact = patterns.filter { !$0.isWildcard }.map(\.text)
+        let globs = patterns.filter(\.isWildcard).map(Self.glob(for:))
+        let publisher: RedisConnection
+        let subscriber: RedisSubscriber
+        do {
+            publisher = try await RedisConnection.connect(configuration: configuration.connection, logger: logger)
+            do {
+                subscriber = try await RedisSubscriber.connect(configuration: configuration.connection, logger: logger)
+                do {
+                    if !exact.isEmpty { try await subscriber.subscribe(exact) }
+                    if !globs.isEmpty { try await subscriber.subscribe(patterns: globs) }
+                } catch {
+                    await subscriber.close()
+                    throw error
+                }
+            } catch {
+                await publisher.close()
+                throw error
+            }
+        } catch {
+            let failure = CourierError.wrapping(error, as: .transportUnavailable, "the Redis worker cannot start")
+            subscribed.deliver(.failure(failure))
+            throw failure
+        }
+        self.publisher.withLock { $0 = publisher }
+        subscribed.deliver(.success(()))
+        logger.info("redis worker subscribed", metadata: ["channels": "\(exact)", "globs": "\(globs)"])
+
+        let format = configuration.format
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                // Draining: stop receiving; the loop below ends after the messages already received.
+                await dispatcher.draining()
+                await subscriber.close()
+            }
+            for await message in subscriber.messages {
+                if message.pattern != nil,
+                    !Self.isServed(message.channel, by: patterns, format: format)
+                {
+                    continue
+                }
+                let request: WireRequest
+                do {
+                    guard let decoded = try format.decodeInbound(message.payload, channel: message.channel) else {
+                        continue
+                    }
+                    request = decoded
+                } catch {
+                    dispatcher.reportBadInput(
+                        "malformed message: \(error)",
+                        metadata: TransportMetadata(transport: "redis", channel: message.channel)
+                    )
+                    continue
+                }
+                let writer = request.isEvent
+                    ? nil
+                    : RedisReplyWriter(publisher: publisher, format: format, requestChannel: message.channel)
+                let inbound = InboundMessage(
+                    request: request,
+                    metadata: TransportMetadata(transport: "redis", channel: message.channel),
+                    replyWriter: writer
+                )
+                await dispatcher.dispatch(inbound, in: &group)
+            }
+        }
+        self.publisher.withLock { $0 = nil }
+        await subscriber.close()
+        await publisher.close()
+    }
+
+    /// Whether a message that came through a glob subscription is for one of `patterns`: Redis globs match more
+    /// (`*` spans dots), and reply channels are never work.
+    static func isServed(_ channel: String, by patterns: [RoutePattern], format: RedisWireFormat) -> Bool {
+        if channel.hasSuffix(RedisWireFormat.replySuffix) || channel.hasPrefix("_rpc:") { return false }
+        return patterns.contains { $0.matches(channel) }
+    }
+
+    /// The Redis glob for a wildcard route: `*` and `**` become `*`; glob characters in literal segments are
+    /// escaped.
+    static func glob(for pattern: RoutePattern) -> String {
+        pattern.text.split(separator: ".", omittingEmptySubsequences: false).map { segment -> String in
+            if segment == "*" || segment == "**" { return "*" }
+            var escaped = ""
+            for character in segment {
+                if "*?[]\\".contains(character) { escaped.append("\\") }
+                escaped.append(character)
+            }
+            return escaped
+        }.joined(separator: ".")
+    }
+}
+
+/// Publishes the replies to one request on its reply channel.
+struct RedisReplyWriter: ReplyWriter {
+    let publisher: RedisConnection
+    let format: RedisWireFormat
+    let requestChannel: String
+
+    func write(_ reply: WireReply) async throws {
+        let channel = format.replyChannel(for: reply, requestChannel: requestChannel)
+        _ = try await publisher.send(["PUBLISH", RESPArgument(channel), RESPArgument(format.encode(reply))])
+    }
+}
