@@ -111,6 +111,7 @@ let package = Package(
                 "Courier",
                 "CourierTCP",
                 "CourierKafka",
+                "CourierRedis",
                 "CourierExample",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -5,11 +5,13 @@
 
 import Courier
 import CourierKafka
+import CourierRedis
 import CourierTCP
 
-/// Builds transports from URLs (`tcp://host:port`, `kafka://host:port[,host:port…]`).
+/// Builds transports from URLs (`tcp://host:port`, `kafka://host:port[,host:port…]`,
+/// `redis://[user:pass@]host:port[/db]` for pub/sub, `redis+streams://…` for Streams).
 enum TransportFactory {
-    static let supportedSchemes = ["tcp", "kafka"]
+    static let supportedSchemes = ["tcp", "kafka", "redis", "redis+streams"]
 
     static func client(for text: String) throws -> any ClientTransport {
         let url = try TransportURL(text)
@@ -18,6 +20,8 @@ enum TransportFactory {
         case "kafka":
             return KafkaClientTransport(configuration: try KafkaConfiguration(url: url),
                                         replyTo: try KafkaReplyStrategy(url: url))
+        case "redis": return RedisClientTransport(configuration: try RedisPubSubConfiguration(url: url))
+        case "redis+streams": return RedisStreamsClientTransport(configuration: try RedisStreamsConfiguration(url: url))
         default: throw unsupported(url)
         }
     }
@@ -27,6 +31,8 @@ enum TransportFactory {
         switch url.scheme {
         case "tcp": return TCPServerTransport(configuration: try TCPConfiguration(url: url))
         case "kafka": return KafkaServerTransport(configuration: try KafkaConfiguration(url: url))
+        case "redis": return RedisServerTransport(configuration: try RedisPubSubConfiguration(url: url))
+        case "redis+streams": return RedisStreamsServerTransport(configuration: try RedisStreamsConfiguration(url: url))
         default: throw unsupported(url)
         }
     }
@@ -42,6 +48,14 @@ enum TransportFactory {
             // Ready means the group assigned this worker its partitions: records now reach it.
             await kafka.waitUntilAssigned()
             return kafka.url
+        }
+        if let redis = server as? RedisServerTransport {
+            try await redis.waitUntilSubscribed()
+            return redis.url
+        }
+        if let streams = server as? RedisStreamsServerTransport {
+            try await streams.waitUntilReading()
+            return streams.url
         }
         return server.name
     }

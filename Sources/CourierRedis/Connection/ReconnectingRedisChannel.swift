@@ -98,7 +98,10 @@ final class ReconnectingRedisChannel: Sendable {
 
     private func closeOnLoop() -> EventLoopFuture<Void> {
         var closed = eventLoop.makeSucceededVoidFuture()
-        switch state.value.phase {
+        let previous = state.value.phase
+        // Closed first, so the handler's closing callback sees a deliberate close, not a lost connection.
+        state.value.phase = .closed
+        switch previous {
         case .connected(let channel):
             channel.triggerUserOutboundEvent(RedisChannelHandler.Close(reason: closedError), promise: nil)
             closed = channel.closeFuture
@@ -107,7 +110,6 @@ final class ReconnectingRedisChannel: Sendable {
         case .idle, .connecting, .closed:
             break  // an attempt in progress sees `.closed` when it finishes and closes its channel
         }
-        state.value.phase = .closed
         failQueued(with: closedError)
         state.value.pushes?.finish()
         return closed

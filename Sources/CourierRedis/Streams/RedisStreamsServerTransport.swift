@@ -46,6 +46,12 @@ public final class RedisStreamsServerTransport: ServerTransport {
         self.logger = logger
     }
 
+    /// The server as a URL, for messages: `redis+streams://host:port[/db]?group=…` (never the password).
+    public var url: String {
+        "redis+streams" + configuration.connection.endpointDescription.dropFirst("redis".count)
+            + "?group=\(configuration.group)"
+    }
+
     /// Returns once the worker's groups exist and it reads its streams.
     ///
     /// - Throws: The error that stopped the worker from starting.

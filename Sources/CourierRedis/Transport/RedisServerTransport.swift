@@ -37,6 +37,9 @@ public final class RedisServerTransport: ServerTransport {
         self.logger = logger
     }
 
+    /// The server as a URL, for messages: `redis://host:port[/db]` (never the password).
+    public var url: String { configuration.connection.endpointDescription }
+
     /// Returns once the worker's subscriptions are confirmed (it then receives what is published).
     ///
     /// - Throws: The error that stopped the worker from starting.
