@@ -138,7 +138,8 @@ let package = Package(
         .testTarget(
             name: "CourierRedisTests",
             dependencies: [
-                "CourierRedis", "CourierCore", "Courier", "CourierTesting", "CourierExample",
+                // CourierCLI so the `courier` binary is built next to the tests (worker processes).
+                "CourierRedis", "CourierCore", "Courier", "CourierTesting", "CourierExample", "CourierCLI",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

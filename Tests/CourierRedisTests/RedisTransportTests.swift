@@ -1,0 +1,140 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import Courier
+import CourierCore
+import CourierExample
+import CourierRedis
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+/// The Redis transports against failures: Redis restarting, workers dying, handlers that keep failing.
+@Suite(.serialized) struct RedisTransportTests {
+    static var quietLogger: Logger {
+        var logger = Logger(label: "test.redis")
+        logger.logLevel = .critical
+        return logger
+    }
+
+    /// Runs the example service on `server` with `client` until `body` returns.
+    static func withWorker(
+        _ server: any ServerTransport,
+        router: MessageRouter = ExampleService.router(),
+        _ body: () async throws -> Void
+    ) async throws {
+        let worker = Microservice(router: router, transport: server, logger: quietLogger)
+        let running = Task { try await worker.run() }
+        do {
+            try await body()
+        } catch {
+            running.cancel()
+            _ = try? await running.value
+            throw error
+        }
+        running.cancel()
+        _ = try? await running.value
+    }
+
+    /// While Redis is down, calls fail at once with transportUnavailable; once it is back, the same worker and
+    /// client serve again with no action.
+    @Test(arguments: ["pubsub", "streams"])
+    func callsFailFastWhileRedisIsDownAndResumeAfterARestart(_ mode: String) async throws {
+        try await withRedisServer { redis in
+            let server: any ServerTransport
+            let clientTransport: any ClientTransport
+            if mode == "pubsub" {
+                let configuration = RedisPubSubConfiguration(connection: redis.configuration)
+                let pubsub = RedisServerTransport(configuration: configuration, logger: Self.quietLogger)
+                server = pubsub
+                clientTransport = RedisClientTransport(configuration: configuration, logger: Self.quietLogger)
+            } else {
+                var configuration = RedisStreamsConfiguration(connection: redis.configuration,
+                                                              blockTime: .milliseconds(300))
+                configuration.claimInterval = .milliseconds(200)
+                server = RedisStreamsServerTransport(configuration: configuration, logger: Self.quietLogger)
+                clientTransport = RedisStreamsClientTransport(configuration: configuration, logger: Self.quietLogger)
+            }
+            try await Self.withWorker(server) {
+                if let pubsub = server as? RedisServerTransport { try await pubsub.waitUntilSubscribed() }
+                if let streams = server as? RedisStreamsServerTransport { try await streams.waitUntilReading() }
+                let client = CourierClient(transport: clientTransport)
+                #expect(try await client.send(ExampleService.sum, [1, 2], timeout: .seconds(5)) == 3)
+
+                await redis.stop()
+                let clock = ContinuousClock()
+                for _ in 0..<3 {
+                    let started = clock.now
+                    let error = await #expect(throws: CourierError.self) {
+                        _ = try await client.send(ExampleService.sum, [1], timeout: .seconds(5))
+                    }
+                    #expect(error?.code == .transportUnavailable, "\(String(describing: error))")
+                    #expect(clock.now - started < .seconds(3), "a call while Redis is down must fail fast")
+                }
+
+                try await redis.restart()
+                // Redis restarted empty (no persistence): the connections reconnect and subscribe again, and the
+                // Streams worker recreates its group.
+                let deadline = clock.now + .seconds(20)
+                var answer: Int?
+                while answer == nil, clock.now < deadline {
+                    answer = try? await client.send(ExampleService.sum, [20, 22], timeout: .seconds(2))
+                    if answer == nil { try await Task.sleep(for: .milliseconds(100)) }
+                }
+                #expect(answer == 42, "service did not resume after Redis came back")
+                await client.shutdown()
+            }
+        }
+    }
+
+    /// An event whose handler keeps failing is delivered maxDeliveries times, then lands on `<stream>.dlq` with
+    /// its error, and nothing stays pending.
+    @Test func aStreamsEventThatKeepsFailingIsDeadLetteredWithItsError() async throws {
+        try await withRedisServer { redis in
+            var configuration = RedisStreamsConfiguration(connection: redis.configuration, blockTime: .milliseconds(200))
+            configuration.claimIdleTime = .milliseconds(300)
+            configuration.claimInterval = .milliseconds(100)
+            configuration.maxDeliveries = 3
+            let attempts = Atomic(0)
+            var router = MessageRouter()
+            router.onEvent("jobs.flaky") { _, _ in
+                attempts.add(1, ordering: .relaxed)
+                throw CourierError(.unprocessable, "the printer is on fire")
+            }
+            let server = RedisStreamsServerTransport(configuration: configuration, logger: Self.quietLogger)
+            try await Self.withWorker(server, router: router) {
+                try await server.waitUntilReading()
+                let client = CourierClient(
+                    transport: RedisStreamsClientTransport(configuration: configuration, logger: Self.quietLogger)
+                )
+                try await client.emit("jobs.flaky", json: ["job": 7])
+                let redisClient = try await RedisConnection.connect(configuration: redis.configuration)
+                let clock = ContinuousClock()
+                let deadline = clock.now + .seconds(15)
+                var letters: [RESPValue] = []
+                while letters.isEmpty, clock.now < deadline {
+                    letters = try await redisClient.send(["XRANGE", "jobs.flaky.dlq", "-", "+"]).array ?? []
+                    if letters.isEmpty { try await Task.sleep(for: .milliseconds(50)) }
+                }
+                let entry = try #require(letters.first?.array)
+                let flat = entry[1].array ?? []
+                var fields: [String: String] = [:]
+                for index in stride(from: 0, to: flat.count - 1, by: 2) {
+                    fields[flat[index].string ?? ""] = flat[index + 1].string
+                }
+                #expect(fields["error"]?.contains("the printer is on fire") == true, "\(fields)")
+                #expect(fields["deliveries"] == "3")
+                #expect(fields["source-stream"] == "jobs.flaky")
+                #expect(fields["packet"]?.contains("\"job\":7") == true)
+                #expect(attempts.load(ordering: .relaxed) == 3)
+                let pending = try await redisClient.send(["XPENDING", "jobs.flaky", RESPArgument(configuration.group)])
+                #expect(pending.array?.first?.int == 0, "entries left pending: \(pending)")
+                await redisClient.close()
+                await client.shutdown()
+            }
+        }
+    }
+}
