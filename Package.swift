@@ -139,7 +139,7 @@ let package = Package(
             name: "CourierRedisTests",
             dependencies: [
                 // CourierCLI so the `courier` binary is built next to the tests (worker processes).
-                "CourierRedis", "CourierCore", "Courier", "CourierTesting", "CourierExample", "CourierCLI",
+                "CourierRedis", "CourierCore", "Courier", "CourierTesting", "CourierExample", "CourierCLI", "CourierTCP",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),

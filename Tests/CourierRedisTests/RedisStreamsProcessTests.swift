@@ -45,19 +45,13 @@ import Testing
         deinit { if process.isRunning { Foundation.kill(process.processIdentifier, SIGKILL) } }
     }
 
-    static func onAThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread { continuation.resume(with: Result { try body() }) }.start()
-        }
-    }
-
     /// Two workers share 10,000 requests; one is SIGKILLed midway. Every call gets its own answer exactly once,
     /// the survivor claims what the dead one held, and no entry is left pending.
     @Test func aWorkerKilledDuring10000RequestsLosesNoneAndLeavesNothingPending() async throws {
         try await withRedisServer { redis in
             let url = "redis+streams://127.0.0.1:\(redis.port)?claimIdleMs=1000&claimIntervalMs=200&blockMs=500"
-            let first = try await Self.onAThread { try Worker(url: url) }
-            let second = try await Self.onAThread { try Worker(url: url) }
+            let first = try await offThePool { try Worker(url: url) }
+            let second = try await offThePool { try Worker(url: url) }
             #expect(first.readyLine.hasPrefix("ready redis+streams://"), "\(first.readyLine)")
             #expect(second.readyLine.hasPrefix("ready redis+streams://"), "\(second.readyLine)")
 
@@ -77,7 +71,7 @@ import Testing
                 group.addTask {
                     // Kill one worker once a fifth of the calls are answered.
                     while progress.completed.load(ordering: .relaxed) < total / 5 { try await Task.sleep(for: .milliseconds(5)) }
-                    try await Self.onAThread { first.kill(SIGKILL) }
+                    try await offThePool { first.kill(SIGKILL) }
                 }
                 let inFlight = 64
                 for _ in 0..<inFlight {
@@ -114,7 +108,7 @@ import Testing
             #expect(length == total)
             await redisClient.close()
             await client.shutdown()
-            try await Self.onAThread { second.kill(SIGTERM) }
+            try await offThePool { second.kill(SIGTERM) }
             #expect(second.process.terminationStatus == 0, "the surviving worker should drain and exit 0 on SIGTERM")
         }
     }

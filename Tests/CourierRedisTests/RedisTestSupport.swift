@@ -200,3 +200,11 @@ func courierError(
     }
     return nil
 }
+
+/// Runs blocking work (process waits, pipe reads) on a thread of its own. Processes started there get a signal
+/// mask that lets SIGTERM through, unlike children of Swift concurrency's threads.
+func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread { continuation.resume(with: Result { try body() }) }.start()
+    }
+}
