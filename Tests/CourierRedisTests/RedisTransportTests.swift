@@ -137,4 +137,26 @@ import Testing
             }
         }
     }
+
+    /// `unwrap` hands out the connection the transport uses, on which any command runs.
+    @Test func unwrapGivesAConnectionForAnyCommand() async throws {
+        try await withRedis { connection in
+            let pubsub = CourierClient(
+                transport: RedisClientTransport(configuration: RedisPubSubConfiguration(connection: connection),
+                                                logger: Self.quietLogger)
+            )
+            let streams = CourierClient(
+                transport: RedisStreamsClientTransport(configuration: RedisStreamsConfiguration(connection: connection),
+                                                       logger: Self.quietLogger)
+            )
+            let key = uniqueName("unwrap")
+            for client in [pubsub, streams] {
+                let redis = try await client.unwrap(as: RedisConnection.self)
+                _ = try await redis.send(["SET", RESPArgument(key), "v"])
+                #expect(try await redis.send(["GET", RESPArgument(key)]).string == "v")
+                _ = try await redis.send(["DEL", RESPArgument(key)])
+                await client.shutdown()
+            }
+        }
+    }
 }
