@@ -23,6 +23,18 @@ import Testing
         #expect(throws: CourierError.self) { try KafkaConfiguration(url: TransportURL("kafka://b1?headers=avro")) }
     }
 
+    @Test func urlPropertiesOfOneKindOfClientGoOnlyToThatKind() throws {
+        let configuration = try KafkaConfiguration(
+            url: TransportURL("kafka://b1?session.timeout.ms=6000&fetch.wait.max.ms=5&linger.ms=2&client.id=billing")
+        )
+        #expect(configuration.consumerProperties["session.timeout.ms"] == "6000")
+        #expect(configuration.consumerProperties["fetch.wait.max.ms"] == "5")
+        #expect(configuration.producerProperties["linger.ms"] == "2")
+        #expect(configuration.properties["client.id"] == "billing")
+        #expect(configuration.producerSettings["session.timeout.ms"] == nil, "a producer would warn about it")
+        #expect(configuration.consumerSettings["linger.ms"] == nil, "a consumer would warn about it")
+    }
+
     @Test func createTopicsAndReplicationFactorTurnTopicCreationOn() throws {
         let created = try KafkaConfiguration(url: TransportURL("kafka://b1?createTopics=6&replicationFactor=3"))
         #expect(created.topicCreation?.partitions == 6)

@@ -101,7 +101,8 @@ public struct KafkaConfiguration: Sendable {
     /// partition count of created topics (``topicCreation``; `-1` for the broker's default) and
     /// `replicationFactor`; `headers` (`nestjs` or `spring`, ``requestHeaders``); `replyTopic` and
     /// `replyPartition` are read by ``KafkaReplyStrategy/init(url:)``; any
-    /// other key is passed to librdkafka as a property
+    /// other key is passed to librdkafka as a property (to ``consumerProperties`` or ``producerProperties`` when
+    /// librdkafka applies it to one kind of client only, such as `session.timeout.ms` or `linger.ms`)
     /// (`kafka://b1:9092?security.protocol=SASL_SSL&sasl.mechanisms=PLAIN`).
     public init(url: TransportURL) throws {
         guard url.scheme == "kafka" else { throw CourierError(.unprocessable, "not a Kafka URL: \(url)") }
@@ -127,12 +128,40 @@ public struct KafkaConfiguration: Sendable {
                 }
                 requestHeaders = format
             case "replyTopic", "replyPartition": break
-            default: properties[key] = value
+            default:
+                // A handle of the other kind would warn (CONFWARN) about a property it ignores.
+                switch Self.clientKind(ofProperty: key) {
+                case .consumer: consumerProperties[key] = value
+                case .producer: producerProperties[key] = value
+                case nil: properties[key] = value
+                }
             }
         }
         if url.options["createTopics"] == nil, url.options["replicationFactor"] != nil {
             throw CourierError(.unprocessable, "replicationFactor applies to created topics: add createTopics")
         }
+    }
+
+    private enum ClientKind { case consumer, producer }
+
+    /// Whether librdkafka applies `property` to consumers or producers only (nil: both, or unknown to Courier).
+    private static func clientKind(ofProperty property: String) -> ClientKind? {
+        let consumerOnly: Set<String> = [
+            "session.timeout.ms", "heartbeat.interval.ms", "max.poll.interval.ms", "auto.offset.reset",
+            "enable.auto.commit", "auto.commit.interval.ms", "enable.auto.offset.store", "partition.assignment.strategy",
+            "isolation.level", "enable.partition.eof", "check.crcs", "group.instance.id", "group.protocol.type",
+            "coordinator.query.interval.ms", "queued.min.messages", "queued.max.messages.kbytes",
+        ]
+        let producerOnly: Set<String> = [
+            "linger.ms", "queue.buffering.max.ms", "queue.buffering.max.messages", "queue.buffering.max.kbytes",
+            "batch.num.messages", "batch.size", "acks", "request.required.acks", "compression.type", "compression.codec",
+            "compression.level", "enable.idempotence", "delivery.timeout.ms", "message.timeout.ms",
+            "message.send.max.retries", "transactional.id", "transaction.timeout.ms", "partitioner",
+            "sticky.partitioning.linger.ms", "request.timeout.ms",
+        ]
+        if consumerOnly.contains(property) || property.hasPrefix("fetch.") { return .consumer }
+        if producerOnly.contains(property) { return .producer }
+        return nil
     }
 
     var consumerSettings: [String: String] { properties.merging(consumerProperties) { _, new in new } }
