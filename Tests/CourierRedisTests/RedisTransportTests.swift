@@ -69,10 +69,10 @@ import Testing
                 for _ in 0..<3 {
                     let started = clock.now
                     let error = await #expect(throws: CourierError.self) {
-                        _ = try await client.send(ExampleService.sum, [1], timeout: .seconds(5))
+                        _ = try await client.send(ExampleService.sum, [1], timeout: .seconds(20))
                     }
                     #expect(error?.code == .transportUnavailable, "\(String(describing: error))")
-                    #expect(clock.now - started < .seconds(3), "a call while Redis is down must fail fast")
+                    #expect(clock.now - started < .seconds(10), "a call while Redis is down must fail fast")
                 }
 
                 try await redis.restart()
