@@ -406,20 +406,8 @@ extension TansuTests {
     /// skip what earlier tests and runs left there (the example worker's `audit.log` is shared, and a new group
     /// otherwise starts at the beginning). Blocking: use it through `offThePool`.
     static func startGroupAtEnd(_ group: String, topic: String, partitions: Int32) throws {
-        guard let conf = rd_kafka_conf_new() else { throw ReaderError(description: "rd_kafka_conf_new") }
-        for (key, value) in ["bootstrap.servers": bootstrap!, "group.id": group, "enable.auto.commit": "false",
-                             "log_level": "3"] {
-            var errors = [CChar](repeating: 0, count: 512)
-            guard rd_kafka_conf_set(conf, key, value, &errors, errors.count) == RD_KAFKA_CONF_OK else {
-                rd_kafka_conf_destroy(conf)
-                throw ReaderError(description: "conf \(key): \(text(of: errors))")
-            }
-        }
-        var errors = [CChar](repeating: 0, count: 512)
-        guard let consumer = rd_kafka_new(RD_KAFKA_CONSUMER, conf, &errors, errors.count) else {
-            rd_kafka_conf_destroy(conf)
-            throw ReaderError(description: "rd_kafka_new: \(text(of: errors))")
-        }
+        let consumer = try makeRawConsumer(["bootstrap.servers": bootstrap!, "group.id": group,
+                                            "enable.auto.commit": "false"])
         defer {
             rd_kafka_consumer_close(consumer)
             rd_kafka_destroy(consumer)

@@ -38,20 +38,12 @@ struct ReaderError: Error, CustomStringConvertible {
     var description: String
 }
 
-/// A minimal test-only reader: assigns every partition of a topic from the beginning (no consumer group) and
-/// polls on the calling thread until `count` messages arrived or `timeout` passed. Call it through `offThePool`.
-func readBlocking(
-    bootstrapServers: String,
-    topic: String,
-    partitions: Int32,
-    count: Int,
-    timeout: TimeInterval = 15
-) throws -> [ReadMessage] {
+
+/// A raw librdkafka consumer with `settings` (and `log_level=3`), independent of Courier's bridge, so tests can
+/// check the bridge against librdkafka itself. The caller closes and destroys it.
+func makeRawConsumer(_ settings: [String: String]) throws -> OpaquePointer {
     guard let conf = rd_kafka_conf_new() else { throw ReaderError(description: "rd_kafka_conf_new") }
-    for (key, value) in [
-        "bootstrap.servers": bootstrapServers, "fetch.wait.max.ms": "10", "enable.auto.commit": "false",
-        "group.id": "courier-test-reader", "log_level": "3",
-    ] {
+    for (key, value) in settings.merging(["log_level": "3"], uniquingKeysWith: { current, _ in current }) {
         var errors = [CChar](repeating: 0, count: 512)
         guard rd_kafka_conf_set(conf, key, value, &errors, errors.count) == RD_KAFKA_CONF_OK else {
             rd_kafka_conf_destroy(conf)
@@ -63,6 +55,21 @@ func readBlocking(
         rd_kafka_conf_destroy(conf)
         throw ReaderError(description: "rd_kafka_new: \(text(of: errors))")
     }
+    return consumer
+}
+/// A minimal test-only reader: assigns every partition of a topic from the beginning (no consumer group) and
+/// polls on the calling thread until `count` messages arrived or `timeout` passed. Call it through `offThePool`.
+func readBlocking(
+    bootstrapServers: String,
+    topic: String,
+    partitions: Int32,
+    count: Int,
+    timeout: TimeInterval = 15
+) throws -> [ReadMessage] {
+    let consumer = try makeRawConsumer([
+        "bootstrap.servers": bootstrapServers, "fetch.wait.max.ms": "10", "enable.auto.commit": "false",
+        "group.id": "courier-test-reader",
+    ])
     defer {
         rd_kafka_consumer_close(consumer)
         rd_kafka_destroy(consumer)

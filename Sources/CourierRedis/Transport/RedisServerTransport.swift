@@ -91,11 +91,7 @@ public final class RedisServerTransport: ServerTransport {
                 await subscriber.close()
             }
             for await message in subscriber.messages {
-                if message.pattern != nil,
-                    !Self.isServed(message.channel, by: patterns, format: format)
-                {
-                    continue
-                }
+                if message.pattern != nil, !Self.isServed(message.channel, by: patterns) { continue }
                 let request: WireRequest
                 do {
                     guard let decoded = try format.decodeInbound(message.payload, channel: message.channel) else {
@@ -127,7 +123,7 @@ public final class RedisServerTransport: ServerTransport {
 
     /// Whether a message that came through a glob subscription is for one of `patterns`: Redis globs match more
     /// (`*` spans dots), and reply channels are never work.
-    static func isServed(_ channel: String, by patterns: [RoutePattern], format: RedisWireFormat) -> Bool {
+    static func isServed(_ channel: String, by patterns: [RoutePattern]) -> Bool {
         if channel.hasSuffix(RedisWireFormat.replySuffix) || channel.hasPrefix("_rpc:") { return false }
         return patterns.contains { $0.matches(channel) }
     }
