@@ -55,14 +55,10 @@ public final class RedisStreamsClientTransport: ClientTransport {
             fail(id, .unavailable("the Redis Streams client is not connected"))
             return
         }
-        let command = addCommand(request, replyTo: replyChannel)
-        Task {
-            do {
-                _ = try await connection.commands.send(command)
-            } catch {
-                self.fail(id, CourierError.wrapping(error, as: .transportUnavailable,
-                                                    "could not add '\(request.pattern)' to its stream"))
-            }
+        // No task per call: a failure is reported from the connection's event loop.
+        connection.commands.enqueue(addCommand(request, replyTo: replyChannel)).whenFailure { error in
+            self.fail(id, CourierError.wrapping(error, as: .transportUnavailable,
+                                                "could not add '\(request.pattern)' to its stream"))
         }
     }
 

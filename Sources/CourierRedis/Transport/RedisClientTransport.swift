@@ -62,21 +62,45 @@ public final class RedisClientTransport: ClientTransport {
             return
         }
         let channels = configuration.format.replyChannels(forRequestsOn: request.pattern)
-        let message = configuration.format.encode(request)
-        let failsWithoutSubscribers = configuration.failsCallsWithoutSubscribers
+        let publish: [RESPArgument] = ["PUBLISH", RESPArgument(request.pattern),
+                                       RESPArgument(configuration.format.encode(request))]
+        if isSubscribed(channels) {
+            // The usual case: no task, the reply is handled on the connection's event loop.
+            connection.commands.enqueue(publish).whenComplete { result in
+                self.published(result, id: id, pattern: request.pattern)
+            }
+            return
+        }
         Task {
             do {
                 try await self.subscribe(channels, on: connection.subscriber)
-                let receivers = try await connection.commands.send(
-                    ["PUBLISH", RESPArgument(request.pattern), RESPArgument(message)]
-                )
-                if failsWithoutSubscribers, receivers.int == 0 {
-                    self.fail(id, .unavailable("no worker is subscribed to '\(request.pattern)' (PUBLISH reached nobody)"))
-                }
             } catch {
-                self.fail(id, CourierError.wrapping(error, as: .transportUnavailable,
-                                                    "could not publish '\(request.pattern)'"))
+                self.published(.failure(error), id: id, pattern: request.pattern)
+                return
             }
+            do {
+                self.published(.success(try await connection.commands.send(publish)), id: id, pattern: request.pattern)
+            } catch {
+                self.published(.failure(error), id: id, pattern: request.pattern)
+            }
+        }
+    }
+
+    /// Fails the call if its PUBLISH failed or, when so configured, reached nobody.
+    private func published(_ result: Result<RESPValue, any Error>, id: String, pattern: String) {
+        switch result {
+        case .success(let receivers):
+            if configuration.failsCallsWithoutSubscribers, receivers.int == 0 {
+                fail(id, .unavailable("no worker is subscribed to '\(pattern)' (PUBLISH reached nobody)"))
+            }
+        case .failure(let error):
+            fail(id, CourierError.wrapping(error, as: .transportUnavailable, "could not publish '\(pattern)'"))
+        }
+    }
+
+    private func isSubscribed(_ channels: [String]) -> Bool {
+        subscriptions.withLock { subscriptions in
+            channels.allSatisfy { if case .confirmed = subscriptions[$0] { true } else { false } }
         }
     }
 
