@@ -23,7 +23,8 @@ struct CourierCommand: AsyncParsableCommand {
             kafka://HOST:PORT[,HOST:PORT...][?group=G&replyTopic=T&replyPartition=P&<librdkafka property>=V]
             (NestJS Kafka wire format).
             """,
-        subcommands: [Send.self, Emit.self, Stream.self, ExampleWorker.self, Demo.self, DevBroker.self]
+        subcommands: [Send.self, Emit.self, Stream.self, ExampleWorker.self, Demo.self, DevBroker.self, Bench.self,
+                      BenchRawServer.self]
     )
 }
 

@@ -13,7 +13,7 @@ import UnixSignals
 struct ExampleWorker: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "example-worker",
-        abstract: "Run the example service (math.sum, math.countdown, math.fail, audit.log, audit.count).",
+        abstract: "Run the example service (math.sum, math.countdown, math.fail, audit.*, load.*).",
         discussion: """
             Prints one line 'ready <url>' on stdout once it serves (with port 0, the URL names the real port).
             SIGTERM or SIGINT drain in-flight work, then exit.

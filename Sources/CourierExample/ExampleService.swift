@@ -25,6 +25,14 @@ public enum ExampleService {
     /// `audit.count`: no payload; replies how many `audit.log` events were received.
     public static let auditCount = MessagePattern<NoPayload, Int>("audit.count")
 
+    /// `load.tick`: an event that only increments a counter, for event throughput (keeps no payload).
+    public static let loadTick = EventPattern<JSONValue>("load.tick")
+    /// `load.ticks`: no payload; replies how many `load.tick` events were handled.
+    public static let loadTicks = MessagePattern<NoPayload, Int>("load.ticks")
+    /// `load.hold`: a number of milliseconds in (0 … 60,000); replies it after sleeping that long, so a caller can
+    /// hold many calls in flight at once (the memory benchmark).
+    public static let loadHold = MessagePattern<Int, Int>("load.hold")
+
     /// The message `math.fail` fails with.
     public static let failMessage = "math.fail always fails"
 
@@ -35,6 +43,7 @@ public enum ExampleService {
     ///
     /// - Parameter audit: Where `audit.log` payloads are kept.
     public static func router(audit: AuditLog = AuditLog()) -> MessageRouter {
+        let ticks = TickCounter()
         var router = MessageRouter()
         router.on(sum) { numbers, _ in
             var total = 0
@@ -61,6 +70,19 @@ public enum ExampleService {
         }
         router.on(auditCount) { _, _ in
             audit.count
+        }
+        router.on(loadTick) { _, _ in
+            ticks.value.add(1, ordering: .relaxed)
+        }
+        router.on(loadTicks) { _, _ in
+            ticks.value.load(ordering: .relaxed)
+        }
+        router.on(loadHold) { milliseconds, _ in
+            guard milliseconds >= 0, milliseconds <= 60_000 else {
+                throw CourierError(.unprocessable, "milliseconds must be between 0 and 60000, got \(milliseconds)")
+            }
+            try await Task.sleep(for: .milliseconds(milliseconds))
+            return milliseconds
         }
         return router
     }
@@ -119,4 +141,9 @@ public final class AuditLog: Sendable {
             offset += written
         }
     }
+}
+
+/// The counter behind `load.tick` (an atomic, so counting costs no lock).
+private final class TickCounter: Sendable {
+    let value = Atomic<Int>(0)
 }

@@ -111,7 +111,7 @@ public final class RedisConnection: Sendable {
     /// Queues a command with the configured timeout without suspending; the future completes with its reply.
     ///
     /// For transports' `send`, which must not suspend: it spares a task per command.
-    func enqueue(_ command: [RESPArgument]) -> EventLoopFuture<RESPValue> {
+    package func enqueue(_ command: [RESPArgument]) -> EventLoopFuture<RESPValue> {
         let promise = channel.eventLoop.makePromise(of: RESPValue.self)
         do {
             channel.submit(try RedisRequest(command, timeout: configuration.commandTimeout, promise: promise))

@@ -16,9 +16,9 @@ public struct FrameError: Error, Sendable, Hashable, CustomStringConvertible {
 /// Cuts one kind of frame out of a TCP byte stream (the ``FrameParser`` decides which), and guards the connection:
 /// a malformed or oversized frame, or one left half-sent for longer than `incompleteFrameTimeout`, fires a
 /// ``FrameError`` down the pipeline and closes the connection.
-final class FrameDecoder<Parser: FrameParser>: ChannelInboundHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
+package final class FrameDecoder<Parser: FrameParser>: ChannelInboundHandler, RemovableChannelHandler {
+    package typealias InboundIn = ByteBuffer
+    package typealias InboundOut = ByteBuffer
 
     private var parser: Parser
     private let incompleteFrameTimeout: TimeAmount?
@@ -26,12 +26,12 @@ final class FrameDecoder<Parser: FrameParser>: ChannelInboundHandler, RemovableC
     private var idleTimer: Scheduled<Void>?
     private var failed = false
 
-    init(parser: Parser, incompleteFrameTimeout: TimeAmount?) {
+    package init(parser: Parser, incompleteFrameTimeout: TimeAmount?) {
         self.parser = parser
         self.incompleteFrameTimeout = incompleteFrameTimeout
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !failed else { return }
         let incoming = unwrapInboundIn(data)
         if var existing = cumulation {
@@ -68,13 +68,13 @@ final class FrameDecoder<Parser: FrameParser>: ChannelInboundHandler, RemovableC
         updateIdleTimer(context: context)
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    package func channelInactive(context: ChannelHandlerContext) {
         idleTimer?.cancel()
         idleTimer = nil
         context.fireChannelInactive()
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    package func handlerRemoved(context: ChannelHandlerContext) {
         idleTimer?.cancel()
         idleTimer = nil
     }
@@ -114,7 +114,7 @@ final class FrameDecoder<Parser: FrameParser>: ChannelInboundHandler, RemovableC
 }
 
 /// How ``FrameDecoder`` finds frames in the bytes received so far.
-protocol FrameParser: Sendable {
+package protocol FrameParser: Sendable {
     /// Returns the next complete frame body and moves `buffer`'s reader index past it, or returns `nil` (leaving
     /// the bytes) when more are needed.
     mutating func nextFrame(in buffer: inout ByteBuffer) throws(FrameError) -> ByteBuffer?

@@ -8,7 +8,7 @@ import NIOCore
 
 /// NestJS `<length>#<json>` frames, where `<length>` counts the UTF-16 code units of the JSON text (JavaScript's
 /// `string.length`), not its bytes. It scans incrementally: a large frame arriving in many reads is scanned once.
-struct NestFrameParser: FrameParser {
+package struct NestFrameParser: FrameParser {
     let maxFrameLength: Int
     /// Progress through the current frame's body, so a partial frame is not rescanned on every read.
     private var frame: FrameProgress?
@@ -16,11 +16,11 @@ struct NestFrameParser: FrameParser {
     /// The longest length prefix accepted (enough for any frame under the limit).
     private static let maxPrefixDigits = 12
 
-    init(maxFrameLength: Int) {
+    package init(maxFrameLength: Int) {
         self.maxFrameLength = maxFrameLength
     }
 
-    mutating func nextFrame(in buffer: inout ByteBuffer) throws(FrameError) -> ByteBuffer? {
+    package mutating func nextFrame(in buffer: inout ByteBuffer) throws(FrameError) -> ByteBuffer? {
         if frame == nil {
             // Parse `<digits>#`.
             var length = 0
@@ -88,13 +88,13 @@ struct NestFrameParser: FrameParser {
 
 extension FrameDecoder where Parser == NestFrameParser {
     /// A decoder of NestJS frames.
-    convenience init(maxFrameLength: Int, incompleteFrameTimeout: TimeAmount?) {
+    package convenience init(maxFrameLength: Int, incompleteFrameTimeout: TimeAmount?) {
         self.init(parser: NestFrameParser(maxFrameLength: maxFrameLength), incompleteFrameTimeout: incompleteFrameTimeout)
     }
 }
 
 /// The decoder of NestJS `<length>#<json>` frames.
-typealias NestFrameDecoder = FrameDecoder<NestFrameParser>
+package typealias NestFrameDecoder = FrameDecoder<NestFrameParser>
 
 /// How far the decoder got through the body of the frame being received.
 private struct FrameProgress {

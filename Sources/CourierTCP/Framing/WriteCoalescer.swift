@@ -12,13 +12,13 @@ import Synchronization
 /// Writing from outside the event loop costs a cross-thread wake-up per write, and flushing each write costs a
 /// system call; under load this dominates a small RPC. Here the first write of a batch schedules one event-loop
 /// task, later writes join it until it runs, and the batch goes out in one flush (one `writev`). Order is kept.
-final class WriteCoalescer<Item: Sendable>: Sendable {
+package final class WriteCoalescer<Item: Sendable>: Sendable {
     private struct Pending {
         var items: [(Item, EventLoopPromise<Void>?)] = []
         var isScheduled = false
     }
 
-    let channel: any Channel
+    package let channel: any Channel
     private let pending = Mutex(Pending())
     private let onUnwritten: @Sendable (Item) -> Void
 
@@ -26,13 +26,13 @@ final class WriteCoalescer<Item: Sendable>: Sendable {
     ///   - channel: Where the writes go.
     ///   - onUnwritten: Called for each item that found the channel already closed (its promise, if any, fails
     ///     too), so the caller can fail what waited on it.
-    init(channel: any Channel, onUnwritten: @escaping @Sendable (Item) -> Void = { _ in }) {
+    package init(channel: any Channel, onUnwritten: @escaping @Sendable (Item) -> Void = { _ in }) {
         self.channel = channel
         self.onUnwritten = onUnwritten
     }
 
     /// Queues `item`; `promise` (if any) completes when it is written.
-    func write(_ item: Item, promise: EventLoopPromise<Void>?) {
+    package func write(_ item: Item, promise: EventLoopPromise<Void>?) {
         let schedule = pending.withLock { pending -> Bool in
             pending.items.append((item, promise))
             guard !pending.isScheduled else { return false }
@@ -45,7 +45,7 @@ final class WriteCoalescer<Item: Sendable>: Sendable {
     }
 
     /// Queues `item` and waits until it is written.
-    func writeAndWait(_ item: Item) async throws {
+    package func writeAndWait(_ item: Item) async throws {
         let promise = channel.eventLoop.makePromise(of: Void.self)
         write(item, promise: promise)
         try await promise.futureResult.get()

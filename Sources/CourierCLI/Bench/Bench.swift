@@ -1,0 +1,154 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import ArgumentParser
+import Courier
+import CourierKafka
+import CourierRedis
+import CourierTCP
+import Foundation
+import UnixSignals
+
+struct Bench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure Courier against the raw clients on each transport, and print a table (build with -c release).",
+        discussion: """
+            For each transport it starts the example worker in its own process and calls it from this process: \
+            sequential RPC latency (p50/p99/p99.9), RPC throughput with N calls in flight, events handled per \
+            second, streamed-reply elements per second, and the worker's peak RSS. In the same run, a raw \
+            baseline does the same round trip with the same socket or library code and no framework (a NIO echo \
+            server with the same framing; PUBLISH/SUBSCRIBE ping-pong over the same Redis connection code; \
+            librdkafka produce → consume), and the table shows Courier/raw ratios. Then a worker holds \
+            --memory-calls calls in flight and its peak RSS is reported. Each step warms up first.
+
+            Transports: tcp, redis (pub/sub), redis-streams, kafka-embedded (librdkafka's mock cluster inside \
+            this process), kafka-broker (`courier dev-broker` in its own process, or --kafka-broker URL). Redis \
+            needs --redis URL, or a redis-server on PATH, which it starts on a free loopback port and stops after.
+            """
+    )
+
+    @Option(name: .long, help: "Comma-separated transports to measure.")
+    var transports: String = "tcp,redis,redis-streams,kafka-embedded,kafka-broker"
+
+    @Option(name: .long, help: "Seconds each measured step runs.")
+    var seconds: Double = 3
+
+    @Option(name: .long, help: "Seconds of warm-up before each transport's measurements.")
+    var warmup: Double = 1
+
+    @Option(name: .long, help: "Comma-separated numbers of calls in flight for the throughput steps.")
+    var inFlight: String = "1,16,64,256"
+
+    @Option(name: .long, help: "Events per event-throughput step.")
+    var events: Int = 100_000
+
+    @Option(name: .long, help: "Elements per streamed reply (math.countdown).")
+    var streamLength: Int = 10_000
+
+    @Option(name: .long, help: "Calls a worker holds in flight for the memory figure (0 skips it).")
+    var memoryCalls: Int = 10_000
+
+    @Option(name: .long, help: "A Redis server to use (redis://HOST:PORT); default: start redis-server from PATH.")
+    var redis: String?
+
+    @Option(name: .long, help: "A Kafka broker for kafka-broker (kafka://HOST:PORT); default: start courier dev-broker.")
+    var kafkaBroker: String?
+
+    @Flag(name: .long, help: "Skip the raw baselines.")
+    var noRaw = false
+
+    @Option(name: .long, help: "Also write the report as JSON to this file.")
+    var json: String?
+
+    static let allTransports = ["tcp", "redis", "redis-streams", "kafka-embedded", "kafka-broker"]
+
+    func validate() throws {
+        for name in selectedTransports where !Self.allTransports.contains(name) {
+            throw ValidationError("unknown transport '\(name)'; known: \(Self.allTransports.joined(separator: ", "))")
+        }
+        guard seconds > 0, warmup >= 0 else { throw ValidationError("--seconds must be > 0 and --warmup ≥ 0") }
+        guard !inFlightCounts.isEmpty, inFlightCounts.allSatisfy({ $0 >= 1 }) else {
+            throw ValidationError("--in-flight must list positive numbers, e.g. 1,16,64,256")
+        }
+        guard events >= 1, streamLength >= 1, memoryCalls >= 0 else {
+            throw ValidationError("--events and --stream-length must be ≥ 1, --memory-calls ≥ 0")
+        }
+    }
+
+    var selectedTransports: [String] {
+        transports.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+    }
+
+    var inFlightCounts: [Int] {
+        inFlight.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+    }
+
+    func run() async throws {
+        bootstrapLogging(level: "error")
+        #if DEBUG
+        writeAll("bench: this is a debug build; figures are only meaningful with `swift build -c release`\n", to: 2)
+        #endif
+        let runner = BenchRunner(options: self)
+        let report: BenchReport
+        do {
+            report = try await runner.run()
+        } catch {
+            printError(error)
+            throw ExitCode(1)
+        }
+        printLine("")
+        printLine(report.table)
+        if let json {
+            do {
+                try report.json().write(to: URL(fileURLWithPath: json))
+                printLine("\nwrote \(json)")
+            } catch {
+                printError(error)
+                throw ExitCode(1)
+            }
+        }
+    }
+}
+
+/// The raw baselines' echo servers, in a process of their own like the worker (used by `courier bench`).
+struct BenchRawServer: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench-raw-server",
+        abstract: "Serve the raw (no-framework) echo baseline for `courier bench`.",
+        discussion: "Prints 'ready <url>' once it serves; SIGTERM stops it.",
+        shouldDisplay: false
+    )
+
+    @Option(name: .long, help: "tcp://HOST:PORT, redis://HOST:PORT or kafka://HOST:PORT.")
+    var transport: String
+
+    func run() async throws {
+        bootstrapLogging(level: "error")
+        let url = try TransportURL(transport)
+        let endpoint = url.endpoints.first
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                switch url.scheme {
+                case "tcp":
+                    try await RawTCPEchoServer.serve(host: endpoint?.host ?? "127.0.0.1", port: endpoint?.port ?? 0) { port in
+                        printLine("ready tcp://\(endpoint?.host ?? "127.0.0.1"):\(port)")
+                    }
+                case "redis":
+                    try await RawRedisEchoServer.serve(configuration: try RedisConfiguration(url: url)) {
+                        printLine("ready \(url)")
+                    }
+                default:
+                    throw ValidationError("bench-raw-server serves tcp:// and redis://, not \(url.scheme)://")
+                }
+            }
+            group.addTask {
+                // Stop on SIGTERM/SIGINT (the bench stops it by PID).
+                for await _ in await UnixSignalsSequence(trapping: .sigterm, .sigint) { return }
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+    }
+}

@@ -1,0 +1,306 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import Foundation
+import Histogram
+
+/// What `courier bench` measured; `--json` writes it, `scripts/bench-report.py` renders it.
+struct BenchReport: Codable, Sendable {
+    struct Machine: Codable, Sendable {
+        var cpuModel: String
+        var cores: Int
+        var memoryGiB: Double?
+        var kernel: String?
+        var os: String?
+        var swift: String?
+        var librdkafka: String?
+        var hiredis: String?
+        var redisServer: String?
+    }
+
+    struct Settings: Codable, Sendable {
+        var seconds: Double
+        var warmupSeconds: Double
+        var eventCount: Int
+        var streamLength: Int
+        var inFlight: [Int]
+        var payload: String
+        var kafkaProperties: [String: String]
+    }
+
+    struct Percentile: Codable, Sendable {
+        var percentile: Double
+        var micros: Double
+    }
+
+    struct Latency: Codable, Sendable {
+        var calls: Int
+        var p50Micros: Double
+        var p90Micros: Double
+        var p99Micros: Double
+        var p999Micros: Double
+        var maxMicros: Double
+        var percentiles: [Percentile]
+
+        init(_ histogram: Histogram<UInt64>) {
+            func micros(_ nanoseconds: UInt64) -> Double { (Double(nanoseconds) / 100).rounded() / 10 }
+            calls = Int(histogram.totalCount)
+            p50Micros = micros(histogram.valueAtPercentile(50))
+            p90Micros = micros(histogram.valueAtPercentile(90))
+            p99Micros = micros(histogram.valueAtPercentile(99))
+            p999Micros = micros(histogram.valueAtPercentile(99.9))
+            maxMicros = micros(histogram.max)
+            var points: [Percentile] = []
+            for percentile in [0.0, 10, 25, 50, 75, 90, 95, 99, 99.5, 99.9, 99.95, 99.99, 100] {
+                points.append(Percentile(percentile: percentile, micros: micros(histogram.valueAtPercentile(percentile))))
+            }
+            percentiles = points
+        }
+    }
+
+    struct Throughput: Codable, Sendable {
+        var inFlight: Int
+        var callsPerSecond: Double
+        var calls: Int
+    }
+
+    struct Side: Codable, Sendable {
+        var latency: Latency?
+        var throughput: [Throughput] = []
+        var eventsPerSecond: Double?
+        var streamElementsPerSecond: Double?
+        var workerPeakRSSMiB: Double?
+        /// Steps that failed, with their error (a failure is reported, and the run goes on).
+        var failures: [String] = []
+
+        func callsPerSecond(inFlight: Int) -> Double? {
+            throughput.first { $0.inFlight == inFlight }?.callsPerSecond
+        }
+    }
+
+    struct Ratio: Codable, Sendable {
+        var inFlight: Int
+        var ratio: Double
+    }
+
+    struct Ratios: Codable, Sendable {
+        var throughput: [Ratio] = []
+        var latencyP50: Double?
+        var events: Double?
+    }
+
+    struct Transport: Codable, Sendable {
+        var id: String
+        var title: String
+        var courier: Side
+        var raw: Side?
+        var ratios: Ratios
+
+        init(id: String, title: String, courier: Side, raw: Side?) {
+            self.id = id
+            self.title = title
+            self.courier = courier
+            self.raw = raw
+            var ratios = Ratios()
+            if let raw {
+                for point in courier.throughput {
+                    if let base = raw.callsPerSecond(inFlight: point.inFlight), base > 0 {
+                        ratios.throughput.append(Ratio(inFlight: point.inFlight, ratio: Self.round(point.callsPerSecond / base)))
+                    }
+                }
+                if let mine = courier.latency?.p50Micros, let base = raw.latency?.p50Micros, base > 0 {
+                    ratios.latencyP50 = Self.round(mine / base)
+                }
+                if let mine = courier.eventsPerSecond, let base = raw.eventsPerSecond, base > 0 {
+                    ratios.events = Self.round(mine / base)
+                }
+            }
+            self.ratios = ratios
+        }
+
+        static func round(_ value: Double) -> Double { (value * 100).rounded() / 100 }
+    }
+
+    struct Memory: Codable, Sendable {
+        var transport: String
+        var inFlight: Int
+        var workerPeakRSSMiB: Double?
+        /// The worker's peak RSS after connecting, before the calls.
+        var idleRSSMiB: Double?
+        var calls: Int
+        var failures: Int
+    }
+
+    struct Target: Codable, Sendable {
+        var name: String
+        var figure: String
+        var met: Bool
+    }
+
+    var date: String
+    var courierCommit: String?
+    var machine: Machine
+    var settings: Settings
+    var transports: [Transport] = []
+    var memory: Memory?
+    var targets: [Target] = []
+}
+
+// MARK: - Targets
+
+extension BenchReport {
+    /// Issue 5's targets, checked against this run's figures (a target whose figures were not measured is left out).
+    mutating func evaluateTargets() {
+        var targets: [Target] = []
+        func transport(_ id: String) -> Transport? { transports.first { $0.id == id } }
+        func rate(_ value: Double) -> String { Self.grouped(value) }
+
+        if let tcp = transport("tcp") {
+            if let mine = tcp.courier.callsPerSecond(inFlight: 64), let raw = tcp.raw?.callsPerSecond(inFlight: 64) {
+                let ratio = mine / raw
+                targets.append(Target(name: "TCP: RPC with 64 in flight ≥ 80 % of the raw echo",
+                                      figure: "\(Self.percent(ratio)) (\(rate(mine)) vs \(rate(raw)) calls/s)",
+                                      met: ratio >= 0.8))
+            }
+            if let mine = tcp.courier.callsPerSecond(inFlight: 64) {
+                targets.append(Target(name: "TCP: RPC with 64 in flight ≥ 100,000 calls/s",
+                                      figure: "\(rate(mine)) calls/s", met: mine >= 100_000))
+            }
+            if let mine = tcp.courier.latency?.p50Micros, let raw = tcp.raw?.latency?.p50Micros {
+                targets.append(Target(name: "TCP: sequential p50 ≤ 1.5 × raw",
+                                      figure: "\(Self.decimal(mine / raw))× (\(mine) vs \(raw) µs)",
+                                      met: mine <= 1.5 * raw))
+            }
+        }
+        if let redis = transport("redis") {
+            if let mine = redis.courier.callsPerSecond(inFlight: 64), let raw = redis.raw?.callsPerSecond(inFlight: 64) {
+                let ratio = mine / raw
+                targets.append(Target(name: "Redis pub/sub: RPC with 64 in flight ≥ 50 % of the raw ping-pong",
+                                      figure: "\(Self.percent(ratio)) (\(rate(mine)) vs \(rate(raw)) calls/s)",
+                                      met: ratio >= 0.5))
+            }
+            if let events = redis.courier.eventsPerSecond {
+                targets.append(Target(name: "Redis pub/sub: ≥ 100,000 events/s handled",
+                                      figure: "\(rate(events)) events/s", met: events >= 100_000))
+            }
+        }
+        if let kafka = transport("kafka-embedded") {
+            if let mine = kafka.courier.eventsPerSecond, let raw = kafka.raw?.eventsPerSecond {
+                let ratio = mine / raw
+                targets.append(Target(name: "Kafka (embedded): events handled ≥ 80 % of raw produce → consume",
+                                      figure: "\(Self.percent(ratio)) (\(rate(mine)) vs \(rate(raw)) events/s)",
+                                      met: ratio >= 0.8))
+            }
+            if let mine = kafka.courier.callsPerSecond(inFlight: 256) {
+                targets.append(Target(name: "Kafka (embedded): RPC ≥ 10,000 calls/s with 256 in flight",
+                                      figure: "\(rate(mine)) calls/s", met: mine >= 10_000))
+            }
+            if let mine = kafka.courier.latency?.p50Micros, let raw = kafka.raw?.latency?.p50Micros {
+                let gap = (mine - raw) / 1000
+                targets.append(Target(name: "Kafka (embedded): sequential p50 within 1 ms of the raw round trip",
+                                      figure: "\(Self.decimal(gap)) ms (\(mine) vs \(raw) µs)", met: gap <= 1))
+            }
+        }
+        if let memory, let peak = memory.workerPeakRSSMiB {
+            targets.append(Target(name: "Memory: a worker holding \(Self.grouped(Double(memory.inFlight))) calls in flight ≤ 100 MiB RSS",
+                                  figure: "\(Self.decimal(peak)) MiB peak", met: peak <= 100 && memory.failures == 0))
+        }
+        self.targets = targets
+    }
+
+    static func grouped(_ value: Double) -> String {
+        let whole = Int(value.rounded())
+        var digits = String(whole)
+        var result = ""
+        while digits.count > 3 {
+            result = "," + digits.suffix(3) + result
+            digits.removeLast(3)
+        }
+        return digits + result
+    }
+
+    static func percent(_ ratio: Double) -> String { "\(Int((ratio * 100).rounded())) %" }
+
+    static func decimal(_ value: Double) -> String {
+        let tenths = Int((value * 10).rounded())
+        return "\(tenths / 10).\(abs(tenths % 10))"
+    }
+}
+
+// MARK: - Table
+
+extension BenchReport {
+    /// The human-readable summary `courier bench` prints at the end.
+    var table: String {
+        var lines: [String] = []
+        let inFlight = settings.inFlight
+        var header = ["transport", "side", "p50 µs", "p99 µs", "p99.9 µs"]
+        header += inFlight.map { "\($0) in flight/s" }
+        header += ["events/s", "stream el/s", "worker MiB"]
+        var rows: [[String]] = [header]
+        for transport in transports {
+            for (side, values) in [("courier", transport.courier), ("raw", transport.raw)] {
+                guard let values else { continue }
+                var row = [transport.title, side]
+                row.append(values.latency.map { Self.decimal($0.p50Micros) } ?? "–")
+                row.append(values.latency.map { Self.decimal($0.p99Micros) } ?? "–")
+                row.append(values.latency.map { Self.decimal($0.p999Micros) } ?? "–")
+                row += inFlight.map { n in values.callsPerSecond(inFlight: n).map(Self.grouped) ?? "–" }
+                row.append(values.eventsPerSecond.map(Self.grouped) ?? "–")
+                row.append(values.streamElementsPerSecond.map(Self.grouped) ?? "–")
+                row.append(values.workerPeakRSSMiB.map(Self.decimal) ?? "–")
+                rows.append(row)
+            }
+            if transport.raw != nil {
+                var row = [transport.title, "courier/raw"]
+                row.append(transport.ratios.latencyP50.map { "\($0)×" } ?? "–")
+                row += ["", ""]
+                row += inFlight.map { n in
+                    transport.ratios.throughput.first { $0.inFlight == n }.map { Self.percent($0.ratio) } ?? "–"
+                }
+                row.append(transport.ratios.events.map(Self.percent) ?? "–")
+                row += ["", ""]
+                rows.append(row)
+            }
+        }
+        let widths = (0..<header.count).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        for (index, row) in rows.enumerated() {
+            let cells = row.enumerated().map { column, cell in
+                column < 2 ? cell.padding(toLength: widths[column], withPad: " ", startingAt: 0)
+                    : String(repeating: " ", count: widths[column] - cell.count) + cell
+            }
+            lines.append(cells.joined(separator: "  "))
+            if index == 0 { lines.append(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")) }
+        }
+        if let memory {
+            lines.append("")
+            lines.append("memory: a \(memory.transport) worker holding \(Self.grouped(Double(memory.inFlight))) calls in "
+                + "flight: peak RSS \(memory.workerPeakRSSMiB.map(Self.decimal) ?? "?") MiB (idle "
+                + "\(memory.idleRSSMiB.map(Self.decimal) ?? "?") MiB), \(memory.failures) failed calls")
+        }
+        let failures = transports.flatMap { transport in
+            (transport.courier.failures.map { "\(transport.title) courier: \($0)" })
+                + (transport.raw?.failures.map { "\(transport.title) raw: \($0)" } ?? [])
+        }
+        if !failures.isEmpty {
+            lines.append("")
+            lines += failures.map { "failed: \($0)" }
+        }
+        if !targets.isEmpty {
+            lines.append("")
+            for target in targets {
+                lines.append("\(target.met ? "met   " : "MISSED") \(target.name): \(target.figure)")
+            }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// The report as pretty-printed JSON.
+    func json() throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return try encoder.encode(self)
+    }
+}

@@ -1,0 +1,350 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import Courier
+import CourierExample
+import CourierKafka
+import CourierRedis
+import CourierTCP
+import Foundation
+import NIOCore
+import NIOPosix
+
+/// Runs `courier bench`: per transport, start what it needs, measure Courier and the raw baseline, stop them.
+struct BenchRunner {
+    let options: Bench
+    private let clock = ContinuousClock()
+    private let executable = BenchMachine.executablePath
+
+    init(options: Bench) {
+        self.options = options
+    }
+
+    /// The Kafka properties both Courier and the raw baseline use (the same fetch and linger settings).
+    static let kafkaProperties: [String: String] = [
+        "fetch.wait.max.ms": "1",
+        "linger.ms": "0",
+        "session.timeout.ms": "6000",
+        "heartbeat.interval.ms": "1000",
+    ]
+
+    /// Topics created before the Kafka workers start (the embedded cluster has no admin API; auto-created topics
+    /// get 4 partitions).
+    static let kafkaTopics: [String: Int] = [
+        "math.sum": 4, "math.countdown": 4, "load.tick": 4, "load.ticks": 1, "load.hold": 4,
+        "math.sum.reply": 1, "math.countdown.reply": 1, "load.ticks.reply": 1, "load.hold.reply": 1,
+        "raw.request": 4, "raw.reply": 1, "raw.event": 4,
+    ]
+
+    func run() async throws -> BenchReport {
+        var report = BenchReport(
+            date: ISO8601DateFormatter().string(from: Date()),
+            courierCommit: BenchMachine.commit(),
+            machine: BenchMachine.describe(),
+            settings: BenchReport.Settings(
+                seconds: options.seconds,
+                warmupSeconds: options.warmup,
+                eventCount: options.events,
+                streamLength: options.streamLength,
+                inFlight: options.inFlightCounts,
+                payload: "[1,2,3]",
+                kafkaProperties: Self.kafkaProperties
+            )
+        )
+        let selected = options.selectedTransports
+        var redisServer: BenchProcess?
+        var redisURL = options.redis
+        if redisURL == nil, selected.contains(where: { $0.hasPrefix("redis") }) {
+            let port = try BenchMachine.freePort()
+            progressLine("starting redis-server on 127.0.0.1:\(port)")
+            redisServer = try await BenchProcess.start(
+                name: "redis-server",
+                executable: "/usr/bin/env",
+                arguments: ["redis-server", "--port", "\(port)", "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+            ) {
+                (try? await RawConnectCheck.connects(host: "127.0.0.1", port: port)) ?? false
+            }
+            redisURL = "redis://127.0.0.1:\(port)"
+        }
+        do {
+            try await measureTransports(selected, redisURL: redisURL, into: &report)
+        } catch {
+            await redisServer?.stop()
+            throw error
+        }
+        await redisServer?.stop()
+        if options.memoryCalls > 0 {
+            report.memory = try await measureMemory()
+        }
+        report.evaluateTargets()
+        return report
+    }
+
+    private func measureTransports(_ selected: [String], redisURL: String?, into report: inout BenchReport) async throws {
+        for transport in selected {
+            let measured: BenchReport.Transport
+            switch transport {
+            case "tcp":
+                measured = try await measure(id: "tcp", title: "TCP", courierURL: "tcp://127.0.0.1:0",
+                                             rawURL: options.noRaw ? nil : "tcp://127.0.0.1:0")
+            case "redis":
+                measured = try await measure(id: "redis", title: "Redis pub/sub", courierURL: redisURL!,
+                                             rawURL: options.noRaw ? nil : redisURL!)
+            case "redis-streams":
+                let url = redisURL!.replacingOccurrences(of: "redis://", with: "redis+streams://")
+                measured = try await measure(id: "redis-streams", title: "Redis Streams", courierURL: url, rawURL: nil)
+            case "kafka-embedded":
+                let cluster = try EmbeddedKafkaCluster(topics: Self.kafkaTopics)
+                defer { cluster.close() }
+                measured = try await measureKafka(id: "kafka-embedded", title: "Kafka (embedded)",
+                                                  bootstrap: cluster.bootstrapServers)
+            case "kafka-broker":
+                var broker: BenchProcess?
+                let bootstrap: String
+                if let given = options.kafkaBroker {
+                    bootstrap = try TransportURL(given).endpoints.map { "\($0.host):\($0.port ?? 9092)" }
+                        .joined(separator: ",")
+                } else {
+                    progressLine("starting courier dev-broker")
+                    let started = try await BenchProcess.start(
+                        name: "dev-broker", executable: executable,
+                        arguments: ["dev-broker"] + Self.kafkaTopics.sorted { $0.key < $1.key }
+                            .flatMap { ["--topic", "\($0.key):\($0.value)"] }
+                    )
+                    broker = started
+                    bootstrap = String(started.ready.dropFirst("kafka://".count))
+                }
+                do {
+                    measured = try await measureKafka(id: "kafka-broker", title: "Kafka (broker process)",
+                                                      bootstrap: bootstrap)
+                } catch {
+                    await broker?.stop()
+                    throw error
+                }
+                await broker?.stop()
+            default:
+                continue
+            }
+            report.transports.append(measured)
+        }
+    }
+
+    // MARK: Transports
+
+    private func measureKafka(id: String, title: String, bootstrap: String) async throws -> BenchReport.Transport {
+        let query = Self.kafkaProperties.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+            .joined(separator: "&")
+        return try await measure(id: id, title: title, courierURL: "kafka://\(bootstrap)?\(query)",
+                                 rawURL: options.noRaw ? nil : "kafka://\(bootstrap)")
+    }
+
+    /// Measures Courier (worker process + client here) and then, with `rawURL`, the raw baseline.
+    private func measure(id: String, title: String, courierURL: String, rawURL: String?) async throws
+        -> BenchReport.Transport
+    {
+        progressLine("\(title): starting the example worker")
+        let worker = try await BenchProcess.start(
+            name: "example-worker", executable: executable,
+            arguments: ["example-worker", "--transport", courierURL, "--log-level", "error"]
+        )
+        var courier: BenchReport.Side
+        do {
+            let client = CourierClient(
+                transport: try TransportFactory.client(for: worker.ready.isEmpty ? courierURL : worker.ready),
+                configuration: ClientConfiguration(defaultTimeout: .seconds(30))
+            )
+            let subject = CourierSubject(client: client, streamLength: options.streamLength)
+            courier = await measure(subject, label: "\(title) courier", streams: true)
+            await subject.shutdown()
+            courier.workerPeakRSSMiB = worker.peakRSSMiB
+        } catch {
+            await worker.stop()
+            throw error
+        }
+        await worker.stop()
+
+        guard let rawURL else { return BenchReport.Transport(id: id, title: title, courier: courier, raw: nil) }
+        progressLine("\(title): starting the raw echo server")
+        let server = try await BenchProcess.start(
+            name: "bench-raw-server", executable: executable,
+            arguments: ["bench-raw-server", "--transport", rawURL]
+        )
+        var raw: BenchReport.Side
+        do {
+            let subject = try await rawSubject(url: try TransportURL(server.ready))
+            raw = await measure(subject, label: "\(title) raw", streams: false)
+            await subject.shutdown()
+            raw.workerPeakRSSMiB = server.peakRSSMiB
+        } catch {
+            await server.stop()
+            throw error
+        }
+        await server.stop()
+        return BenchReport.Transport(id: id, title: title, courier: courier, raw: raw)
+    }
+
+    private func rawSubject(url: TransportURL) async throws -> any BenchSubject {
+        switch url.scheme {
+        case "tcp":
+            return try await RawTCPSubject.connect(host: url.endpoints[0].host, port: url.endpoints[0].port ?? 0)
+        case "redis":
+            return try await RawRedisSubject.connect(configuration: try RedisConfiguration(url: url))
+        default:
+            throw CourierError(.unprocessable, "no raw baseline for \(url.scheme)")
+        }
+    }
+
+    // MARK: Steps
+
+    /// Runs every step on one subject; a failed step is recorded and the others still run.
+    private func measure(_ subject: any BenchSubject, label: String, streams: Bool) async -> BenchReport.Side {
+        var side = BenchReport.Side()
+        let seconds = Duration.milliseconds(Int64(options.seconds * 1000))
+        if options.warmup > 0 {
+            do {
+                _ = try await step("\(label): warm-up", timeout: .seconds(60)) { counter in
+                    try await subject.roundTrips(inFlight: 64, until: clock.now + .milliseconds(Int64(options.warmup * 1000)),
+                                                 counter: counter, latencies: nil)
+                }
+            } catch {
+                side.failures.append("warm-up: \(error)")
+                return side
+            }
+        }
+        do {
+            let latencies = LatencyRecorder()
+            _ = try await step("\(label): sequential latency", timeout: seconds + .seconds(60)) { counter in
+                try await subject.roundTrips(inFlight: 1, until: clock.now + seconds, counter: counter,
+                                             latencies: latencies)
+            }
+            side.latency = BenchReport.Latency(latencies.snapshot)
+        } catch {
+            side.failures.append("sequential latency: \(error)")
+        }
+        for inFlight in options.inFlightCounts {
+            do {
+                let (calls, elapsed) = try await step("\(label): \(inFlight) in flight", timeout: seconds + .seconds(60)) {
+                    counter in
+                    try await subject.roundTrips(inFlight: inFlight, until: clock.now + seconds, counter: counter,
+                                                 latencies: nil)
+                }
+                side.throughput.append(BenchReport.Throughput(inFlight: inFlight, callsPerSecond: Double(calls) / elapsed,
+                                                              calls: calls))
+            } catch {
+                side.failures.append("\(inFlight) in flight: \(error)")
+            }
+        }
+        do {
+            let count = options.events
+            let (_, elapsed) = try await step("\(label): \(count) events", timeout: .seconds(120)) { counter in
+                try await subject.events(count: count, counter: counter)
+            }
+            side.eventsPerSecond = Double(count) / elapsed
+        } catch {
+            side.failures.append("events: \(error)")
+        }
+        if streams {
+            do {
+                let (elements, elapsed) = try await step("\(label): streamed replies", timeout: seconds + .seconds(60)) {
+                    counter in
+                    _ = try await subject.streamedElements(until: clock.now + seconds, counter: counter)
+                }
+                side.streamElementsPerSecond = Double(elements) / elapsed
+            } catch {
+                side.failures.append("streamed replies: \(error)")
+            }
+        }
+        return side
+    }
+
+    /// Runs one step with a progress line; returns what it counted and how long it took, in seconds.
+    private func step(
+        _ label: String,
+        timeout: Duration,
+        _ body: @escaping @Sendable (BenchCounter) async throws -> Void
+    ) async throws -> (Int, Double) {
+        let counter = BenchCounter()
+        let start = clock.now
+        let progress = Task {
+            guard isatty(2) != 0 else { return }
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(250))
+                let elapsed = Self.seconds(start.duration(to: clock.now))
+                let count = counter.count
+                writeAll("\r\u{1B}[K\(label): \(BenchReport.grouped(Double(count))) in \(String(format2: elapsed)) s"
+                    + " (\(BenchReport.grouped(Double(count) / max(elapsed, 0.001)))/s)", to: 2)
+            }
+        }
+        defer { progress.cancel() }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await body(counter) }
+            group.addTask {
+                try await Task.sleep(for: timeout)
+                throw CourierError(.timedOut, "\(label) did not finish within \(timeout) (counted \(counter.count))")
+            }
+            try await group.next()
+            group.cancelAll()
+        }
+        let elapsed = Self.seconds(start.duration(to: clock.now))
+        progress.cancel()
+        let count = counter.count
+        let line = "\(label): \(BenchReport.grouped(Double(count))) in \(String(format2: elapsed)) s = "
+            + "\(BenchReport.grouped(Double(count) / max(elapsed, 0.001)))/s"
+        writeAll((isatty(2) != 0 ? "\r\u{1B}[K" : "") + line + "\n", to: 2)
+        return (count, elapsed)
+    }
+
+    private func progressLine(_ text: String) {
+        writeAll((isatty(2) != 0 ? "\r\u{1B}[K" : "") + text + "\n", to: 2)
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    // MARK: Memory
+
+    /// A TCP worker holding `memoryCalls` calls (`load.hold`, 2 s each) at once: its peak RSS.
+    private func measureMemory() async throws -> BenchReport.Memory {
+        let calls = options.memoryCalls
+        progressLine("memory: a TCP worker holding \(calls) calls in flight")
+        let worker = try await BenchProcess.start(
+            name: "example-worker", executable: executable,
+            arguments: ["example-worker", "--transport", "tcp://127.0.0.1:0", "--log-level", "error",
+                        "--max-concurrent-handlers", "\(calls)"]
+        )
+        let client = CourierClient(transport: try TransportFactory.client(for: worker.ready),
+                                   configuration: ClientConfiguration(defaultTimeout: .seconds(60)))
+        _ = try? await client.send(ExampleService.sum, [1])
+        let idle = worker.rssMiB
+        let (answered, _) = try await step("memory: \(calls) calls holding 2 s", timeout: .seconds(120)) { counter in
+            await withDiscardingTaskGroup { group in
+                for _ in 0..<calls {
+                    group.addTask {
+                        if (try? await client.send(ExampleService.loadHold, 2_000)) != nil { counter.add() }
+                    }
+                }
+            }
+        }
+        let failed = calls - answered
+        let peak = worker.peakRSSMiB
+        await client.shutdown()
+        await worker.stop()
+        return BenchReport.Memory(transport: "tcp", inFlight: calls, workerPeakRSSMiB: peak, idleRSSMiB: idle,
+                                  calls: calls, failures: failed)
+    }
+}
+
+/// Whether something listens on a loopback port (to see that a server started).
+enum RawConnectCheck {
+    static func connects(host: String, port: Int) async throws -> Bool {
+        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .connectTimeout(.milliseconds(200))
+            .connect(host: host, port: port)
+            .get()
+        try? await channel.close()
+        return true
+    }
+}

@@ -1,0 +1,147 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CourierCore
+import CourierRedis
+import NIOCore
+import Synchronization
+
+/// The raw Redis baseline: PUBLISH/SUBSCRIBE ping-pong over the same connection code Courier's Redis transports use
+/// (``RedisConnection`` for commands, pipelined without a task per command; ``RedisSubscriber`` for messages), but
+/// no envelope, no correlation state machine, no router and no handler tasks.
+///
+/// A request is a PUBLISH of `<id>` to `raw.request`; the echo server PUBLISHes the same payload to `raw.reply`.
+/// Events are PUBLISHes to `raw.event`, which the echo server counts; a request `count:<id>` is answered with
+/// `<id>:<count>`.
+enum RawRedis {
+    static let request = "raw.request"
+    static let reply = "raw.reply"
+    static let event = "raw.event"
+}
+
+/// The raw Redis echo server `courier bench-raw-server` runs.
+enum RawRedisEchoServer {
+    /// Serves until the task is cancelled; calls `ready` once subscribed.
+    static func serve(configuration: RedisConfiguration, ready: @escaping @Sendable () -> Void) async throws {
+        let subscriber = try await RedisSubscriber.connect(configuration: configuration)
+        let publisher = try await RedisConnection.connect(configuration: configuration)
+        try await subscriber.subscribe([RawRedis.request, RawRedis.event])
+        ready()
+        var events = 0
+        await withTaskCancellationHandler {
+            for await message in subscriber.messages {
+                if message.channel == RawRedis.event {
+                    events += 1
+                    continue
+                }
+                var payload = message.payload
+                if payload.readableBytesView.starts(with: "count:".utf8) {
+                    payload.moveReaderIndex(forwardBy: 6)
+                    payload.writeString(":\(events)")
+                }
+                _ = publisher.enqueue(["PUBLISH", RESPArgument(RawRedis.reply), RESPArgument(payload)])
+            }
+        } onCancel: {
+            Task { await subscriber.close() }
+        }
+        await publisher.close()
+    }
+}
+
+/// The raw Redis client: one command connection and one subscriber, replies matched to calls by id.
+final class RawRedisSubject: CallingBenchSubject {
+    private let publisher: RedisConnection
+    private let subscriber: RedisSubscriber
+    private let waiting = Mutex<[Int: CheckedContinuation<ByteBuffer, any Error>]>([:])
+    private let nextID = Atomic<Int>(0)
+    private let reader: Task<Void, Never>
+
+    private init(publisher: RedisConnection, subscriber: RedisSubscriber, reader: Task<Void, Never>) {
+        self.publisher = publisher
+        self.subscriber = subscriber
+        self.reader = reader
+    }
+
+    static func connect(configuration: RedisConfiguration) async throws -> RawRedisSubject {
+        let publisher = try await RedisConnection.connect(configuration: configuration)
+        let subscriber = try await RedisSubscriber.connect(configuration: configuration)
+        try await subscriber.subscribe([RawRedis.reply])
+        let box = SubjectBox()
+        let reader = Task {
+            for await message in subscriber.messages {
+                box.subject?.received(message.payload)
+            }
+        }
+        let subject = RawRedisSubject(publisher: publisher, subscriber: subscriber, reader: reader)
+        box.subject = subject
+        return subject
+    }
+
+    /// Holds the subject for the reader task, which starts before the subject exists.
+    private final class SubjectBox: @unchecked Sendable {
+        // @unchecked: written once, before the first reply can arrive (nothing is published before it is set).
+        var subject: RawRedisSubject?
+    }
+
+    private func received(_ payload: ByteBuffer) {
+        var id = 0
+        for byte in payload.readableBytesView {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { break }
+            id = id * 10 + Int(byte - UInt8(ascii: "0"))
+        }
+        waiting.withLock { $0.removeValue(forKey: id) }?.resume(returning: payload)
+    }
+
+    /// One round trip: register for the reply, queue the PUBLISH (no task per command), wait for the reply.
+    private func call(prefix: String = "") async throws -> ByteBuffer {
+        let id = nextID.add(1, ordering: .relaxed).newValue
+        return try await withCheckedThrowingContinuation { continuation in
+            waiting.withLock { $0[id] = continuation }
+            let published = publisher.enqueue(["PUBLISH", RESPArgument(RawRedis.request), RESPArgument("\(prefix)\(id)")])
+            published.whenComplete { result in
+                let reached: Bool
+                if case .success(let value) = result, let receivers = value.int, receivers > 0 {
+                    reached = true
+                } else {
+                    reached = false
+                }
+                if !reached, let waiter = self.waiting.withLock({ $0.removeValue(forKey: id) }) {
+                    waiter.resume(throwing: CourierError(.transportUnavailable, "no raw echo server received \(id)"))
+                }
+            }
+        }
+    }
+
+    func roundTrip() async throws {
+        _ = try await call()
+    }
+
+    func events(count: Int, counter: BenchCounter) async throws {
+        let base = try await eventCount()
+        var last: EventLoopFuture<RESPValue>?
+        for index in 0..<count {
+            last = publisher.enqueue(["PUBLISH", RESPArgument(RawRedis.event), "[1,2,3]"])
+            // Bound what is queued on the connection, as a caller awaiting its writes would.
+            if index % 4096 == 4095 { _ = try await last?.get() }
+        }
+        _ = try await last?.get()
+        try await waitUntilCounted(base + count, from: base, counter: counter) { try await eventCount() }
+    }
+
+    private func eventCount() async throws -> Int {
+        let reply = try await call(prefix: "count:")
+        let text = String(buffer: reply)
+        guard let colon = text.lastIndex(of: ":"), let count = Int(text[text.index(after: colon)...]) else {
+            throw CourierError(.unprocessable, "raw Redis count reply is malformed: \(text)")
+        }
+        return count
+    }
+
+    func shutdown() async {
+        await subscriber.close()
+        await publisher.close()
+        _ = await reader.value
+    }
+}
