@@ -221,14 +221,9 @@ final class TCPClientHandler: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         switch unwrapOutboundIn(data) {
         case .request(let id, let frame):
+            // No promise per request: a failed write closes the connection, and `channelInactive` fails every
+            // pending call, this one included (the coalescer only writes to an active channel).
             pending.insert(id)
-            let promise = promise ?? context.eventLoop.makePromise()
-            promise.futureResult.whenFailure { [replies, endpoint] error in
-                replies.fail(
-                    correlationIDs: CollectionOfOne(id),
-                    with: .unavailable("could not write to \(endpoint): \(error)", underlying: error)
-                )
-            }
             context.write(wrapOutboundOut(frame), promise: promise)
         case .event(let frame):
             context.write(wrapOutboundOut(frame), promise: promise)

@@ -184,7 +184,7 @@ public final class TCPServerTransport: ServerTransport {
 }
 
 /// Writes framed replies to one connection. Many handlers write concurrently; writes are batched per event-loop
-/// turn and each returns once its frame is written.
+/// turn. A stream element returns once its frame is written; a final reply returns once it is queued.
 struct TCPReplyWriter: ReplyWriter {
     let writer: WriteCoalescer<ByteBuffer>
     let format: TCPWireFormat
@@ -204,6 +204,13 @@ struct TCPReplyWriter: ReplyWriter {
             replacement.isDisposed = true
             frame = format.frame(replacement, allocator: channel.allocator)
         }
-        try await writer.writeAndWait(frame)
+        if reply.isDisposed {
+            // A final reply is not awaited: nothing follows it, a failed write closes the connection (the caller's
+            // calls then fail), and not waiting spares a suspension per request. Stream elements are awaited, which
+            // paces a fast producer.
+            writer.write(frame, promise: nil)
+        } else {
+            try await writer.writeAndWait(frame)
+        }
     }
 }

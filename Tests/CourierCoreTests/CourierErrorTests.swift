@@ -89,12 +89,14 @@ import Testing
         #expect(Set(ids).count == 10_000)
     }
 
-    @Test func correlationIDsUseEveryVariantNibble() {
-        // Over many ids each of the four RFC 4122 variant nibbles shows up, so the variant bits are not fixed too
-        // tightly, and the random nibbles cover all sixteen hex digits.
-        let ids = (0..<2_000).map { _ in Array(CorrelationID.make().utf8) }
-        #expect(Set(ids.map { $0[19] }) == Set("89ab".utf8))
-        #expect(Set(ids.map { $0[0] }) == Set("0123456789abcdef".utf8))
+    @Test func correlationIDsAreUniqueAcrossConcurrentCallers() async {
+        let ids = await withTaskGroup(of: [String].self) { group in
+            for _ in 0..<8 {
+                group.addTask { (0..<2_000).map { _ in CorrelationID.make() } }
+            }
+            return await group.reduce(into: [String]()) { $0 += $1 }
+        }
+        #expect(Set(ids).count == 16_000)
     }
 
     // MARK: PayloadCoder

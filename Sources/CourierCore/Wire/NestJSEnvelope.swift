@@ -5,6 +5,12 @@
 
 import NIOCore
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
 /// The NestJS JSON envelopes shared by the TCP and Redis transports.
 ///
 /// - request: `{"pattern":…,"data":…,"id":"…"}` (plus `metadata` when there are headers or a timeout)
@@ -129,41 +135,47 @@ public enum NestJSEnvelope {
         var extend: Duration?
 
         try JSONScanner.scanObject(bytes) { key, keyHasEscapes, value, kind in
+            // Keys are matched on their bytes: building a String per key cost more than the rest of the decode.
             let name = keyHasEscapes
-                ? try JSONScanner.decodeString(in: bytes, range: (key.lowerBound - 1)..<(key.upperBound + 1))
-                : String(decoding: UnsafeRawBufferPointer(rebasing: bytes[key]), as: UTF8.self)
+                ? EnvelopeKey(try JSONScanner.decodeString(in: bytes, range: (key.lowerBound - 1)..<(key.upperBound + 1)))
+                : EnvelopeKey(UnsafeRawBufferPointer(rebasing: bytes[key]))
             switch name {
-            case "pattern":
+            case .pattern:
                 pattern = try routeString(bytes, value, kind)
-            case "data":
+            case .data:
                 data = value
-            case "id":
+            case .id:
                 switch kind {
                 case .string: id = try JSONScanner.decodeString(in: bytes, range: value)
                 case .number: id = text(bytes, value)
                 default: id = nil
                 }
-            case "response":
+            case .response:
                 response = value
-            case "err":
+            case .err:
                 let parsed = try JSONScanner.parseValue(in: bytes, range: value)
                 // `nil` alone would become JSON `null` here (JSONValue is ExpressibleByNilLiteral), not "no error".
                 err = parsed.isJavaScriptTruthy ? parsed : Optional<JSONValue>.none
-            case "isDisposed":
-                isDisposed = try JSONScanner.parseValue(in: bytes, range: value).isJavaScriptTruthy
-            case "status":
+            case .isDisposed:
+                isDisposed = kind == .bool
+                    ? bytes[value.lowerBound] == UInt8(ascii: "t")
+                    : try JSONScanner.parseValue(in: bytes, range: value).isJavaScriptTruthy
+            case .status:
                 if kind == .string { status = try JSONScanner.decodeString(in: bytes, range: value) }
-            case "metadata":
-                guard kind == .object, case .object(let object) = try JSONScanner.parseValue(in: bytes, range: value)
-                else { break }
-                for (key, value) in object {
-                    headers[key] = value.stringValue ?? value.description
+            case .metadata:
+                guard kind == .object else { break }
+                try JSONScanner.scanObject(UnsafeRawBufferPointer(rebasing: bytes[value])) { key, _, entry, entryKind in
+                    let metadata = UnsafeRawBufferPointer(rebasing: bytes[value])
+                    let name = try JSONScanner.decodeString(in: metadata, range: (key.lowerBound - 1)..<(key.upperBound + 1))
+                    headers[name] = entryKind == .string
+                        ? try JSONScanner.decodeString(in: metadata, range: entry)
+                        : try JSONScanner.parseValue(in: metadata, range: entry).description
                 }
-            case extendKey:
+            case .extend:
                 if kind == .number, let ms = try JSONScanner.parseValue(in: bytes, range: value).doubleValue {
                     extend = .milliseconds(max(0, ms))
                 }
-            default:
+            case .other:
                 break
             }
         }
@@ -270,6 +282,34 @@ public enum NestJSEnvelope {
         var bytes: [UInt8] = []
         JSONWriter.append(value, to: &bytes)
         buffer.writeBytes(bytes)
+    }
+}
+
+/// The envelope keys the decoder knows, matched on their UTF-8 bytes.
+private enum EnvelopeKey {
+    case pattern, data, id, response, err, isDisposed, status, metadata, extend, other
+
+    init(_ bytes: UnsafeRawBufferPointer) {
+        func equals(_ name: StaticString) -> Bool {
+            name.utf8CodeUnitCount == bytes.count
+                && memcmp(name.utf8Start, bytes.baseAddress!, bytes.count) == 0
+        }
+        switch bytes.count {
+        case 2: self = equals("id") ? .id : .other
+        case 3: self = equals("err") ? .err : .other
+        case 4: self = equals("data") ? .data : .other
+        case 6: self = equals("status") ? .status : .other
+        case 7: self = equals("pattern") ? .pattern : .other
+        case 8: self = equals("response") ? .response : equals("metadata") ? .metadata : .other
+        case 10: self = equals("isDisposed") ? .isDisposed : .other
+        case 17: self = equals("courier-extend-ms") ? .extend : .other
+        default: self = .other
+        }
+    }
+
+    init(_ name: String) {
+        var name = name
+        self = name.withUTF8 { EnvelopeKey(UnsafeRawBufferPointer($0)) }
     }
 }
 
