@@ -31,6 +31,7 @@ public enum NestJSEnvelope {
 
     /// Appends the JSON text of a request or event.
     public static func encode(_ request: WireRequest, into buffer: inout ByteBuffer) {
+        if encodePlain(request, into: &buffer) { return }
         buffer.writeStaticString("{\"pattern\":")
         writeJSONString(request.pattern, into: &buffer)
         buffer.writeStaticString(",\"data\":")
@@ -67,6 +68,7 @@ public enum NestJSEnvelope {
 
     /// Appends the JSON text of a reply, with NestJS's key order.
     public static func encode(_ reply: WireReply, into buffer: inout ByteBuffer) {
+        if encodePlain(reply, into: &buffer) { return }
         if let status = reply.status {
             // NestJS's unknown-pattern reply puts the id first.
             buffer.writeStaticString("{\"id\":")
@@ -105,6 +107,100 @@ public enum NestJSEnvelope {
         buffer.writeStaticString("\"id\":")
         writeJSONString(reply.correlationID, into: &buffer)
         buffer.writeInteger(UInt8(ascii: "}"))
+    }
+
+    /// The common case of ``encode(_:into:)-(WireRequest,_)``, with one reservation: strings that need no escaping.
+    /// Returns false, having written nothing, for anything else.
+    private static func encodePlain(_ request: WireRequest, into buffer: inout ByteBuffer) -> Bool {
+        guard PieceWriter.isPlain(request.pattern) else { return false }
+        if let id = request.correlationID, !PieceWriter.isPlain(id) { return false }
+        let headers = request.headers.isEmpty ? [] : request.headers.sorted { $0.key < $1.key }
+        for (key, value) in headers where !PieceWriter.isPlain(key) || !PieceWriter.isPlain(value) { return false }
+        let timeout = request.correlationID != nil ? request.timeout?.milliseconds : nil
+        let hasMetadata = !headers.isEmpty || timeout != nil
+
+        let open: StaticString = "{\"pattern\":"
+        let data: StaticString = ",\"data\":"
+        let metadata: StaticString = ",\"metadata\":{"
+        let timeoutKey: StaticString = "\"courier-timeout-ms\":\""
+        let idKey: StaticString = ",\"id\":"
+        var length = open.utf8CodeUnitCount + request.pattern.utf8.count + 2 + data.utf8CodeUnitCount
+        length += request.payload.readableBytes == 0 ? 4 : request.payload.readableBytes
+        if hasMetadata {
+            length += metadata.utf8CodeUnitCount + 1  // the closing brace
+            for (key, value) in headers { length += key.utf8.count + value.utf8.count + 5 }  // "k":"v"
+            if let timeout { length += timeoutKey.utf8CodeUnitCount + PieceWriter.decimalLength(timeout) + 1 }
+            length += max(0, headers.count + (timeout == nil ? 0 : 1) - 1)  // commas between entries
+        }
+        if let id = request.correlationID { length += idKey.utf8CodeUnitCount + id.utf8.count + 2 }
+        length += 1
+
+        buffer.writePieces(length: length) { out in
+            out.put(open)
+            out.putQuoted(request.pattern)
+            out.put(data)
+            if request.payload.readableBytes == 0 { out.put("null" as StaticString) } else { out.put(request.payload) }
+            if hasMetadata {
+                out.put(metadata)
+                var first = true
+                for (key, value) in headers {
+                    if !first { out.put(UInt8(ascii: ",")) }
+                    first = false
+                    out.putQuoted(key)
+                    out.put(UInt8(ascii: ":"))
+                    out.putQuoted(value)
+                }
+                if let timeout {
+                    if !first { out.put(UInt8(ascii: ",")) }
+                    out.put(timeoutKey)
+                    out.put(decimal: timeout)
+                    out.put(UInt8(ascii: "\""))
+                }
+                out.put(UInt8(ascii: "}"))
+            }
+            if let id = request.correlationID {
+                out.put(idKey)
+                out.putQuoted(id)
+            }
+            out.put(UInt8(ascii: "}"))
+        }
+        return true
+    }
+
+    /// The common case of ``encode(_:into:)-(WireReply,_)``, with one reservation: a value or end of stream, no
+    /// error, an id that needs no escaping. Returns false, having written nothing, for anything else.
+    private static func encodePlain(_ reply: WireReply, into buffer: inout ByteBuffer) -> Bool {
+        guard reply.status == nil, reply.error == nil, PieceWriter.isPlain(reply.correlationID) else { return false }
+        let response: StaticString = "\"response\":"
+        let disposed: StaticString = "\"isDisposed\":true,"
+        let extendKey: StaticString = "\"courier-extend-ms\":"
+        let idKey: StaticString = "\"id\":"
+        let extend = reply.extendDeadline?.milliseconds
+        var length = 1 + idKey.utf8CodeUnitCount + reply.correlationID.utf8.count + 2 + 1
+        if let value = reply.response {
+            length += response.utf8CodeUnitCount + (value.readableBytes == 0 ? 4 : value.readableBytes) + 1
+        }
+        if reply.isDisposed { length += disposed.utf8CodeUnitCount }
+        if let extend { length += extendKey.utf8CodeUnitCount + PieceWriter.decimalLength(extend) + 1 }
+
+        buffer.writePieces(length: length) { out in
+            out.put(UInt8(ascii: "{"))
+            if let value = reply.response {
+                out.put(response)
+                if value.readableBytes == 0 { out.put("null" as StaticString) } else { out.put(value) }
+                out.put(UInt8(ascii: ","))
+            }
+            if reply.isDisposed { out.put(disposed) }
+            if let extend {
+                out.put(extendKey)
+                out.put(decimal: extend)
+                out.put(UInt8(ascii: ","))
+            }
+            out.put(idKey)
+            out.putQuoted(reply.correlationID)
+            out.put(UInt8(ascii: "}"))
+        }
+        return true
     }
 
     // MARK: Decoding
@@ -164,8 +260,13 @@ public enum NestJSEnvelope {
                 if kind == .string { status = try JSONScanner.decodeString(in: bytes, range: value) }
             case .metadata:
                 guard kind == .object else { break }
-                try JSONScanner.scanObject(UnsafeRawBufferPointer(rebasing: bytes[value])) { key, _, entry, entryKind in
-                    let metadata = UnsafeRawBufferPointer(rebasing: bytes[value])
+                let metadata = UnsafeRawBufferPointer(rebasing: bytes[value])
+                try JSONScanner.scanObject(metadata) { key, keyHasEscapes, entry, entryKind in
+                    if !keyHasEscapes, entryKind == .string, Self.isTimeoutKey(UnsafeRawBufferPointer(rebasing: metadata[key])) {
+                        // Courier's own entry, read without building strings: it is on every call.
+                        timeout = Self.milliseconds(UnsafeRawBufferPointer(rebasing: metadata[(entry.lowerBound + 1)..<(entry.upperBound - 1)]))
+                        return
+                    }
                     let name = try JSONScanner.decodeString(in: metadata, range: (key.lowerBound - 1)..<(key.upperBound + 1))
                     headers[name] = entryKind == .string
                         ? try JSONScanner.decodeString(in: metadata, range: entry)
@@ -179,7 +280,8 @@ public enum NestJSEnvelope {
                 break
             }
         }
-        if let raw = headers.removeValue(forKey: timeoutMetadataKey), let ms = Int64(raw), ms >= 0 {
+        if timeout == nil, let raw = headers.removeValue(forKey: timeoutMetadataKey), let ms = Int64(raw), ms >= 0 {
+            // An escaped spelling of the key.
             timeout = .milliseconds(ms)
         }
         if pattern != nil || data != nil {
@@ -207,6 +309,22 @@ public enum NestJSEnvelope {
                 extendDeadline: extend
             )
         )
+    }
+
+    private static func isTimeoutKey(_ key: UnsafeRawBufferPointer) -> Bool {
+        let name: StaticString = "courier-timeout-ms"
+        return key.count == name.utf8CodeUnitCount && memcmp(name.utf8Start, key.baseAddress!, key.count) == 0
+    }
+
+    /// Whole milliseconds from decimal digits, or nil (as `Int64(text)` would give) for anything else.
+    private static func milliseconds(_ digits: UnsafeRawBufferPointer) -> Duration? {
+        guard !digits.isEmpty, digits.count <= 18 else { return nil }
+        var value: Int64 = 0
+        for byte in digits {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            value = value * 10 + Int64(byte - UInt8(ascii: "0"))
+        }
+        return .milliseconds(value)
     }
 
     /// The route string of a `pattern` value, normalised as NestJS does (§1.2 of the wire notes).

@@ -22,20 +22,33 @@ public struct RedisPubSubConfiguration: Sendable {
     /// Default: `true`
     public var failsCallsWithoutSubscribers: Bool
 
+    /// Whether a worker runs its handlers on the event loop of its Redis connections instead of Swift's global
+    /// concurrent executor (as ``CourierTCP``'s option of the same name does).
+    ///
+    /// On the event loop, receiving a request, running its handler and publishing the reply need no thread
+    /// hand-offs; but a handler that computes for long (or blocks) delays the worker's Redis traffic. Turn it off
+    /// for CPU-heavy handlers, or move heavy work off with `Task.detached`.
+    ///
+    /// Default: `true`
+    public var runsHandlersOnEventLoop: Bool
+
     /// Creates a configuration; every parameter but the connection has the documented default.
     public init(
         connection: RedisConfiguration = RedisConfiguration(),
         format: RedisWireFormat = .nestJS,
-        failsCallsWithoutSubscribers: Bool = true
+        failsCallsWithoutSubscribers: Bool = true,
+        runsHandlersOnEventLoop: Bool = true
     ) {
         self.connection = connection
         self.format = format
         self.failsCallsWithoutSubscribers = failsCallsWithoutSubscribers
+        self.runsHandlersOnEventLoop = runsHandlersOnEventLoop
     }
 
     /// Reads `redis://[[user]:password@]host[:port][/database]` (see ``RedisConfiguration/init(url:)-(TransportURL)``).
     /// Query options: `format` (`nestjs` or `ascender`), `failFast` (`true`/`false`,
-    /// ``failsCallsWithoutSubscribers``), `commandTimeoutMs`, `connectTimeoutMs`.
+    /// ``failsCallsWithoutSubscribers``), `handlersOnEventLoop` (`true`/`false`, ``runsHandlersOnEventLoop``),
+    /// `commandTimeoutMs`, `connectTimeoutMs`.
     public init(url: TransportURL) throws {
         var connection = try RedisConfiguration(url: url)
         var configuration = RedisPubSubConfiguration()
@@ -46,11 +59,15 @@ public struct RedisPubSubConfiguration: Sendable {
                     throw CourierError(.unprocessable, "format must be nestjs or ascender, got '\(value)'")
                 }
                 configuration.format = format
-            case "failFast":
+            case "failFast", "handlersOnEventLoop":
                 guard let flag = Bool(value) else {
-                    throw CourierError(.unprocessable, "failFast must be true or false, got '\(value)'")
+                    throw CourierError(.unprocessable, "\(key) must be true or false, got '\(value)'")
                 }
-                configuration.failsCallsWithoutSubscribers = flag
+                if key == "failFast" {
+                    configuration.failsCallsWithoutSubscribers = flag
+                } else {
+                    configuration.runsHandlersOnEventLoop = flag
+                }
             case "commandTimeoutMs", "connectTimeoutMs":
                 guard let ms = Int64(value), ms > 0 else {
                     throw CourierError(.unprocessable, "\(key) must be a positive integer, got '\(value)'")

@@ -6,6 +6,7 @@
 import CourierCore
 import Logging
 import NIOCore
+import NIOPosix
 import Synchronization
 
 /// The worker side of the Redis pub/sub transport, on NestJS's format by default (or Ascender's).
@@ -59,10 +60,14 @@ public final class RedisServerTransport: ServerTransport {
         let globs = patterns.filter(\.isWildcard).map(Self.glob(for:))
         let publisher: RedisConnection
         let subscriber: RedisSubscriber
+        // Both connections share one event loop, so a reply published from a handler on it stays on its thread.
+        let eventLoop = MultiThreadedEventLoopGroup.singleton.any()
         do {
-            publisher = try await RedisConnection.connect(configuration: configuration.connection, logger: logger)
+            publisher = try await RedisConnection.connect(configuration: configuration.connection,
+                                                          eventLoopGroup: eventLoop, logger: logger)
             do {
-                subscriber = try await RedisSubscriber.connect(configuration: configuration.connection, logger: logger)
+                subscriber = try await RedisSubscriber.connect(configuration: configuration.connection,
+                                                               eventLoopGroup: eventLoop, logger: logger)
                 do {
                     if !exact.isEmpty { try await subscriber.subscribe(exact) }
                     if !globs.isEmpty { try await subscriber.subscribe(patterns: globs) }
@@ -84,6 +89,10 @@ public final class RedisServerTransport: ServerTransport {
         logger.info("redis worker subscribed", metadata: ["channels": "\(exact)", "globs": "\(globs)"])
 
         let format = configuration.format
+        // The reader and its handlers run on the connections' event loop (like TCP's): receiving, handling and
+        // publishing the reply then need no thread hand-offs.
+        let executor = configuration.runsHandlersOnEventLoop ? EventLoopTaskExecutor(eventLoop) : nil
+        await withTaskExecutorPreference(executor) {
         await withDiscardingTaskGroup { group in
             group.addTask {
                 // Draining: stop receiving; the loop below ends after the messages already received.
@@ -115,6 +124,7 @@ public final class RedisServerTransport: ServerTransport {
                 )
                 await dispatcher.dispatch(inbound, in: &group)
             }
+        }
         }
         self.publisher.withLock { $0 = nil }
         await subscriber.close()
@@ -151,6 +161,14 @@ struct RedisReplyWriter: ReplyWriter {
 
     func write(_ reply: WireReply) async throws {
         let channel = format.replyChannel(for: reply, requestChannel: requestChannel)
-        _ = try await publisher.send(["PUBLISH", RESPArgument(channel), RESPArgument(format.encode(reply))])
+        let command: [RESPArgument] = ["PUBLISH", RESPArgument(channel), RESPArgument(format.encode(reply))]
+        if reply.isDisposed {
+            // A final reply is queued, not awaited: pub/sub delivers at most once and nothing follows it, and not
+            // waiting for Redis's answer spares a suspension per request. Stream elements are awaited, which
+            // paces a fast producer.
+            _ = publisher.enqueue(command)
+        } else {
+            _ = try await publisher.send(command)
+        }
     }
 }

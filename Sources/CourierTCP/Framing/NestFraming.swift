@@ -131,20 +131,27 @@ enum NestFraming {
 
     private static func prefixed(_ body: ByteBuffer) -> ByteBuffer {
         var buffer = body
-        let units = utf16Length(of: buffer.readableBytesView)
+        let units = buffer.withUnsafeReadableBytes { utf16Length(of: $0) }
         var digits = units == 0 ? 1 : 0
         var remaining = units
         while remaining > 0 {
             digits += 1
             remaining /= 10
         }
-        let start = buffer.readerIndex - digits - 1
-        var value = units
-        for position in stride(from: start + digits - 1, through: start, by: -1) {
-            buffer.setInteger(UInt8(ascii: "0") + UInt8(value % 10), at: position)
-            value /= 10
+        // One write of the prefix into the room left in front of the body (not a checked write per digit).
+        var prefix: (UInt64, UInt64) = (0, 0)
+        withUnsafeMutableBytes(of: &prefix) { raw in
+            var value = units
+            for position in stride(from: digits - 1, through: 0, by: -1) {
+                raw[position] = UInt8(ascii: "0") + UInt8(value % 10)
+                value /= 10
+            }
+            raw[digits] = UInt8(ascii: "#")
         }
-        buffer.setInteger(UInt8(ascii: "#"), at: start + digits)
+        let start = buffer.readerIndex - digits - 1
+        withUnsafeBytes(of: &prefix) { raw in
+            _ = buffer.setBytes(UnsafeRawBufferPointer(rebasing: raw[0...digits]), at: start)
+        }
         buffer.moveReaderIndex(to: start)
         return buffer
     }

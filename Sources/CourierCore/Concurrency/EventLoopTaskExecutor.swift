@@ -7,15 +7,15 @@ import NIOCore
 
 /// Runs Swift tasks on a NIO event loop, so a connection's reads, its handlers and its writes share one thread
 /// and hand work to each other without cross-thread wake-ups.
-final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
+package final class EventLoopTaskExecutor: TaskExecutor, @unchecked Sendable {
     // @unchecked: the event loop is thread-safe; the class holds nothing else.
-    let eventLoop: any EventLoop
+    package let eventLoop: any EventLoop
 
-    init(_ eventLoop: any EventLoop) {
+    package init(_ eventLoop: any EventLoop) {
         self.eventLoop = eventLoop
     }
 
-    func enqueue(_ job: consuming ExecutorJob) {
+    package func enqueue(_ job: consuming ExecutorJob) {
         let job = UnownedJob(job)
         eventLoop.execute {
             job.runSynchronously(on: self.asUnownedTaskExecutor())
