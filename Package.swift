@@ -115,6 +115,7 @@ let package = Package(
                 "CourierKafka",
                 "CourierRedis",
                 "CourierExample",
+                "CRdKafka",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Histogram", package: "hdrhistogram-swift"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

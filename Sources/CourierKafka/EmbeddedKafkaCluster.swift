@@ -116,6 +116,21 @@ public final class EmbeddedKafkaCluster: Sendable {
         }
     }
 
+    /// Makes `broker` the leader of a partition, or leaves the partition without a leader (`nil`), for tests:
+    /// records produced to a leaderless partition wait in the producer until it has a leader again.
+    ///
+    /// - Throws: ``CourierError/Code/transportUnavailable`` if the cluster is closed,
+    ///   ``CourierError/Code/unprocessable`` naming librdkafka's error.
+    func setLeader(of topic: String, partition: Int32, to broker: Int32?) throws {
+        let err = try cluster.withLock { cluster throws in
+            guard let cluster else { throw CourierError.unavailable("the embedded Kafka cluster is closed") }
+            return rd_kafka_mock_partition_set_leader(cluster.pointer, topic, partition, broker ?? -1)
+        }
+        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            throw RDKafkaConfig.error(.unprocessable, "setting the leader of \(topic)[\(partition)]", err)
+        }
+    }
+
     /// Stops the brokers without waiting for them; clients connected to them see their connections fail.
     ///
     /// Idempotent. Creating topics fails from now on. Use ``waitUntilClosed()`` to wait until the ports are closed.

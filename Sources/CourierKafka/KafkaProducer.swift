@@ -118,7 +118,7 @@ public final class KafkaProducer: Sendable {
             // rd_kafka_produceva returns.
             let id: UInt64
             do {
-                id = try deliveries.reserveID(awaitedBy: continuation)
+                id = try deliveries.reserveID(awaitedBy: .continuation(continuation))
             } catch {
                 continuation.resume(throwing: error)
                 return
@@ -128,6 +128,35 @@ public final class KafkaProducer: Sendable {
             } catch {
                 deliveries.fail(id, error)
             }
+        }
+    }
+
+    /// Enqueues a message whose delivery report goes to `onDelivery`, unless librdkafka's local queue is full.
+    ///
+    /// For callers that pipeline: they go on while the broker acknowledges. `onDelivery` runs exactly once if the
+    /// message was enqueued (on the poll thread, so it must not block; or when the producer closes first), and
+    /// never if this returns `false` or throws.
+    ///
+    /// - Returns: `false`, enqueueing nothing, when the queue is full.
+    /// - Throws: What ``produce(topic:partition:key:value:headers:)`` throws for anything but a full queue.
+    func produce(
+        topic: String,
+        partition: Int32?,
+        key: [UInt8]?,
+        value: [UInt8]?,
+        headers: [(String, [UInt8])],
+        onDelivery: @escaping @Sendable (Result<KafkaDeliveryReport, any Error>) -> Void
+    ) throws -> Bool {
+        // Registered before enqueueing: the report can arrive before rd_kafka_produceva returns.
+        let id = try deliveries.reserveID(awaitedBy: .callback(onDelivery))
+        do {
+            let queued = try enqueueUnlessFull(id: id, topic: topic, partition: partition, key: key, value: value,
+                                               headers: headers)
+            if !queued { deliveries.withdraw(id) }
+            return queued
+        } catch {
+            deliveries.withdraw(id)
+            throw error
         }
     }
 
@@ -202,19 +231,42 @@ public final class KafkaProducer: Sendable {
         value: [UInt8]?,
         headers: [(String, [UInt8])]
     ) throws {
+        guard try enqueueUnlessFull(id: id, topic: topic, partition: partition, key: key, value: value,
+                                    headers: headers)
+        else {
+            throw RDKafkaConfig.error(.transportUnavailable, "producing to '\(topic)'", RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        }
+    }
+
+    /// Enqueues a message; returns `false` if librdkafka's queue is full.
+    private func enqueueUnlessFull(
+        id: UInt64,
+        topic: String,
+        partition: Int32?,
+        key: [UInt8]?,
+        value: [UInt8]?,
+        headers: [(String, [UInt8])]
+    ) throws -> Bool {
         let message = ProduceArguments(topic: topic, key: key, value: value, headers: headers)
-        let failure: CourierError? = try client.withLiveHandle { handle in
-            message.withValues(partition: partition, id: id) { values in
-                guard let error = rd_kafka_produceva(handle, values.baseAddress, values.count) else { return nil }
+        let result: EnqueueResult = try client.withLiveHandle { handle in
+            message.withValues(partition: partition, id: id) { values -> EnqueueResult in
+                guard let error = rd_kafka_produceva(handle, values.baseAddress, values.count) else { return .queued }
                 // The error object is ours to destroy.
                 defer { rd_kafka_error_destroy(error) }
                 let code = rd_kafka_error_code(error)
+                if code == RD_KAFKA_RESP_ERR__QUEUE_FULL { return .queueFull }
                 let detail = rd_kafka_error_string(error).map { String(cString: $0) }
-                let kind: CourierError.Code =
-                    code == RD_KAFKA_RESP_ERR__QUEUE_FULL ? .transportUnavailable : .unprocessable
-                return RDKafkaConfig.error(kind, "producing to '\(topic)'", code, detail: detail)
+                return .failed(RDKafkaConfig.error(.unprocessable, "producing to '\(topic)'", code, detail: detail))
             }
         }
-        if let failure { throw failure }
+        switch result {
+        case .queued: return true
+        case .queueFull: return false
+        case .failed(let error): throw error
+        }
+    }
+
+    private enum EnqueueResult: Sendable {
+        case queued, queueFull, failed(CourierError)
     }
 }

@@ -20,6 +20,13 @@ import Testing
         #expect(configuration.topicCreation == nil, "topics are not created unless asked")
         #expect(configuration.requestHeaders == .nestJS)
         #expect(try KafkaConfiguration(url: TransportURL("kafka://b1?headers=spring")).requestHeaders == .spring)
+        #expect(try KafkaConfiguration(url: TransportURL("kafka://b1")).partitionConcurrency == 1)
+        #expect(try KafkaConfiguration(url: TransportURL("kafka://b1?partitionConcurrency=8")).partitionConcurrency == 8)
+        #expect(throws: CourierError.self) { try KafkaConfiguration(url: TransportURL("kafka://b1?partitionConcurrency=0")) }
+        #expect(try KafkaConfiguration(url: TransportURL("kafka://b1?maxBufferedRecords=20000")).maxBufferedRecords == 20_000)
+        #expect(try KafkaConfiguration(url: TransportURL("kafka://b1?maxBufferedRecords=20000"))
+            .properties["maxBufferedRecords"] == nil, "maxBufferedRecords is Courier's, not a librdkafka property")
+        #expect(throws: CourierError.self) { try KafkaConfiguration(url: TransportURL("kafka://b1?maxBufferedRecords=0")) }
         #expect(throws: CourierError.self) { try KafkaConfiguration(url: TransportURL("kafka://b1?headers=avro")) }
     }
 

@@ -121,7 +121,7 @@ struct BenchRawServer: AsyncParsableCommand {
         shouldDisplay: false
     )
 
-    @Option(name: .long, help: "tcp://HOST:PORT, redis://HOST:PORT or kafka://HOST:PORT.")
+    @Option(name: .long, help: "tcp://HOST:PORT, redis://HOST:PORT or kafka://HOST:PORT[,HOST:PORT...].")
     var transport: String
 
     func run() async throws {
@@ -139,8 +139,14 @@ struct BenchRawServer: AsyncParsableCommand {
                     try await RawRedisEchoServer.serve(configuration: try RedisConfiguration(url: url)) {
                         printLine("ready \(url)")
                     }
+                case "kafka":
+                    let bootstrap = url.endpoints.map { "\($0.host):\($0.port ?? 9092)" }.joined(separator: ",")
+                    try await RawKafkaEchoServer.serve(bootstrapServers: bootstrap,
+                                                       properties: BenchKafkaSettings.properties) {
+                        printLine("ready kafka://\(bootstrap)")
+                    }
                 default:
-                    throw ValidationError("bench-raw-server serves tcp:// and redis://, not \(url.scheme)://")
+                    throw ValidationError("bench-raw-server serves tcp://, redis:// and kafka://, not \(url.scheme)://")
                 }
             }
             group.addTask {

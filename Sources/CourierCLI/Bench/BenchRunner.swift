@@ -23,12 +23,7 @@ struct BenchRunner {
     }
 
     /// The Kafka properties both Courier and the raw baseline use (the same fetch and linger settings).
-    static let kafkaProperties: [String: String] = [
-        "fetch.wait.max.ms": "1",
-        "linger.ms": "0",
-        "session.timeout.ms": "6000",
-        "heartbeat.interval.ms": "1000",
-    ]
+    static var kafkaProperties: [String: String] { BenchKafkaSettings.properties }
 
     /// Topics created before the Kafka workers start (the embedded cluster has no admin API; auto-created topics
     /// get 4 partitions).
@@ -191,6 +186,11 @@ struct BenchRunner {
             return try await RawTCPSubject.connect(host: url.endpoints[0].host, port: url.endpoints[0].port ?? 0)
         case "redis":
             return try await RawRedisSubject.connect(configuration: try RedisConfiguration(url: url))
+        case "kafka":
+            return try await RawKafkaSubject.connect(
+                bootstrapServers: url.endpoints.map { "\($0.host):\($0.port ?? 9092)" }.joined(separator: ","),
+                properties: Self.kafkaProperties
+            )
         default:
             throw CourierError(.unprocessable, "no raw baseline for \(url.scheme)")
         }

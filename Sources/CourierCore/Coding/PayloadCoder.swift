@@ -40,12 +40,13 @@ public struct PayloadCoder: Sendable {
 
     /// Encodes a value as JSON.
     public func encode<Value: Encodable>(_ value: Value) throws -> ByteBuffer {
-        if let json = value as? JSONValue {
+        // Metatype comparisons, not `as?` casts: a dynamic cast per call cost more than encoding a small value.
+        if Value.self == JSONValue.self, let json = value as? JSONValue {
             var buffer = ByteBuffer()
             NestJSEnvelope.writeJSON(json, into: &buffer)
             return buffer
         }
-        if let raw = value as? ByteBuffer { return raw }
+        if Value.self == ByteBuffer.self, let raw = value as? ByteBuffer { return raw }
         do {
             do {
                 return ByteBuffer(bytes: try CourierJSONEncoder().encode(value))

@@ -20,7 +20,9 @@ public protocol ReplyReceiver: Sendable {
 /// cost of timeouts does not grow with the number of calls in flight.
 public final class ReplyCorrelator: ReplyReceiver, Sendable {
     enum Sink: Sendable {
-        case single(CheckedContinuation<ByteBuffer?, any Error>)
+        // Unsafe: the state machine hands each entry's sink out exactly once (delivery, failure, timeout or
+        // cancellation), which is what the checked variant would verify at a cost per call.
+        case single(UnsafeContinuation<ByteBuffer?, any Error>)
         case stream(AsyncThrowingStream<ByteBuffer, any Error>.Continuation)
 
         func deliver(_ value: ByteBuffer) {
@@ -72,7 +74,7 @@ public final class ReplyCorrelator: ReplyReceiver, Sendable {
     ) async throws -> ByteBuffer? {
         let deadline = NIODeadline.now() + TimeAmount.nanoseconds(timeout.nanosecondCount)
         return try await withTaskCancellationHandler {
-            try await withCheckedThrowingContinuation { continuation in
+            try await withUnsafeThrowingContinuation { continuation in
                 guard register(id: id, pattern: pattern, mode: .single, deadline: deadline,
                                sink: .single(continuation)) else { return }
                 if Task.isCancelled {

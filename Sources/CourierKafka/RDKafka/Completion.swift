@@ -9,7 +9,7 @@ import Synchronization
 ///
 /// Poll threads finish with ``signal()`` instead of being joined: joining would block a thread of the cooperative
 /// pool, which has only as many threads as cores.
-final class Completion: Sendable {
+package final class Completion: Sendable {
     private struct State {
         var done = false
         var waiters: [CheckedContinuation<Void, Never>] = []
@@ -17,11 +17,14 @@ final class Completion: Sendable {
 
     private let state = Mutex(State())
 
+    /// A signal not raised yet.
+    package init() {}
+
     /// Whether ``signal()`` has run.
-    var isDone: Bool { state.withLock { $0.done } }
+    package var isDone: Bool { state.withLock { $0.done } }
 
     /// Marks the work done and resumes every waiter. Later calls do nothing.
-    func signal() {
+    package func signal() {
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             guard !state.done else { return [] }
             state.done = true
@@ -32,7 +35,7 @@ final class Completion: Sendable {
     }
 
     /// Returns once ``signal()`` has run.
-    func wait() async {
+    package func wait() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let resumeNow = state.withLock { state -> Bool in
                 if state.done { return true }

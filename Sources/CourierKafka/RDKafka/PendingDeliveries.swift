@@ -8,31 +8,48 @@ import CourierCore
 import Logging
 import Synchronization
 
-/// A producer's message ids and the `send` calls waiting for their delivery reports.
+/// What waits for one message's delivery report: a `send` call's continuation, or a callback that runs on the poll
+/// thread (it must not block).
+enum DeliveryWaiter: Sendable {
+    case continuation(CheckedContinuation<KafkaDeliveryReport, any Error>)
+    case callback(@Sendable (Result<KafkaDeliveryReport, any Error>) -> Void)
+
+    func resume(with result: Result<KafkaDeliveryReport, any Error>) {
+        switch self {
+        case .continuation(let continuation): continuation.resume(with: result)
+        case .callback(let callback): callback(result)
+        }
+    }
+}
+
+/// A producer's message ids and what waits for their delivery reports.
 ///
 /// Kept apart from ``KafkaProducer`` so the poll thread's closures can hold it without holding the producer.
 final class PendingDeliveries: Sendable {
     private struct State {
         var nextID: UInt64 = 1
         var accepting = true
-        var waiting: [UInt64: CheckedContinuation<KafkaDeliveryReport, any Error>] = [:]
+        var waiting: [UInt64: DeliveryWaiter] = [:]
     }
 
     private let state = Mutex(State())
 
-    /// Returns a fresh message id, registering `continuation` for its report if given.
+    /// Returns a fresh message id, registering `waiter` for its report if given.
     ///
     /// - Throws: ``CourierError/Code/transportUnavailable`` once ``stopAccepting()`` has run.
-    func reserveID(
-        awaitedBy continuation: CheckedContinuation<KafkaDeliveryReport, any Error>? = nil
-    ) throws -> UInt64 {
+    func reserveID(awaitedBy waiter: DeliveryWaiter? = nil) throws -> UInt64 {
         try state.withLock { state throws -> UInt64 in
             guard state.accepting else { throw CourierError.unavailable("the Kafka producer is closed") }
             let id = state.nextID
             state.nextID += 1
-            if let continuation { state.waiting[id] = continuation }
+            if let waiter { state.waiting[id] = waiter }
             return id
         }
+    }
+
+    /// Forgets the waiter of `id` without resuming it (its message was never enqueued).
+    func withdraw(_ id: UInt64) {
+        _ = state.withLock { $0.waiting.removeValue(forKey: id) }
     }
 
     /// Refuses new messages from now on. Returns whether this call was the one that stopped them.
@@ -45,7 +62,7 @@ final class PendingDeliveries: Sendable {
 
     /// Fails the `send` waiting for `id`, if any.
     func fail(_ id: UInt64, _ error: any Error) {
-        state.withLock { $0.waiting.removeValue(forKey: id) }?.resume(throwing: error)
+        state.withLock { $0.waiting.removeValue(forKey: id) }?.resume(with: .failure(error))
     }
 
     /// Fails every waiting `send`; runs once the poll thread has stopped and no more reports can come.
@@ -54,14 +71,14 @@ final class PendingDeliveries: Sendable {
             defer { state.waiting = [:] }
             return state.waiting
         }
-        for continuation in waiting.values { continuation.resume(throwing: error) }
+        for waiter in waiting.values { waiter.resume(with: .failure(error)) }
     }
 
-    /// Handles an `RD_KAFKA_EVENT_DR` batch: resumes the `send`s it answers and logs failed `produce`s.
+    /// Handles an `RD_KAFKA_EVENT_DR` batch: resumes the waiters it answers and logs failed `produce`s.
     func deliver(_ event: OpaquePointer, logger: Logger) {
         while let message = rd_kafka_event_message_next(event) {
             let id = UInt64(UInt(bitPattern: message.pointee._private))
-            let continuation = state.withLock { $0.waiting.removeValue(forKey: id) }
+            let waiter = state.withLock { $0.waiting.removeValue(forKey: id) }
             let topic = message.pointee.rkt.map { String(cString: rd_kafka_topic_name($0)) } ?? ""
             let err = message.pointee.err
             if err == RD_KAFKA_RESP_ERR_NO_ERROR {
@@ -71,11 +88,11 @@ final class PendingDeliveries: Sendable {
                     partition: message.pointee.partition,
                     offset: message.pointee.offset
                 )
-                continuation?.resume(returning: report)
+                waiter?.resume(with: .success(report))
             } else {
                 let error = RDKafkaConfig.error(.transportUnavailable, "delivering message \(id) to '\(topic)'", err)
-                if let continuation {
-                    continuation.resume(throwing: error)
+                if let waiter {
+                    waiter.resume(with: .failure(error))
                 } else {
                     logger.warning("\(error.message)")
                 }

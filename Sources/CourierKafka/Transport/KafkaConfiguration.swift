@@ -71,6 +71,18 @@ public struct KafkaConfiguration: Sendable {
     /// Default: `1_000`
     public var maxBufferedRecords: Int
 
+    /// How many records of one partition a worker handles at once.
+    ///
+    /// With `1`, a partition's handlers run one after another in offset order (what NestJS and Spring users
+    /// expect). Above `1`, up to that many handlers of a partition overlap: they start in offset order but may
+    /// finish in any order (a failing event's retries no longer hold back the records after it). Either way
+    /// offsets are stored strictly in order, and the next record's handler never waits for the broker to
+    /// acknowledge the previous record's reply. Different partitions always run concurrently, up to
+    /// `MicroserviceConfiguration.maxConcurrentHandlers` in all.
+    ///
+    /// Default: `1`
+    public var partitionConcurrency: Int = 1
+
     /// Consumer settings for request/reply latency: brokers answer fetches after at most 10 ms
     /// (`fetch.wait.max.ms`), instead of librdkafka's 500.
     public static let lowLatencyConsumer: [String: String] = ["fetch.wait.max.ms": "10"]
@@ -99,8 +111,8 @@ public struct KafkaConfiguration: Sendable {
 
     /// Reads a `kafka://host:port[,host:port…]` URL. Query options: `group` (``groupID``); `createTopics`, the
     /// partition count of created topics (``topicCreation``; `-1` for the broker's default) and
-    /// `replicationFactor`; `headers` (`nestjs` or `spring`, ``requestHeaders``); `replyTopic` and
-    /// `replyPartition` are read by ``KafkaReplyStrategy/init(url:)``; any
+    /// `replicationFactor`; `headers` (`nestjs` or `spring`, ``requestHeaders``); `partitionConcurrency`
+    /// (``partitionConcurrency``); `maxBufferedRecords` (``maxBufferedRecords``); `replyTopic` and `replyPartition` are read by ``KafkaReplyStrategy/init(url:)``; any
     /// other key is passed to librdkafka as a property (to ``consumerProperties`` or ``producerProperties`` when
     /// librdkafka applies it to one kind of client only, such as `session.timeout.ms` or `linger.ms`)
     /// (`kafka://b1:9092?security.protocol=SASL_SSL&sasl.mechanisms=PLAIN`).
@@ -127,6 +139,11 @@ public struct KafkaConfiguration: Sendable {
                     throw CourierError(.unprocessable, "headers must be nestjs or spring, got '\(value)'")
                 }
                 requestHeaders = format
+            case "partitionConcurrency", "maxBufferedRecords":
+                guard let count = Int(value), count >= 1 else {
+                    throw CourierError(.unprocessable, "\(key) must be at least 1, got '\(value)'")
+                }
+                if key == "partitionConcurrency" { partitionConcurrency = count } else { maxBufferedRecords = count }
             case "replyTopic", "replyPartition": break
             default:
                 // A handle of the other kind would warn (CONFWARN) about a property it ignores.

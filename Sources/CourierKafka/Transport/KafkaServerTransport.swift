@@ -11,10 +11,12 @@ import Synchronization
 /// The worker side of the Kafka transport, on the NestJS Kafka wire format.
 ///
 /// It joins ``KafkaConfiguration/groupID`` and subscribes to its handlers' topics (wildcard routes become regex
-/// subscriptions). Records of one partition are handled one after another, in offset order; different partitions
-/// run concurrently, up to the microservice's handler limit. Delivery is **at least once**: a record's offset is
-/// stored only after its handler finished and, for a request, after its last reply was acknowledged by the broker;
-/// stored offsets are committed by librdkafka's auto-commit, on revocation and on close. When a rebalance takes
+/// subscriptions). Records of one partition are handled one after another, in offset order (or up to
+/// ``KafkaConfiguration/partitionConcurrency`` at once); different partitions run concurrently, up to the
+/// microservice's handler limit. Delivery is **at least once**: a record's offset is stored only after its handler
+/// finished and, for a request, after its replies were acknowledged by the broker; stored offsets are committed by
+/// librdkafka's auto-commit, on revocation and on close. The next record's handler does not wait for those
+/// acknowledgements; offsets are stored strictly in order, so an unfinished record holds back the later ones. When a rebalance takes
 /// partitions away, the worker holds it until the records it took from them have finished (at most
 /// ``KafkaConfiguration/revocationTimeout``), so their offsets are committed before another member takes over. A
 /// record that was not finished (the worker stopped, the reply could not be delivered) is delivered again after a
@@ -89,9 +91,16 @@ public final class KafkaServerTransport: ServerTransport {
         logger.info("kafka worker subscribed", metadata: ["group": "\(configuration.groupID)",
                                                          "topics": "\(subscriptions)"])
         let budget = AsyncSemaphore(permits: max(1, configuration.maxBufferedRecords))
-        let policy = configuration.eventFailures
-        let logger = self.logger
-        let topics = self.topics
+        let laneContext = LaneContext(
+            consumer: consumer,
+            producer: producer,
+            dispatcher: dispatcher,
+            budget: budget,
+            policy: configuration.eventFailures,
+            topics: topics,
+            concurrency: max(1, configuration.partitionConcurrency),
+            logger: logger
+        )
         await withDiscardingTaskGroup { group in
             var lanes: [KafkaTopicPartition: Lane] = [:]
             for await event in consumer.events {
@@ -108,9 +117,7 @@ public final class KafkaServerTransport: ServerTransport {
                         let finished = OneShot<Void>()
                         lanes[partition] = Lane(records: continuation, finished: finished)
                         group.addTask {
-                            await Self.runLane(records, consumer: consumer, producer: producer,
-                                               dispatcher: dispatcher, budget: budget, policy: policy,
-                                               topics: topics, logger: logger)
+                            await Self.runLane(records, context: laneContext)
                             finished.deliver(())
                         }
                     }
@@ -147,58 +154,110 @@ public final class KafkaServerTransport: ServerTransport {
         topic.hasSuffix(KafkaTopicName.replySuffix) && !subscribed.contains(topic)
     }
 
-    /// Handles one partition's records in order, storing each offset once its record is done.
-    private static func runLane(
-        _ records: AsyncStream<KafkaConsumerMessage>,
-        consumer: KafkaConsumer,
-        producer: KafkaProducer,
-        dispatcher: any InboundDispatcher,
-        budget: AsyncSemaphore,
-        policy: KafkaEventFailurePolicy,
-        topics: KafkaTopicCreator,
-        logger: Logger
-    ) async {
-        await withDiscardingTaskGroup { handlers in
-            var stopped = false
-            for await record in records {
-                defer { budget.release() }
-                if stopped { continue }
-                let inbound = KafkaRecordCodec.decodeRequest(KafkaRecordModel(record))
-                var outcome = await handle(record, inbound, producer: producer, dispatcher: dispatcher, in: &handlers)
-                var attempts = 1
-                if inbound.request.isEvent, outcome.isFailure {
-                    // Retry in place: the partition's order is kept, and the backoff bounds how long it waits.
-                    while outcome.isFailure, attempts <= policy.retries, !Task.isCancelled {
-                        try? await Task.sleep(for: policy.backoff(before: attempts))
-                        if Task.isCancelled { break }
-                        attempts += 1
-                        outcome = await handle(record, inbound, producer: producer, dispatcher: dispatcher,
-                                               in: &handlers)
+    /// What every lane of one worker shares.
+    private struct LaneContext: Sendable {
+        let consumer: KafkaConsumer
+        let producer: KafkaProducer
+        let dispatcher: any InboundDispatcher
+        let budget: AsyncSemaphore
+        let policy: KafkaEventFailurePolicy
+        let topics: KafkaTopicCreator
+        let concurrency: Int
+        let logger: Logger
+    }
+
+    /// Handles one partition's records in offset order and stores each offset once its record is done.
+    ///
+    /// A record is done when its handler finished and the broker acknowledged its replies (or its dead letter).
+    /// The next record's handler does not wait for those acknowledgements: the lane hands each record to its
+    /// acknowledger, which waits for records strictly in offset order and stores their offsets, so a record that is
+    /// not done holds back every later offset of the partition. With a concurrency above 1, up to that many
+    /// handlers of the partition run at once (started in offset order). Each record holds a permit of the worker's
+    /// `budget` until the acknowledger is done with it.
+    private static func runLane(_ records: AsyncStream<KafkaConsumerMessage>, context: LaneContext) async {
+        let (acknowledging, acknowledger) = AsyncStream<KafkaPendingRecord>.makeStream()
+        let stop = KafkaLaneStop()
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                for await pending in acknowledging {
+                    defer { context.budget.release() }
+                    let outcome = await pending.finished()
+                    if stop.isRaised { continue }
+                    guard outcome.shouldAcknowledge else {
+                        // Not finished: storing a later offset would skip it, so this lane stores nothing more.
+                        stop.raise()
+                        continue
                     }
-                    if Task.isCancelled, outcome.isFailure { outcome = .abandoned }
-                    if outcome.isFailure, let suffix = policy.deadLetterSuffix {
-                        do {
-                            try await deadLetter(record, suffix: suffix, error: outcome.error, attempts: attempts,
-                                                 producer: producer, topics: topics)
-                        } catch {
-                            // Not parked: leave it unacknowledged so it comes back rather than being lost.
-                            logger.error("could not dead-letter \(record.topicPartition)@\(record.offset): \(error)")
-                            outcome = .abandoned
-                        }
+                    do {
+                        try context.consumer.storeOffset(pending.record)
+                    } catch {
+                        context.logger.debug(
+                            "could not store offset \(pending.record.offset) of \(pending.record.topicPartition): \(error)"
+                        )
                     }
-                }
-                guard outcome.shouldAcknowledge else {
-                    // Not finished: storing a later offset would skip it, so this lane stores nothing more.
-                    stopped = true
-                    continue
-                }
-                do {
-                    try consumer.storeOffset(record)
-                } catch {
-                    logger.debug("could not store offset \(record.offset) of \(record.topicPartition): \(error)")
                 }
             }
+            let slots = context.concurrency > 1 ? AsyncSemaphore(permits: context.concurrency) : nil
+            for await record in records {
+                if stop.isRaised {
+                    // Left unacknowledged: it comes back after a restart or a rebalance.
+                    context.budget.release()
+                    continue
+                }
+                let pending = KafkaPendingRecord(record)
+                acknowledger.yield(pending)
+                guard let slots else {
+                    pending.handled(await process(pending, context: context, in: &group))
+                    continue
+                }
+                guard await slots.acquire() else {
+                    pending.handled(.abandoned)
+                    continue
+                }
+                group.addTask {
+                    let outcome = await withDiscardingTaskGroup { handlers in
+                        await process(pending, context: context, in: &handlers)
+                    }
+                    slots.release()
+                    pending.handled(outcome)
+                }
+            }
+            acknowledger.finish()
         }
+    }
+
+    /// Runs one record's handler (retrying a failing event in place, then dead-lettering it as the policy says);
+    /// returns once the handler finished and its replies are enqueued.
+    private static func process(
+        _ pending: KafkaPendingRecord,
+        context: LaneContext,
+        in handlers: inout DiscardingTaskGroup
+    ) async -> HandlingOutcome {
+        let record = pending.record
+        let policy = context.policy
+        let inbound = KafkaRecordCodec.decodeRequest(KafkaRecordModel(record))
+        var outcome = await handle(pending, inbound, context: context, in: &handlers)
+        guard inbound.request.isEvent, outcome.isFailure else { return outcome }
+        // Retry in place: the partition's order is kept, and the backoff bounds how long it waits.
+        var attempts = 1
+        while outcome.isFailure, attempts <= policy.retries, !Task.isCancelled {
+            try? await Task.sleep(for: policy.backoff(before: attempts))
+            if Task.isCancelled { break }
+            attempts += 1
+            outcome = await handle(pending, inbound, context: context, in: &handlers)
+        }
+        if Task.isCancelled, outcome.isFailure { return .abandoned }
+        if outcome.isFailure, let suffix = policy.deadLetterSuffix {
+            do {
+                try await deadLetter(record, suffix: suffix, error: outcome.error, attempts: attempts,
+                                     producer: context.producer, topics: context.topics)
+            } catch {
+                // Not parked: leave it unacknowledged so it comes back rather than being lost.
+                context.logger.error("could not dead-letter \(record.topicPartition)@\(record.offset): \(error)")
+                return .abandoned
+            }
+        }
+        return outcome
     }
 
     /// Publishes a record whose handler kept failing to `<topic><suffix>`, and waits for the broker.
@@ -223,16 +282,17 @@ public final class KafkaServerTransport: ServerTransport {
     }
 
     private static func handle(
-        _ record: KafkaConsumerMessage,
+        _ pending: KafkaPendingRecord,
         _ inbound: KafkaRecordCodec.InboundRequest,
-        producer: KafkaProducer,
-        dispatcher: any InboundDispatcher,
+        context: LaneContext,
         in handlers: inout DiscardingTaskGroup
     ) async -> HandlingOutcome {
+        let record = pending.record
         let outcome = OneShot<HandlingOutcome>()
         var writer: (any ReplyWriter)?
         if let replyTo = inbound.replyTo, let correlation = inbound.correlationBytes {
-            writer = KafkaReplyWriter(producer: producer, address: replyTo, correlationBytes: correlation)
+            writer = KafkaReplyWriter(producer: context.producer, address: replyTo, correlationBytes: correlation,
+                                      pending: pending)
         }
         let metadata = TransportMetadata(
             transport: "kafka",
@@ -247,25 +307,48 @@ public final class KafkaServerTransport: ServerTransport {
             replyWriter: writer,
             onHandled: { outcome.deliver($0) }
         )
-        await dispatcher.dispatch(message, in: &handlers)
+        await context.dispatcher.dispatch(message, in: &handlers)
         return await outcome.value
     }
 }
 
-/// Produces the replies to one request and waits for the broker to acknowledge each.
+/// Produces the replies to one request without waiting for the broker; the record's lane waits for their delivery
+/// reports before it stores the record's offset.
 struct KafkaReplyWriter: ReplyWriter {
     let producer: KafkaProducer
     let address: KafkaRecordCodec.ReplyAddress
     let correlationBytes: [UInt8]
+    let pending: KafkaPendingRecord
 
+    /// Enqueues `reply`. A request's replies (a stream's elements) reach the broker in order: each waits until the
+    /// previous one is acknowledged, because librdkafka may reorder retried batches. So a single reply never waits,
+    /// and a stream is paced by the broker.
+    ///
+    /// - Throws: The delivery failure of an earlier reply of this request, or why this one could not be enqueued.
     func write(_ reply: WireReply) async throws {
         let record = try KafkaRecordCodec.encodeReply(reply, correlationBytes: correlationBytes, to: address)
-        _ = try await producer.send(
-            topic: record.topic,
-            partition: record.partition,
-            key: record.key,
-            value: record.value,
-            headers: record.producerHeaders
-        )
+        if let failure = await pending.deliveriesSettled() { throw failure }
+        let pending = self.pending
+        while true {
+            pending.expectDelivery()
+            let queued: Bool
+            do {
+                queued = try producer.produce(
+                    topic: record.topic,
+                    partition: record.partition,
+                    key: record.key,
+                    value: record.value,
+                    headers: record.producerHeaders,
+                    onDelivery: { pending.delivered($0) }
+                )
+            } catch {
+                pending.withdrawExpectedDelivery()
+                throw error
+            }
+            if queued { return }
+            pending.withdrawExpectedDelivery()
+            // librdkafka's queue is full (`queue.buffering.max.messages`): wait for deliveries to make room.
+            try await Task.sleep(for: .milliseconds(1))
+        }
     }
 }

@@ -1,0 +1,121 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CourierCore
+import Synchronization
+
+/// One record a worker's partition lane took, from its dispatch until its offset may be stored: the handler's
+/// outcome plus the delivery reports of the replies it produced.
+///
+/// Replies are enqueued without waiting for the broker, so the lane can start the next record's handler at once;
+/// the lane's acknowledger then waits here, record after record in offset order, before it stores an offset.
+final class KafkaPendingRecord: Sendable {
+    let record: KafkaConsumerMessage
+
+    private struct State {
+        var outcome: HandlingOutcome?
+        var outstanding = 0
+        var deliveryFailure: (any Error)?
+        var settledWaiters: [CheckedContinuation<Void, Never>] = []
+        var finishedWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state = Mutex(State())
+
+    init(_ record: KafkaConsumerMessage) {
+        self.record = record
+    }
+
+    /// A reply of this record is about to be enqueued; its report must come before the offset is stored.
+    func expectDelivery() {
+        state.withLock { $0.outstanding += 1 }
+    }
+
+    /// The reply announced by ``expectDelivery()`` was not enqueued after all (no report will come).
+    func withdrawExpectedDelivery() {
+        resume(state.withLock { state in
+            state.outstanding -= 1
+            return Self.takeReady(&state)
+        })
+    }
+
+    /// A reply's delivery report arrived. Runs on the producer's poll thread.
+    func delivered(_ result: Result<KafkaDeliveryReport, any Error>) {
+        resume(state.withLock { state in
+            state.outstanding -= 1
+            if case .failure(let error) = result, state.deliveryFailure == nil { state.deliveryFailure = error }
+            return Self.takeReady(&state)
+        })
+    }
+
+    /// The handler finished (its replies are enqueued), with this outcome.
+    func handled(_ outcome: HandlingOutcome) {
+        resume(state.withLock { state in
+            if state.outcome == nil { state.outcome = outcome }
+            return Self.takeReady(&state)
+        })
+    }
+
+    /// Waits until every reply enqueued so far is acknowledged; returns the first delivery failure, if any.
+    func deliveriesSettled() async -> (any Error)? {
+        // A request's only reply finds nothing outstanding: no suspension.
+        let settled = state.withLock { state -> (any Error)?? in
+            state.outstanding == 0 ? .some(state.deliveryFailure) : .none
+        }
+        if case .some(let failure) = settled { return failure }
+        await withCheckedContinuation { continuation in
+            let now = state.withLock { state -> Bool in
+                if state.outstanding == 0 { return true }
+                state.settledWaiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+        return state.withLock { $0.deliveryFailure }
+    }
+
+    /// Waits until the handler finished and every reply it produced was acknowledged; returns the outcome to
+    /// acknowledge the record by: ``HandlingOutcome/abandoned`` if a reply could not be delivered (its caller may not
+    /// have the answer, so the record must come back).
+    func finished() async -> HandlingOutcome {
+        await withCheckedContinuation { continuation in
+            let now = state.withLock { state -> Bool in
+                if state.outcome != nil, state.outstanding == 0 { return true }
+                state.finishedWaiters.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+        return state.withLock { state in
+            state.deliveryFailure == nil ? state.outcome ?? .abandoned : .abandoned
+        }
+    }
+
+    /// Removes and returns the waiters whose condition now holds.
+    private static func takeReady(_ state: inout State) -> [CheckedContinuation<Void, Never>] {
+        guard state.outstanding == 0 else { return [] }
+        var ready = state.settledWaiters
+        state.settledWaiters = []
+        if state.outcome != nil {
+            ready += state.finishedWaiters
+            state.finishedWaiters = []
+        }
+        return ready
+    }
+
+    private func resume(_ waiters: [CheckedContinuation<Void, Never>]) {
+        for waiter in waiters { waiter.resume() }
+    }
+}
+
+/// A flag a partition lane raises once a record could not be finished: later offsets of the partition must not be
+/// stored (that would skip the record), so the lane stops taking its records.
+final class KafkaLaneStop: Sendable {
+    private let raised = Atomic<Bool>(false)
+
+    var isRaised: Bool { raised.load(ordering: .acquiring) }
+
+    func raise() { raised.store(true, ordering: .releasing) }
+}
