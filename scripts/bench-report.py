@@ -311,7 +311,7 @@ def page(report, peers, analysis, image_dir):
         "analysis section, which is kept when the page is regenerated. -->",
         "",
         "What is measured: for each transport, Courier's client calling Courier's example worker (`math.sum` "
-        f"{settings.get('payload', '[1,2,3]')}, `audit.*` events, `math.countdown` streams), and in the same run a "
+        f"{settings.get('payload', '[1,2,3]')}, `load.tick` events counted by the worker, `math.countdown` streams of 10,000 elements), and in the same run a "
         "raw baseline that does the same round trip with the same socket or library code path and no framework "
         "(a SwiftNIO echo with the same framing; PUBLISH/SUBSCRIBE ping-pong over the same connection code; "
         "librdkafka produce → consume request/reply). Figures: sequential RPC latency (one call in flight; "
@@ -321,8 +321,9 @@ def page(report, peers, analysis, image_dir):
         "How: `courier bench`, release build. The worker runs in its own process, the client in the bench "
         "process, over loopback; client, worker and broker share the machine's "
         f"{machine.get('cores', NA)} cores, so every figure includes the cost of the other side and of the broker. "
-        "Each figure comes from one run: expect run-to-run differences of 10–30 % on a shared machine, more on "
-        "the tails.",
+        "Each figure comes from one run. This virtual machine is noisy: repeated runs of the same figure differed by "
+        "up to 40 % (TCP RPC with 64 in flight gave 30,652 to 46,883 calls/s over five runs on one day), more on "
+        "the tails; ratios measured in the same run vary less than the figures.",
         "",
         "To repeat: `scripts/bench` (installs what is missing, builds, starts a redis-server, runs "
         "`courier bench`, regenerates this page and its charts); `scripts/bench --seconds 2` passes its options to "

@@ -104,6 +104,47 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async t
         deinit { terminate() }
     }
 
+    @Test func benchMeasuresCourierAndTheRawBaselineAndWritesJSON() async throws {
+        let json = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: json) }
+        let output = try await Self.run([
+            "bench", "--transports", "tcp", "--seconds", "0.2", "--warmup", "0", "--in-flight", "1,4",
+            "--events", "500", "--stream-length", "100", "--memory-calls", "200", "--json", json.path,
+        ])
+        #expect(output.status == 0, "\(output.stderr)")
+        #expect(output.stdout.contains("courier/raw"))
+        let report = try #require(
+            try JSONSerialization.jsonObject(with: Data(contentsOf: json)) as? [String: Any]
+        )
+        let transports = try #require(report["transports"] as? [[String: Any]])
+        #expect(transports.map { $0["id"] as? String } == ["tcp"])
+        for side in ["courier", "raw"] {
+            let figures = try #require(transports[0][side] as? [String: Any], "\(side)")
+            let throughput = try #require(figures["throughput"] as? [[String: Any]])
+            #expect(throughput.map { $0["inFlight"] as? Int } == [1, 4])
+            #expect(throughput.allSatisfy { ($0["callsPerSecond"] as? Double ?? 0) > 0 })
+            #expect((figures["latency"] as? [String: Any])?["p50Micros"] as? Double ?? 0 > 0)
+            #expect(figures["eventsPerSecond"] as? Double ?? 0 > 0)
+            #expect((figures["failures"] as? [Any])?.isEmpty == true)
+        }
+        #expect((transports[0]["ratios"] as? [String: Any])?["latencyP50"] as? Double ?? 0 > 0)
+        let memory = try #require(report["memory"] as? [String: Any])
+        #expect(memory["inFlight"] as? Int == 200)
+        #expect(memory["failures"] as? Int == 0)
+        #expect(memory["workerPeakRSSMiB"] as? Double ?? 0 > 0)
+        let targets = try #require(report["targets"] as? [[String: Any]])
+        let names = targets.compactMap { $0["name"] as? String }
+        #expect(names.contains { $0.hasPrefix("TCP: sequential p50") })
+        #expect(names.contains { $0.hasPrefix("Memory:") })
+        #expect(!names.contains { $0.contains("64 in flight") }, "a target whose figure was not measured is left out")
+    }
+
+    @Test func benchRejectsAnUnknownTransport() async throws {
+        let output = try await Self.run(["bench", "--transports", "carrier-pigeon"])
+        #expect(output.status != 0)
+        #expect(output.stderr.contains("unknown transport 'carrier-pigeon'"))
+    }
+
     @Test func sendPrintsTheReplyAsJSON() async throws {
         let worker = try await Worker.start()
         defer { worker.terminate() }
