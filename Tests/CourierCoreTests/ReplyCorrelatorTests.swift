@@ -73,7 +73,8 @@ import Testing
         #expect(error?.code == .timedOut)
         #expect(error?.message.contains("slow.call") == true)
         #expect(elapsed >= .milliseconds(45), "timed out after \(elapsed)")
-        #expect(elapsed < .seconds(2), "timed out after \(elapsed)")
+        // Fired by the timer, not by something much later (a loaded CI machine once took 3.2 s; a lost timer hangs).
+        #expect(elapsed < .seconds(15), "timed out after \(elapsed)")
         #expect(correlator.pendingCount == 0)
     }
 

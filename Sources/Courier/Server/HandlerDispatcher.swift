@@ -61,6 +61,24 @@ final class HandlerDispatcher: InboundDispatcher {
         }
     }
 
+    func handleInPlace(_ message: InboundMessage) async -> HandlingOutcome {
+        guard await permits.acquire() else { return .abandoned }
+        let accepted = state.withLock { state -> Bool in
+            guard !state.isDraining else { return false }
+            state.inFlight += 1
+            return true
+        }
+        guard accepted else {
+            permits.release()
+            await Self.waitUntilCancelled()
+            return .abandoned
+        }
+        let outcome = await handle(message)
+        permits.release()
+        finishedOne()
+        return outcome
+    }
+
     func draining() async {
         let id = state.withLock { state -> UInt64 in
             state.nextWaiterID += 1

@@ -140,9 +140,29 @@ public protocol InboundDispatcher: Sendable {
     /// neither handled nor acknowledged.
     func dispatch(_ message: InboundMessage, in group: inout DiscardingTaskGroup) async
 
+    /// Handles `message` in the calling task and returns its outcome, for transports that handle messages one at a
+    /// time in order (a Kafka partition): it spares a task and a hand-off per message. It takes a handler slot as
+    /// ``dispatch(_:in:)`` does; while the service drains, it waits until cancelled and returns
+    /// ``HandlingOutcome/abandoned``. `message.onHandled` is not called.
+    func handleInPlace(_ message: InboundMessage) async -> HandlingOutcome
+
     /// Returns once the service has begun its graceful shutdown (stop taking new work).
     func draining() async
 
     /// Logs a problem with input the transport received (a malformed frame, an oversized message).
     func reportBadInput(_ reason: String, metadata: TransportMetadata)
+}
+
+extension InboundDispatcher {
+    /// Through ``dispatch(_:in:)``, for dispatchers that do not handle in place.
+    public func handleInPlace(_ message: InboundMessage) async -> HandlingOutcome {
+        let outcome = OneShot<HandlingOutcome>()
+        var forwarded = message
+        forwarded.onHandled = { outcome.deliver($0) }
+        let dispatched = forwarded
+        await withDiscardingTaskGroup { group in
+            await dispatch(dispatched, in: &group)
+        }
+        return await outcome.value
+    }
 }

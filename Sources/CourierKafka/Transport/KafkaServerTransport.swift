@@ -288,7 +288,6 @@ public final class KafkaServerTransport: ServerTransport {
         in handlers: inout DiscardingTaskGroup
     ) async -> HandlingOutcome {
         let record = pending.record
-        let outcome = OneShot<HandlingOutcome>()
         var writer: (any ReplyWriter)?
         if let replyTo = inbound.replyTo, let correlation = inbound.correlationBytes {
             writer = KafkaReplyWriter(producer: context.producer, address: replyTo, correlationBytes: correlation,
@@ -301,6 +300,13 @@ public final class KafkaServerTransport: ServerTransport {
             offset: String(record.offset),
             key: record.key
         )
+        if context.concurrency == 1 {
+            // One handler at a time: run it in the lane's own task (no task and no hand-off per record).
+            return await context.dispatcher.handleInPlace(
+                InboundMessage(request: inbound.request, metadata: metadata, replyWriter: writer)
+            )
+        }
+        let outcome = OneShot<HandlingOutcome>()
         let message = InboundMessage(
             request: inbound.request,
             metadata: metadata,
