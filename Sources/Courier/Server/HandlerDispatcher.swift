@@ -38,31 +38,28 @@ final class HandlerDispatcher: InboundDispatcher {
     // MARK: InboundDispatcher
 
     func dispatch(_ message: InboundMessage, in group: inout DiscardingTaskGroup) async {
-        guard await permits.acquire() else {
-            message.onHandled?(.abandoned)
-            return
-        }
-        let accepted = state.withLock { state -> Bool in
-            guard !state.isDraining else { return false }
-            state.inFlight += 1
-            return true
-        }
-        guard accepted else {
-            permits.release()
-            await Self.waitUntilCancelled()
+        guard await admit() else {
             message.onHandled?(.abandoned)
             return
         }
         group.addTask {
             let outcome = await self.handle(message)
-            self.permits.release()
             self.finishedOne()
             message.onHandled?(outcome)
         }
     }
 
     func handleInPlace(_ message: InboundMessage) async -> HandlingOutcome {
-        guard await permits.acquire() else { return .abandoned }
+        guard await admit() else { return .abandoned }
+        let outcome = await handle(message)
+        finishedOne()
+        return outcome
+    }
+
+    /// Takes a handler slot and counts the message in flight; false (after waiting until cancelled while the
+    /// service drains) when it must not be handled.
+    private func admit() async -> Bool {
+        guard await permits.acquire() else { return false }
         let accepted = state.withLock { state -> Bool in
             guard !state.isDraining else { return false }
             state.inFlight += 1
@@ -71,12 +68,9 @@ final class HandlerDispatcher: InboundDispatcher {
         guard accepted else {
             permits.release()
             await Self.waitUntilCancelled()
-            return .abandoned
+            return false
         }
-        let outcome = await handle(message)
-        permits.release()
-        finishedOne()
-        return outcome
+        return true
     }
 
     func draining() async {
@@ -160,7 +154,9 @@ final class HandlerDispatcher: InboundDispatcher {
     /// Whether the graceful shutdown has begun.
     var isDraining: Bool { state.withLock { $0.isDraining } }
 
+    /// Gives back the handler slot ``admit()`` took.
     private func finishedOne() {
+        permits.release()
         let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.inFlight -= 1
             guard state.inFlight == 0 else { return [] }
