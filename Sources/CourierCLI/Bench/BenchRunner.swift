@@ -22,9 +22,6 @@ struct BenchRunner {
         self.options = options
     }
 
-    /// The Kafka properties both Courier and the raw baseline use (the same fetch and linger settings).
-    static var kafkaProperties: [String: String] { BenchKafkaSettings.properties }
-
     /// Topics created before the Kafka workers start (the embedded cluster has no admin API; auto-created topics
     /// get 4 partitions).
     static let kafkaTopics: [String: Int] = [
@@ -45,7 +42,7 @@ struct BenchRunner {
                 streamLength: options.streamLength,
                 inFlight: options.inFlightCounts,
                 payload: "[1,2,3]",
-                kafkaProperties: Self.kafkaProperties
+                kafkaProperties: BenchKafkaSettings.properties
             )
         )
         let selected = options.selectedTransports
@@ -129,7 +126,7 @@ struct BenchRunner {
     // MARK: Transports
 
     private func measureKafka(id: String, title: String, bootstrap: String) async throws -> BenchReport.Transport {
-        let query = Self.kafkaProperties.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        let query = BenchKafkaSettings.properties.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
             .joined(separator: "&")
         return try await measure(id: id, title: title, courierURL: "kafka://\(bootstrap)?\(query)",
                                  rawURL: options.noRaw ? nil : "kafka://\(bootstrap)")
@@ -189,7 +186,7 @@ struct BenchRunner {
         case "kafka":
             return try await RawKafkaSubject.connect(
                 bootstrapServers: url.endpoints.map { "\($0.host):\($0.port ?? 9092)" }.joined(separator: ","),
-                properties: Self.kafkaProperties
+                properties: BenchKafkaSettings.properties
             )
         default:
             throw CourierError(.unprocessable, "no raw baseline for \(url.scheme)")

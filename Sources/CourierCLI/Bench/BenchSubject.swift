@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 import Histogram
+import NIOCore
 import Synchronization
 
 /// One side of a benchmark comparison: Courier on a transport, or the raw client doing the same round trip over the
@@ -124,4 +125,34 @@ final class LatencyRecorder: Sendable {
 
     /// A copy of what was recorded.
     var snapshot: Histogram<UInt64> { histogram.withLock { $0 } }
+}
+
+/// The raw clients' calls waiting for replies, by the integer id each request carries.
+final class PendingReplies: Sendable {
+    private let promises = Mutex<[Int: EventLoopPromise<ByteBuffer>]>([:])
+    private let nextID = Atomic<Int>(0)
+
+    /// Registers a new call; returns its id and the future of its reply.
+    func register(on eventLoop: any EventLoop) -> (id: Int, reply: EventLoopFuture<ByteBuffer>) {
+        let id = nextID.add(1, ordering: .relaxed).newValue
+        let promise = eventLoop.makePromise(of: ByteBuffer.self)
+        promises.withLock { $0[id] = promise }
+        return (id, promise.futureResult)
+    }
+
+    func complete(_ id: Int, with reply: ByteBuffer) {
+        promises.withLock { $0.removeValue(forKey: id) }?.succeed(reply)
+    }
+
+    func fail(_ id: Int, _ error: any Error) {
+        promises.withLock { $0.removeValue(forKey: id) }?.fail(error)
+    }
+
+    func failAll(_ error: any Error) {
+        let all = promises.withLock { promises in
+            defer { promises.removeAll() }
+            return Array(promises.values)
+        }
+        for promise in all { promise.fail(error) }
+    }
 }

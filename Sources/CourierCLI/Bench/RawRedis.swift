@@ -6,7 +6,7 @@
 import CourierCore
 import CourierRedis
 import NIOCore
-import Synchronization
+import NIOPosix
 
 /// The raw Redis baseline: PUBLISH/SUBSCRIBE ping-pong over the same connection code Courier's Redis transports use
 /// (``RedisConnection`` for commands, pipelined without a task per command; ``RedisSubscriber`` for messages), but
@@ -54,13 +54,14 @@ enum RawRedisEchoServer {
 final class RawRedisSubject: CallingBenchSubject {
     private let publisher: RedisConnection
     private let subscriber: RedisSubscriber
-    private let waiting = Mutex<[Int: CheckedContinuation<ByteBuffer, any Error>]>([:])
-    private let nextID = Atomic<Int>(0)
+    private let waiting: PendingReplies
     private let reader: Task<Void, Never>
 
-    private init(publisher: RedisConnection, subscriber: RedisSubscriber, reader: Task<Void, Never>) {
+    private init(publisher: RedisConnection, subscriber: RedisSubscriber, waiting: PendingReplies,
+                 reader: Task<Void, Never>) {
         self.publisher = publisher
         self.subscriber = subscriber
+        self.waiting = waiting
         self.reader = reader
     }
 
@@ -68,50 +69,32 @@ final class RawRedisSubject: CallingBenchSubject {
         let publisher = try await RedisConnection.connect(configuration: configuration)
         let subscriber = try await RedisSubscriber.connect(configuration: configuration)
         try await subscriber.subscribe([RawRedis.reply])
-        let box = SubjectBox()
+        let waiting = PendingReplies()
         let reader = Task {
             for await message in subscriber.messages {
-                box.subject?.received(message.payload)
+                // The payload starts with the id: `<id>` for an echo, `<id>:<count>` for a count.
+                var id = 0
+                for byte in message.payload.readableBytesView {
+                    guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { break }
+                    id = id * 10 + Int(byte - UInt8(ascii: "0"))
+                }
+                waiting.complete(id, with: message.payload)
             }
         }
-        let subject = RawRedisSubject(publisher: publisher, subscriber: subscriber, reader: reader)
-        box.subject = subject
-        return subject
-    }
-
-    /// Holds the subject for the reader task, which starts before the subject exists.
-    private final class SubjectBox: @unchecked Sendable {
-        // @unchecked: written once, before the first reply can arrive (nothing is published before it is set).
-        var subject: RawRedisSubject?
-    }
-
-    private func received(_ payload: ByteBuffer) {
-        var id = 0
-        for byte in payload.readableBytesView {
-            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { break }
-            id = id * 10 + Int(byte - UInt8(ascii: "0"))
-        }
-        waiting.withLock { $0.removeValue(forKey: id) }?.resume(returning: payload)
+        return RawRedisSubject(publisher: publisher, subscriber: subscriber, waiting: waiting, reader: reader)
     }
 
     /// One round trip: register for the reply, queue the PUBLISH (no task per command), wait for the reply.
     private func call(prefix: String = "") async throws -> ByteBuffer {
-        let id = nextID.add(1, ordering: .relaxed).newValue
-        return try await withCheckedThrowingContinuation { continuation in
-            waiting.withLock { $0[id] = continuation }
-            let published = publisher.enqueue(["PUBLISH", RESPArgument(RawRedis.request), RESPArgument("\(prefix)\(id)")])
-            published.whenComplete { result in
-                let reached: Bool
-                if case .success(let value) = result, let receivers = value.int, receivers > 0 {
-                    reached = true
-                } else {
-                    reached = false
-                }
-                if !reached, let waiter = self.waiting.withLock({ $0.removeValue(forKey: id) }) {
-                    waiter.resume(throwing: CourierError(.transportUnavailable, "no raw echo server received \(id)"))
+        let (id, reply) = waiting.register(on: MultiThreadedEventLoopGroup.singleton.any())
+        publisher.enqueue(["PUBLISH", RESPArgument(RawRedis.request), RESPArgument("\(prefix)\(id)")])
+            .whenComplete { [waiting] result in
+                guard case .success(let value) = result, let receivers = value.int, receivers > 0 else {
+                    waiting.fail(id, CourierError(.transportUnavailable, "no raw echo server received \(id)"))
+                    return
                 }
             }
-        }
+        return try await reply.get()
     }
 
     func roundTrip() async throws {

@@ -129,17 +129,16 @@ enum RawTCPEchoServer {
 final class RawTCPSubject: CallingBenchSubject {
     private let channel: any Channel
     private let writer: WriteCoalescer<ByteBuffer>
-    private let waiting: Waiting
-    private let nextID = Atomic<Int>(0)
+    private let waiting: PendingReplies
 
-    private init(channel: any Channel, waiting: Waiting) {
+    private init(channel: any Channel, waiting: PendingReplies) {
         self.channel = channel
         self.waiting = waiting
         self.writer = WriteCoalescer(channel: channel)
     }
 
     static func connect(host: String, port: Int) async throws -> RawTCPSubject {
-        let waiting = Waiting()
+        let waiting = PendingReplies()
         let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
             .channelInitializer { RawTCP.framed($0) { ReplyHandler(waiting: waiting) } }
@@ -148,20 +147,15 @@ final class RawTCPSubject: CallingBenchSubject {
         return RawTCPSubject(channel: channel, waiting: waiting)
     }
 
-    /// One round trip: frame the request, queue it, wait for the reply with its id.
-    func call(_ pattern: String = "raw.echo") async throws {
-        let id = nextID.add(1, ordering: .relaxed).newValue
-        let body = pattern == "raw.echo"
-            ? #"{"pattern":"raw.echo","data":[1,2,3],"id":"\#(id)"}"#
-            : #"{"pattern":"\#(pattern)","id":"\#(id)"}"#
-        let promise = channel.eventLoop.makePromise(of: ByteBuffer.self)
-        waiting.add(id, promise)
-        writer.write(RawTCP.frame(body, allocator: channel.allocator), promise: nil)
-        _ = try await promise.futureResult.get()
+    /// Frames the request `body(id)`, queues it and waits for the reply carrying its id.
+    private func request(_ body: (Int) -> String) async throws -> ByteBuffer {
+        let (id, reply) = waiting.register(on: channel.eventLoop)
+        writer.write(RawTCP.frame(body(id), allocator: channel.allocator), promise: nil)
+        return try await reply.get()
     }
 
     func roundTrip() async throws {
-        try await call()
+        _ = try await request { #"{"pattern":"raw.echo","data":[1,2,3],"id":"\#($0)"}"# }
     }
 
     func events(count: Int, counter: BenchCounter) async throws {
@@ -174,12 +168,7 @@ final class RawTCPSubject: CallingBenchSubject {
     }
 
     private func eventCount() async throws -> Int {
-        let id = nextID.add(1, ordering: .relaxed).newValue
-        let promise = channel.eventLoop.makePromise(of: ByteBuffer.self)
-        waiting.add(id, promise)
-        writer.write(RawTCP.frame(#"{"pattern":"raw.count","id":"\#(id)"}"#, allocator: channel.allocator),
-                     promise: nil)
-        let reply = try await promise.futureResult.get()
+        let reply = try await request { #"{"pattern":"raw.count","id":"\#($0)"}"# }
         // {"response":<count>,"isDisposed":true,"id":"<n>"}
         let text = String(buffer: reply)
         guard let colon = text.firstIndex(of: ":"), let comma = text.firstIndex(of: ","),
@@ -192,32 +181,11 @@ final class RawTCPSubject: CallingBenchSubject {
         try? await channel.close()
     }
 
-    /// Promises waiting for replies, by id.
-    final class Waiting: Sendable {
-        private let promises = Mutex<[Int: EventLoopPromise<ByteBuffer>]>([:])
-
-        func add(_ id: Int, _ promise: EventLoopPromise<ByteBuffer>) {
-            promises.withLock { $0[id] = promise }
-        }
-
-        func complete(_ id: Int, with body: ByteBuffer) {
-            promises.withLock { $0.removeValue(forKey: id) }?.succeed(body)
-        }
-
-        func failAll(_ error: any Error) {
-            let all = promises.withLock { promises in
-                defer { promises.removeAll() }
-                return Array(promises.values)
-            }
-            for promise in all { promise.fail(error) }
-        }
-    }
-
     final class ReplyHandler: ChannelInboundHandler {
         typealias InboundIn = ByteBuffer
-        let waiting: Waiting
+        let waiting: PendingReplies
 
-        init(waiting: Waiting) { self.waiting = waiting }
+        init(waiting: PendingReplies) { self.waiting = waiting }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
             let body = unwrapInboundIn(data)

@@ -65,12 +65,7 @@ package struct PieceWriter {
 
     /// The decimal digits of a non-negative integer.
     package mutating func put(decimal value: Int64) {
-        var digits = 1
-        var rest = value / 10
-        while rest > 0 {
-            digits += 1
-            rest /= 10
-        }
+        let digits = Self.decimalLength(value)
         var remaining = value
         for position in stride(from: count + digits - 1, through: count, by: -1) {
             base.storeBytes(of: UInt8(ascii: "0") + UInt8(remaining % 10), toByteOffset: position, as: UInt8.self)

@@ -132,12 +132,7 @@ enum NestFraming {
     private static func prefixed(_ body: ByteBuffer) -> ByteBuffer {
         var buffer = body
         let units = buffer.withUnsafeReadableBytes { utf16Length(of: $0) }
-        var digits = units == 0 ? 1 : 0
-        var remaining = units
-        while remaining > 0 {
-            digits += 1
-            remaining /= 10
-        }
+        let digits = PieceWriter.decimalLength(Int64(units))
         // One write of the prefix into the room left in front of the body (not a checked write per digit).
         var prefix: (UInt64, UInt64) = (0, 0)
         withUnsafeMutableBytes(of: &prefix) { raw in
