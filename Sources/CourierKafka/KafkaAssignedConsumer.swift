@@ -50,7 +50,10 @@ public final class KafkaAssignedConsumer: Sendable {
     ///   - readyTimeout: The longest ``ready()`` spends querying the partitions' high watermarks, in total.
     ///     Default: `.seconds(10)`.
     ///   - lowWatermark: How few buffered messages make a paused consumer resume. Default: `2_000`.
-    ///   - highWatermark: How many buffered messages make the consumer pause its partitions. Default: `10_000`.
+    ///   - highWatermark: How many buffered messages make the reader count as behind. Default: `10_000`.
+    ///   - pauseDelay: How long the reader may stay behind before the consumer pauses its partitions; until then the
+    ///     poll thread only stops polling, which keeps librdkafka's prefetched messages (pausing drops them, and
+    ///     resuming restarts fetching slowly). Default: `.milliseconds(500)`.
     ///   - logger: Where librdkafka's logs and errors go. Default: a logger labelled
     ///     `courier.kafka.assigned-consumer`.
     /// - Throws: ``CourierError/Code/unprocessable`` for a rejected property, bad watermarks, a non-positive
@@ -63,10 +66,14 @@ public final class KafkaAssignedConsumer: Sendable {
         readyTimeout: Duration = .seconds(10),
         lowWatermark: Int = 2_000,
         highWatermark: Int = 10_000,
+        pauseDelay: Duration = .milliseconds(500),
         logger: Logger = Logger(label: "courier.kafka.assigned-consumer")
     ) throws {
         guard lowWatermark >= 0, lowWatermark <= highWatermark else {
             throw CourierError(.unprocessable, "watermarks need 0 <= low (\(lowWatermark)) <= high (\(highWatermark))")
+        }
+        guard pauseDelay >= .zero else {
+            throw CourierError(.unprocessable, "pauseDelay must not be negative, not \(pauseDelay)")
         }
         guard !partitions.isEmpty else {
             throw CourierError(.unprocessable, "a KafkaAssignedConsumer needs at least one partition")
@@ -99,7 +106,8 @@ public final class KafkaAssignedConsumer: Sendable {
             finishOnDeinit: true,
             delegate: backPressure
         )
-        let context = ConsumerContext(backPressure: backPressure, source: sequence.source, logger: logger)
+        let context = ConsumerContext(backPressure: backPressure, source: sequence.source, logger: logger,
+                                      pauseDelay: pauseDelay)
         // No rebalance callback and no conf opaque: without a subscription there are no rebalances.
         let client = try RDKafkaClient(
             type: RD_KAFKA_CONSUMER,

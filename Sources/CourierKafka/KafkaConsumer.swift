@@ -35,7 +35,10 @@ public final class KafkaConsumer: Sendable {
     ///     `session.timeout.ms`. Default: none (librdkafka's defaults, so new groups start at the latest offset).
     ///     `enable.auto.offset.store` is always `false` and `log.queue` always `true`.
     ///   - lowWatermark: How few buffered events make a paused consumer resume. Default: `2_000`.
-    ///   - highWatermark: How many buffered events make the consumer pause its partitions. Default: `10_000`.
+    ///   - highWatermark: How many buffered events make the reader count as behind. Default: `10_000`.
+    ///   - pauseDelay: How long the reader may stay behind before the consumer pauses its partitions; until then the
+    ///     poll thread only stops polling, which keeps librdkafka's prefetched messages (pausing drops them, and
+    ///     resuming restarts fetching slowly). Default: `.milliseconds(500)`.
     ///   - revocationTimeout: If set, a revocation waits (up to this long) until the reader calls
     ///     ``revocationHandled()`` before the partitions are given up, so that records the reader finishes
     ///     meanwhile are stored and committed instead of being handled again by their next owner. Default: nil (the
@@ -50,11 +53,15 @@ public final class KafkaConsumer: Sendable {
         properties: [String: String] = [:],
         lowWatermark: Int = 2_000,
         highWatermark: Int = 10_000,
+        pauseDelay: Duration = .milliseconds(500),
         revocationTimeout: Duration? = nil,
         logger: Logger = Logger(label: "courier.kafka.consumer")
     ) throws {
         guard lowWatermark >= 0, lowWatermark <= highWatermark else {
             throw CourierError(.unprocessable, "watermarks need 0 <= low (\(lowWatermark)) <= high (\(highWatermark))")
+        }
+        guard pauseDelay >= .zero else {
+            throw CourierError(.unprocessable, "pauseDelay must not be negative, not \(pauseDelay)")
         }
         var properties = properties
         properties["bootstrap.servers"] = bootstrapServers
@@ -68,7 +75,7 @@ public final class KafkaConsumer: Sendable {
             delegate: backPressure
         )
         let context = ConsumerContext(backPressure: backPressure, source: sequence.source, logger: logger,
-                                      revocationTimeout: revocationTimeout)
+                                      pauseDelay: pauseDelay, revocationTimeout: revocationTimeout)
         let client = try RDKafkaClient(
             type: RD_KAFKA_CONSUMER,
             properties: properties,

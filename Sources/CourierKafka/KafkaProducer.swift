@@ -96,14 +96,47 @@ public final class KafkaProducer: Sendable {
         return id
     }
 
-    /// Enqueues a message and waits for the broker to acknowledge it.
+    /// Enqueues a message without waiting for the broker, first waiting for room while librdkafka's local queue is
+    /// full (checking every millisecond).
     ///
-    /// Cancelling the calling task does not withdraw the message: the wait ends when librdkafka reports delivery
-    /// or failure (at the latest after `delivery.timeout.ms`), or when the producer closes.
+    /// - Parameters: the same as ``produce(topic:partition:key:value:headers:)``.
+    /// - Returns: The message's id, unique within this producer.
+    /// - Throws: What ``produce(topic:partition:key:value:headers:)`` throws for anything but a full queue, or
+    ///   `CancellationError` if the task is cancelled while it waits for room.
+    @discardableResult
+    public func produceWhenRoom(
+        topic: String,
+        partition: Int32? = nil,
+        key: [UInt8]? = nil,
+        value: [UInt8]?,
+        headers: [(String, [UInt8])] = []
+    ) async throws -> UInt64 {
+        while true {
+            let id = try deliveries.reserveID()
+            let queued: Bool
+            do {
+                queued = try enqueueUnlessFull(id: id, topic: topic, partition: partition, key: key, value: value,
+                                               headers: headers)
+            } catch {
+                deliveries.withdraw(id)
+                throw error
+            }
+            if queued { return id }
+            deliveries.withdraw(id)
+            try await Task.sleep(for: .milliseconds(1))
+        }
+    }
+
+    /// Enqueues a message and waits for the broker to acknowledge it; while librdkafka's local queue is full, it
+    /// first waits for room (checking every millisecond).
+    ///
+    /// Cancelling the calling task does not withdraw an enqueued message: the wait ends when librdkafka reports
+    /// delivery or failure (at the latest after `delivery.timeout.ms`), or when the producer closes. Cancelled
+    /// while waiting for room, it throws `CancellationError` and enqueues nothing.
     ///
     /// - Parameters: the same as ``produce(topic:partition:key:value:headers:)``.
     /// - Returns: Where the message was stored.
-    /// - Throws: What ``produce(topic:partition:key:value:headers:)`` throws,
+    /// - Throws: What ``produce(topic:partition:key:value:headers:)`` throws for anything but a full queue,
     ///   ``CourierError/Code/transportUnavailable`` naming librdkafka's error if delivery failed, or if the producer
     ///   closed first.
     public func send(
@@ -113,21 +146,22 @@ public final class KafkaProducer: Sendable {
         value: [UInt8]?,
         headers: [(String, [UInt8])] = []
     ) async throws -> KafkaDeliveryReport {
-        try await withCheckedThrowingContinuation { continuation in
-            // The continuation is registered before the message is enqueued: the report can arrive before
-            // rd_kafka_produceva returns.
-            let id: UInt64
-            do {
-                id = try deliveries.reserveID(awaitedBy: .continuation(continuation))
-            } catch {
-                continuation.resume(throwing: error)
-                return
+        while true {
+            // nil: the queue was full and nothing was enqueued.
+            let result = await withCheckedContinuation {
+                (continuation: CheckedContinuation<Result<KafkaDeliveryReport, any Error>?, Never>) in
+                do {
+                    let queued = try produce(
+                        topic: topic, partition: partition, key: key, value: value, headers: headers,
+                        onDelivery: { continuation.resume(returning: $0) }
+                    )
+                    if !queued { continuation.resume(returning: nil) }
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
             }
-            do {
-                try enqueue(id: id, topic: topic, partition: partition, key: key, value: value, headers: headers)
-            } catch {
-                deliveries.fail(id, error)
-            }
+            if let result { return try result.get() }
+            try await Task.sleep(for: .milliseconds(1))
         }
     }
 
@@ -148,7 +182,7 @@ public final class KafkaProducer: Sendable {
         onDelivery: @escaping @Sendable (Result<KafkaDeliveryReport, any Error>) -> Void
     ) throws -> Bool {
         // Registered before enqueueing: the report can arrive before rd_kafka_produceva returns.
-        let id = try deliveries.reserveID(awaitedBy: .callback(onDelivery))
+        let id = try deliveries.reserveID(awaitedBy: onDelivery)
         do {
             let queued = try enqueueUnlessFull(id: id, topic: topic, partition: partition, key: key, value: value,
                                                headers: headers)

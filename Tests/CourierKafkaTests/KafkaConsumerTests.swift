@@ -87,35 +87,60 @@ import Testing
     @Test func pausesWhenTheReaderFallsBehindAndLosesNothing() async throws {
         let cluster = try EmbeddedKafkaCluster(topics: ["backlog": 1])
         defer { cluster.close() }
+        let consumer = try await Self.backlogConsumer(cluster, pauseDelay: .milliseconds(50))
+        #expect(try await Self.readAfterStalling(consumer, count: 600, for: .milliseconds(500)) == Array(0..<600))
+        #expect(consumer.pauseCount >= 1)
+        await consumer.close()
+    }
+
+    @Test func aReaderBehindForLessThanThePauseDelayIsWaitedForWithoutPausing() async throws {
+        let cluster = try EmbeddedKafkaCluster(topics: ["backlog": 1])
+        defer { cluster.close() }
+        let consumer = try await Self.backlogConsumer(cluster, pauseDelay: .seconds(60))
+        #expect(try await Self.readAfterStalling(consumer, count: 600, for: .milliseconds(500)) == Array(0..<600))
+        #expect(consumer.pauseCount == 0)
+        await consumer.close()
+    }
+
+    /// A consumer with watermarks 20/100 of topic `backlog`, which holds 600 messages whose values are their offsets.
+    private static func backlogConsumer(_ cluster: EmbeddedKafkaCluster, pauseDelay: Duration) async throws
+        -> KafkaConsumer
+    {
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
         for index in 0..<600 { try producer.produce(topic: "backlog", value: Array("\(index)".utf8)) }
         await producer.close()
-
-        let consumer = try KafkaConsumer(
+        return try KafkaConsumer(
             bootstrapServers: cluster.bootstrapServers,
             groupID: "slow",
             topics: ["backlog"],
-            properties: Self.fastGroup,
+            properties: fastGroup,
             lowWatermark: 20,
-            highWatermark: 100
+            highWatermark: 100,
+            pauseDelay: pauseDelay
         )
+    }
+
+    /// Reads `count` messages' offsets, checking each value, after stopping for `stall` once assigned (so the
+    /// buffer passes the high watermark).
+    private static func readAfterStalling(
+        _ consumer: KafkaConsumer,
+        count: Int,
+        for stall: Duration
+    ) async throws -> [Int64] {
         var iterator = consumer.events.makeAsyncIterator()
         var offsets: [Int64] = []
         var stalled = false
-        while offsets.count < 600, let event = await iterator.next() {
+        while offsets.count < count, let event = await iterator.next() {
             if !stalled, event.assigned != nil {
-                // Stop reading for a while so the buffer passes the high watermark.
                 stalled = true
-                try await Task.sleep(for: .milliseconds(500))
+                try await Task.sleep(for: stall)
             }
             if let message = event.message {
                 offsets.append(message.offset)
                 #expect(message.value == Array("\(message.offset)".utf8))
             }
         }
-        #expect(offsets == Array(0..<600))
-        #expect(consumer.pauseCount >= 1)
-        await consumer.close()
+        return offsets
     }
 
     @Test func storingAfterCloseThrows() async throws {

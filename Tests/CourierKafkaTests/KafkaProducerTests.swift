@@ -65,6 +65,50 @@ import Testing
         }
     }
 
+    @Test func sendAndProduceWhenRoomWaitForAFullQueueWhereProduceFails() async throws {
+        let cluster = try EmbeddedKafkaCluster(topics: ["narrow": 1])
+        defer { cluster.close() }
+        // Room for 5 messages, and each batch waits 20 ms: concurrent senders find the queue full.
+        let producer = try KafkaProducer(
+            bootstrapServers: cluster.bootstrapServers,
+            properties: ["queue.buffering.max.messages": "5", "linger.ms": "20"]
+        )
+        var full: CourierError?
+        for index in 0..<6 {
+            do {
+                try producer.produce(topic: "narrow", value: [UInt8(index)])
+            } catch let error as CourierError {
+                full = error
+            }
+        }
+        #expect(full?.code == .transportUnavailable)
+        #expect(full?.message.contains("Queue full") == true)
+        try await producer.flush(timeout: .seconds(10))
+
+        let offsets = try await withThrowingTaskGroup(of: Int64.self) { group in
+            for index in 0..<60 {
+                group.addTask {
+                    if index.isMultiple(of: 2) {
+                        return try await producer.send(topic: "narrow", value: [UInt8(index)]).offset
+                    }
+                    try await producer.produceWhenRoom(topic: "narrow", value: [UInt8(index)])
+                    return -1
+                }
+            }
+            var offsets: [Int64] = []
+            for try await offset in group where offset >= 0 { offsets.append(offset) }
+            return offsets
+        }
+        #expect(offsets.count == 30)
+        try await producer.flush(timeout: .seconds(10))
+        await producer.close()
+        let servers = cluster.bootstrapServers
+        let read = try await offThePool {
+            try readBlocking(bootstrapServers: servers, topic: "narrow", partitions: 1, count: 65)
+        }
+        #expect(read.count == 65)
+    }
+
     @Test func produceThenFlushEmptiesTheQueue() async throws {
         let cluster = try EmbeddedKafkaCluster(topics: ["flushed": 2])
         defer { cluster.close() }

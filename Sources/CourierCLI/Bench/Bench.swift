@@ -44,6 +44,9 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .long, help: "Events per event-throughput step.")
     var events: Int = 100_000
 
+    @Option(name: .long, help: "Tasks emitting events at once in the event step (each emit awaits the transport's acceptance).")
+    var emitters: Int = 256
+
     @Option(name: .long, help: "Elements per streamed reply (math.countdown).")
     var streamLength: Int = 10_000
 
@@ -55,6 +58,12 @@ struct Bench: AsyncParsableCommand {
 
     @Option(name: .long, help: "A Kafka broker for kafka-broker (kafka://HOST:PORT); default: start courier dev-broker.")
     var kafkaBroker: String?
+
+    @Flag(
+        name: .long,
+        help: "Make Courier's Kafka emits await the broker's acknowledgement (default: not, like the raw produce loop)."
+    )
+    var kafkaEventAcks = false
 
     @Flag(name: .long, help: "Skip the raw baselines.")
     var noRaw = false
@@ -72,8 +81,8 @@ struct Bench: AsyncParsableCommand {
         guard !inFlightCounts.isEmpty, inFlightCounts.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--in-flight must list positive numbers, e.g. 1,16,64,256")
         }
-        guard events >= 1, streamLength >= 1, memoryCalls >= 0 else {
-            throw ValidationError("--events and --stream-length must be ≥ 1, --memory-calls ≥ 0")
+        guard events >= 1, emitters >= 1, streamLength >= 1, memoryCalls >= 0 else {
+            throw ValidationError("--events, --emitters and --stream-length must be ≥ 1, --memory-calls ≥ 0")
         }
     }
 

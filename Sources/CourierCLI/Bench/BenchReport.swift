@@ -24,6 +24,10 @@ struct BenchReport: Codable, Sendable {
         var seconds: Double
         var warmupSeconds: Double
         var eventCount: Int
+        /// Tasks emitting at once in Courier's event step (absent in reports written before the option existed).
+        var emitters: Int?
+        /// Whether Courier's Kafka emits awaited the broker's acknowledgement (absent in older reports: they did).
+        var kafkaEventAcks: Bool?
         var streamLength: Int
         var inFlight: [Int]
         var payload: String

@@ -39,6 +39,8 @@ struct BenchRunner {
                 seconds: options.seconds,
                 warmupSeconds: options.warmup,
                 eventCount: options.events,
+                emitters: options.emitters,
+                kafkaEventAcks: options.kafkaEventAcks,
                 streamLength: options.streamLength,
                 inFlight: options.inFlightCounts,
                 payload: "[1,2,3]",
@@ -128,13 +130,18 @@ struct BenchRunner {
     private func measureKafka(id: String, title: String, bootstrap: String) async throws -> BenchReport.Transport {
         let query = BenchKafkaSettings.properties.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
             .joined(separator: "&")
+        // The client gets the same librdkafka settings as the worker and the raw baseline, and by default emits
+        // without awaiting each event's acknowledgement, as the raw produce loop does.
         return try await measure(id: id, title: title, courierURL: "kafka://\(bootstrap)?\(query)",
+                                 clientOptions: query + "&eventAcks=\(options.kafkaEventAcks)",
                                  rawURL: options.noRaw ? nil : "kafka://\(bootstrap)")
     }
 
     /// Measures Courier (worker process + client here) and then, with `rawURL`, the raw baseline.
-    private func measure(id: String, title: String, courierURL: String, rawURL: String?) async throws
-        -> BenchReport.Transport
+    ///
+    /// The client calls the URL the worker printed when ready, plus `clientOptions` (query options) if given.
+    private func measure(id: String, title: String, courierURL: String, clientOptions: String? = nil,
+                         rawURL: String?) async throws -> BenchReport.Transport
     {
         progressLine("\(title): starting the example worker")
         let worker = try await BenchProcess.start(
@@ -143,11 +150,13 @@ struct BenchRunner {
         )
         var courier: BenchReport.Side
         do {
+            var clientURL = worker.ready.isEmpty ? courierURL : worker.ready
+            if let clientOptions { clientURL += (clientURL.contains("?") ? "&" : "?") + clientOptions }
             let client = CourierClient(
-                transport: try TransportFactory.client(for: worker.ready.isEmpty ? courierURL : worker.ready),
+                transport: try TransportFactory.client(for: clientURL),
                 configuration: ClientConfiguration(defaultTimeout: .seconds(30))
             )
-            let subject = CourierSubject(client: client, streamLength: options.streamLength)
+            let subject = CourierSubject(client: client, emitters: options.emitters, streamLength: options.streamLength)
             courier = await measure(subject, label: "\(title) courier", streams: true)
             await subject.shutdown()
             courier.workerPeakRSSMiB = worker.peakRSSMiB

@@ -22,6 +22,9 @@ final class ConsumerBackPressure: NIOAsyncSequenceProducerDelegate {
         var paused = false
         /// How many times the poll thread paused the assignment (for tests and metrics).
         var pauses = 0
+        /// Since when the reader has been behind while the assignment is not paused (only the poll thread changes
+        /// this).
+        var behindSince: ContinuousClock.Instant?
     }
 
     let state = Mutex(State())

@@ -8,19 +8,9 @@ import CourierCore
 import Logging
 import Synchronization
 
-/// What waits for one message's delivery report: a `send` call's continuation, or a callback that runs on the poll
-/// thread (it must not block).
-enum DeliveryWaiter: Sendable {
-    case continuation(CheckedContinuation<KafkaDeliveryReport, any Error>)
-    case callback(@Sendable (Result<KafkaDeliveryReport, any Error>) -> Void)
-
-    func resume(with result: Result<KafkaDeliveryReport, any Error>) {
-        switch self {
-        case .continuation(let continuation): continuation.resume(with: result)
-        case .callback(let callback): callback(result)
-        }
-    }
-}
+/// What waits for one message's delivery report: a callback that runs on the poll thread (it must not block), or
+/// when the producer closes first.
+typealias DeliveryWaiter = @Sendable (Result<KafkaDeliveryReport, any Error>) -> Void
 
 /// A producer's message ids and what waits for their delivery reports.
 ///
@@ -60,18 +50,13 @@ final class PendingDeliveries: Sendable {
         }
     }
 
-    /// Fails the `send` waiting for `id`, if any.
-    func fail(_ id: UInt64, _ error: any Error) {
-        state.withLock { $0.waiting.removeValue(forKey: id) }?.resume(with: .failure(error))
-    }
-
     /// Fails every waiting `send`; runs once the poll thread has stopped and no more reports can come.
     func failAll(_ error: any Error) {
         let waiting = state.withLock { state in
             defer { state.waiting = [:] }
             return state.waiting
         }
-        for waiter in waiting.values { waiter.resume(with: .failure(error)) }
+        for waiter in waiting.values { waiter(.failure(error)) }
     }
 
     /// Handles an `RD_KAFKA_EVENT_DR` batch: resumes the waiters it answers and logs failed `produce`s.
@@ -88,11 +73,11 @@ final class PendingDeliveries: Sendable {
                     partition: message.pointee.partition,
                     offset: message.pointee.offset
                 )
-                waiter?.resume(with: .success(report))
+                waiter?(.success(report))
             } else {
                 let error = RDKafkaConfig.error(.transportUnavailable, "delivering message \(id) to '\(topic)'", err)
                 if let waiter {
-                    waiter.resume(with: .failure(error))
+                    waiter(.failure(error))
                 } else {
                     logger.warning("\(error.message)")
                 }

@@ -112,7 +112,8 @@ public struct KafkaConfiguration: Sendable {
     /// Reads a `kafka://host:port[,host:port…]` URL. Query options: `group` (``groupID``); `createTopics`, the
     /// partition count of created topics (``topicCreation``; `-1` for the broker's default) and
     /// `replicationFactor`; `headers` (`nestjs` or `spring`, ``requestHeaders``); `partitionConcurrency`
-    /// (``partitionConcurrency``); `maxBufferedRecords` (``maxBufferedRecords``); `replyTopic` and `replyPartition` are read by ``KafkaReplyStrategy/init(url:)``; any
+    /// (``partitionConcurrency``); `maxBufferedRecords` (``maxBufferedRecords``); `eventAcks` (`true` or `false`,
+    /// ``awaitsEventAcknowledgement``); `replyTopic` and `replyPartition` are read by ``KafkaReplyStrategy/init(url:)``; any
     /// other key is passed to librdkafka as a property (to ``consumerProperties`` or ``producerProperties`` when
     /// librdkafka applies it to one kind of client only, such as `session.timeout.ms` or `linger.ms`)
     /// (`kafka://b1:9092?security.protocol=SASL_SSL&sasl.mechanisms=PLAIN`).
@@ -144,6 +145,11 @@ public struct KafkaConfiguration: Sendable {
                     throw CourierError(.unprocessable, "\(key) must be at least 1, got '\(value)'")
                 }
                 if key == "partitionConcurrency" { partitionConcurrency = count } else { maxBufferedRecords = count }
+            case "eventAcks":
+                guard let awaits = Bool(value) else {
+                    throw CourierError(.unprocessable, "eventAcks must be true or false, got '\(value)'")
+                }
+                awaitsEventAcknowledgement = awaits
             case "replyTopic", "replyPartition": break
             default:
                 // A handle of the other kind would warn (CONFWARN) about a property it ignores.

@@ -93,6 +93,14 @@ final class KafkaPendingRecord: Sendable {
         }
     }
 
+    /// The outcome ``finished()`` would return, if the record is finished now; `nil` if it is not yet.
+    var finishedOutcome: HandlingOutcome? {
+        state.withLock { state in
+            guard let outcome = state.outcome, state.outstanding == 0 else { return nil }
+            return state.deliveryFailure == nil ? outcome : .abandoned
+        }
+    }
+
     /// Removes and returns the waiters whose condition now holds.
     private static func takeReady(_ state: inout State) -> [CheckedContinuation<Void, Never>] {
         guard state.outstanding == 0 else { return [] }
@@ -118,4 +126,16 @@ final class KafkaLaneStop: Sendable {
     var isRaised: Bool { raised.load(ordering: .acquiring) }
 
     func raise() { raised.store(true, ordering: .releasing) }
+}
+
+/// How many records a partition lane handed to its acknowledger that are not acknowledged yet: while any are, a
+/// later record must go through the acknowledger too, to keep offsets in order.
+final class KafkaLaneBacklog: Sendable {
+    private let count = Atomic<Int>(0)
+
+    var isEmpty: Bool { count.load(ordering: .acquiring) == 0 }
+
+    func added() { count.add(1, ordering: .relaxed) }
+
+    func acknowledged() { count.subtract(1, ordering: .releasing) }
 }

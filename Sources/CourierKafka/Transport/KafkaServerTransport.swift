@@ -112,16 +112,17 @@ public final class KafkaServerTransport: ServerTransport {
                     }
                     guard await budget.acquire() else { break }
                     let partition = message.topicPartition
-                    if lanes[partition] == nil {
-                        let (records, continuation) = AsyncStream<KafkaConsumerMessage>.makeStream()
-                        let finished = OneShot<Void>()
-                        lanes[partition] = Lane(records: continuation, finished: finished)
+                    if let lane = lanes[partition] {
+                        lane.records.push(message)
+                    } else {
+                        let lane = Lane(records: KafkaLaneQueue(), finished: OneShot<Void>())
+                        lanes[partition] = lane
+                        lane.records.push(message)
                         group.addTask {
-                            await Self.runLane(records, context: laneContext)
-                            finished.deliver(())
+                            await Self.runLane(lane.records, context: laneContext)
+                            lane.finished.deliver(())
                         }
                     }
-                    lanes[partition]?.records.yield(message)
                 } else if event.assigned != nil {
                     assigned.deliver(())
                 } else if let revoked = event.revoked {
@@ -145,7 +146,7 @@ public final class KafkaServerTransport: ServerTransport {
 
     /// The records of one partition, handled in order by one task.
     private struct Lane {
-        let records: AsyncStream<KafkaConsumerMessage>.Continuation
+        let records: KafkaLaneQueue<KafkaConsumerMessage>
         let finished: OneShot<Void>
     }
 
@@ -169,47 +170,45 @@ public final class KafkaServerTransport: ServerTransport {
     /// Handles one partition's records in offset order and stores each offset once its record is done.
     ///
     /// A record is done when its handler finished and the broker acknowledged its replies (or its dead letter).
-    /// The next record's handler does not wait for those acknowledgements: the lane hands each record to its
-    /// acknowledger, which waits for records strictly in offset order and stores their offsets, so a record that is
-    /// not done holds back every later offset of the partition. With a concurrency above 1, up to that many
-    /// handlers of the partition run at once (started in offset order). Each record holds a permit of the worker's
-    /// `budget` until the acknowledger is done with it.
-    private static func runLane(_ records: AsyncStream<KafkaConsumerMessage>, context: LaneContext) async {
-        let (acknowledging, acknowledger) = AsyncStream<KafkaPendingRecord>.makeStream()
+    /// The next record's handler does not wait for those acknowledgements: the lane hands each record that is not
+    /// done yet to its acknowledger, which waits for records strictly in offset order and stores their offsets, so
+    /// a record that is not done holds back every later offset of the partition. A record already done when its
+    /// handler returns (an event, or a request whose replies were acknowledged), with nothing before it waiting in
+    /// the acknowledger, is acknowledged at once without the hand-off. With a concurrency above 1, up to that many
+    /// handlers of the partition run at once (started in offset order, every record through the acknowledger). Each
+    /// record holds a permit of the worker's `budget` until it is acknowledged.
+    private static func runLane(_ records: KafkaLaneQueue<KafkaConsumerMessage>, context: LaneContext) async {
+        let acknowledging = KafkaLaneQueue<KafkaPendingRecord>()
+        let waiting = KafkaLaneBacklog()
         let stop = KafkaLaneStop()
         await withDiscardingTaskGroup { group in
             group.addTask {
-                for await pending in acknowledging {
-                    defer { context.budget.release() }
-                    let outcome = await pending.finished()
-                    if stop.isRaised { continue }
-                    guard outcome.shouldAcknowledge else {
-                        // Not finished: storing a later offset would skip it, so this lane stores nothing more.
-                        stop.raise()
-                        continue
-                    }
-                    do {
-                        try context.consumer.storeOffset(pending.record)
-                    } catch {
-                        context.logger.debug(
-                            "could not store offset \(pending.record.offset) of \(pending.record.topicPartition): \(error)"
-                        )
-                    }
+                while let pending = await acknowledging.next() {
+                    acknowledge(pending, await pending.finished(), stop: stop, context: context)
+                    waiting.acknowledged()
                 }
             }
             let slots = context.concurrency > 1 ? AsyncSemaphore(permits: context.concurrency) : nil
-            for await record in records {
+            while let record = await records.next() {
                 if stop.isRaised {
                     // Left unacknowledged: it comes back after a restart or a rebalance.
                     context.budget.release()
                     continue
                 }
                 let pending = KafkaPendingRecord(record)
-                acknowledger.yield(pending)
                 guard let slots else {
                     pending.handled(await process(pending, context: context, in: &group))
+                    // In order: only when nothing earlier still waits in the acknowledger.
+                    if waiting.isEmpty, let outcome = pending.finishedOutcome {
+                        acknowledge(pending, outcome, stop: stop, context: context)
+                    } else {
+                        waiting.added()
+                        acknowledging.push(pending)
+                    }
                     continue
                 }
+                waiting.added()
+                acknowledging.push(pending)
                 guard await slots.acquire() else {
                     pending.handled(.abandoned)
                     continue
@@ -222,7 +221,31 @@ public final class KafkaServerTransport: ServerTransport {
                     pending.handled(outcome)
                 }
             }
-            acknowledger.finish()
+            acknowledging.finish()
+        }
+    }
+
+    /// Stores a finished record's offset (unless the lane has stopped, or this record makes it stop) and returns
+    /// its budget permit.
+    private static func acknowledge(
+        _ pending: KafkaPendingRecord,
+        _ outcome: HandlingOutcome,
+        stop: KafkaLaneStop,
+        context: LaneContext
+    ) {
+        defer { context.budget.release() }
+        if stop.isRaised { return }
+        guard outcome.shouldAcknowledge else {
+            // Not finished: storing a later offset would skip it, so this lane stores nothing more.
+            stop.raise()
+            return
+        }
+        do {
+            try context.consumer.storeOffset(pending.record)
+        } catch {
+            context.logger.debug(
+                "could not store offset \(pending.record.offset) of \(pending.record.topicPartition): \(error)"
+            )
         }
     }
 
