@@ -348,10 +348,16 @@ def page(report, peers, analysis, image_dir):
         table(["", ""], [
             ["duration per figure", f"{number(settings.get('seconds'), 'plain')} s after "
                                     f"{number(settings.get('warmupSeconds'), 'plain')} s warm-up"],
-            ["events per event figure", number(settings.get("eventCount"), "plain")],
+            ["events per event figure", number(settings.get("eventCount"), "plain")
+             + (f", emitted by {number(settings.get('emitters'), 'plain')} tasks at once"
+                if settings.get("emitters") else "")],
+            ["Kafka emits", NA if settings.get("kafkaEventAcks") is None else (
+                "await each event's acknowledgement (`--kafka-event-acks`)" if settings.get("kafkaEventAcks")
+                else "return once librdkafka queued the event (`eventAcks=false`), as the raw produce loop does")],
             ["calls in flight", ", ".join(str(n) for n in in_flights)],
             ["payload", f"`{settings.get('payload', NA)}`"],
-            ["Kafka properties", ", ".join(f"`{k}={v}`" for k, v in kafka_properties.items()) or NA],
+            ["Kafka properties (worker, client and raw baseline)",
+             ", ".join(f"`{k}={v}`" for k, v in kafka_properties.items()) or NA],
         ], ["---", "---"]),
         "",
         "## Figures",

@@ -28,6 +28,11 @@ import Testing
             .properties["maxBufferedRecords"] == nil, "maxBufferedRecords is Courier's, not a librdkafka property")
         #expect(throws: CourierError.self) { try KafkaConfiguration(url: TransportURL("kafka://b1?maxBufferedRecords=0")) }
         #expect(throws: CourierError.self) { try KafkaConfiguration(url: TransportURL("kafka://b1?headers=avro")) }
+        #expect(try KafkaConfiguration(url: TransportURL("kafka://b1")).awaitsEventAcknowledgement)
+        let unacknowledged = try KafkaConfiguration(url: TransportURL("kafka://b1?eventAcks=false"))
+        #expect(!unacknowledged.awaitsEventAcknowledgement)
+        #expect(unacknowledged.properties["eventAcks"] == nil && unacknowledged.producerProperties["eventAcks"] == nil)
+        #expect(throws: CourierError.self) { try KafkaConfiguration(url: TransportURL("kafka://b1?eventAcks=no")) }
     }
 
     @Test func urlPropertiesOfOneKindOfClientGoOnlyToThatKind() throws {
