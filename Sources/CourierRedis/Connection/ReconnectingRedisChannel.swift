@@ -7,6 +7,7 @@ import CourierCore
 import Logging
 import NIOCore
 import NIOPosix
+import Synchronization
 
 /// One Redis socket at a time, replaced whenever it is lost: the engine under ``RedisConnection`` and
 /// ``RedisSubscriber``.
@@ -47,6 +48,8 @@ final class ReconnectingRedisChannel: Sendable {
     private let logger: Logger
     private let isSubscriber: Bool
     private let state: NIOLoopBoundBox<State>
+    /// Requests submitted from outside the event loop, waiting for the loop (see ``submit(_:)``).
+    private let inbox = Mutex<(requests: [RedisRequest], isDrainScheduled: Bool)>(([], false))
 
     init(configuration: RedisConfiguration, eventLoop: any EventLoop, logger: Logger, isSubscriber: Bool) {
         self.configuration = configuration
@@ -118,12 +121,32 @@ final class ReconnectingRedisChannel: Sendable {
     // MARK: Requests
 
     /// Sends `request` on the current connection, or queues it behind the attempt in progress, or fails it fast.
+    ///
+    /// From outside the event loop, requests gather in an inbox that one event-loop task drains: concurrent callers
+    /// share a task (and a wake-up of the loop) instead of scheduling one each. Order is kept: the inbox is
+    /// drained before any request submitted on the loop.
     func submit(_ request: RedisRequest) {
         if eventLoop.inEventLoop {
+            drainInbox()
             submitOnLoop(request)
-        } else {
-            eventLoop.execute { self.submitOnLoop(request) }
+            return
         }
+        let schedule = inbox.withLock { inbox -> Bool in
+            inbox.requests.append(request)
+            defer { inbox.isDrainScheduled = true }
+            return !inbox.isDrainScheduled
+        }
+        if schedule { eventLoop.execute { self.drainInbox() } }
+    }
+
+    private func drainInbox() {
+        let requests = inbox.withLock { inbox -> [RedisRequest] in
+            inbox.isDrainScheduled = false
+            guard !inbox.requests.isEmpty else { return [] }
+            defer { inbox.requests.removeAll(keepingCapacity: true) }
+            return inbox.requests
+        }
+        for request in requests { submitOnLoop(request) }
     }
 
     private func submitOnLoop(_ request: RedisRequest) {
