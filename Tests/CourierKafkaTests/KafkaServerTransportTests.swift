@@ -212,6 +212,27 @@ import Testing
         }
     }
 
+    /// A request librdkafka cannot deliver fails its call with the delivery error, not with the call's timeout.
+    @Test func anUndeliverableRequestFailsItsCallAtOnce() async throws {
+        let cluster = try EmbeddedKafkaCluster(topics: ["math.sum": 1, KafkaReplyStrategy.singleInstance.topic: 1])
+        defer { cluster.close() }
+        var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)
+        configuration.producerProperties["message.timeout.ms"] = "300"
+        let client = CourierClient(transport: KafkaClientTransport(configuration: configuration))
+        // Connects (the reply partition is assigned) before the topic loses its leader.
+        _ = try await client.unwrap(as: (KafkaProducer, KafkaAssignedConsumer).self)
+        // Without a leader, the request waits in librdkafka until its message timeout.
+        try cluster.setLeader(of: "math.sum", partition: 0, to: nil)
+        let started = ContinuousClock.now
+        let error = await #expect(throws: CourierError.self) {
+            _ = try await client.send(ExampleService.sum, [1, 2], timeout: .seconds(60))
+        }
+        #expect(error?.code == .transportUnavailable)
+        #expect(error?.message.contains("math.sum") == true)
+        #expect(ContinuousClock.now - started < .seconds(30), "failed by the delivery report, not the timeout")
+        await client.shutdown()
+    }
+
     /// A Courier client speaking Spring's binary headers to a Courier worker, which reads both forms.
     @Test func courierClientsWithSpringHeadersGetTheirReplies() async throws {
         try await Self.withWorker { fixture in
