@@ -10,11 +10,12 @@ import Synchronization
 
 /// A Kafka producer over the system librdkafka.
 ///
-/// Two ways to produce:
+/// Three ways to produce:
 /// - ``produce(topic:partition:key:value:headers:)`` enqueues a message without waiting and returns its id. It
 ///   throws at once when librdkafka's local queue is full (bounded by `queue.buffering.max.messages` and
-///   `queue.buffering.max.kbytes`): that is the producer's backpressure.
-/// - ``send(topic:partition:key:value:headers:)`` enqueues a message and waits for the broker's acknowledgement.
+///   `queue.buffering.max.kbytes`): that is the producer's backpressure, for callers that must not wait.
+/// - ``produceWhenRoom(topic:partition:key:value:headers:)`` does the same, but waits for room in a full queue.
+/// - ``send(topic:partition:key:value:headers:)`` waits for room too, then for the broker's acknowledgement.
 ///
 /// Delivery reports, logs and errors arrive as librdkafka events on one dedicated thread per producer, which never
 /// blocks Swift concurrency's pool. librdkafka's logs go to the `logger`.

@@ -15,7 +15,8 @@ import Synchronization
 /// that partition alone. ``connect(replies:)`` returns only once the reply partition is assigned at its high
 /// watermark, so the first reply cannot be missed. An event is a record without correlation headers, and `emit`
 /// returns once the broker acknowledged it (or, with ``KafkaConfiguration/awaitsEventAcknowledgement`` off, once
-/// it is queued).
+/// it is queued). While librdkafka's local queue is full, requests and events wait for room (a request for at
+/// most its timeout); a request librdkafka reports as undeliverable fails its call at once.
 ///
 /// `nativeClient` returns `(KafkaProducer, KafkaAssignedConsumer)`.
 public final class KafkaClientTransport: ClientTransport {
@@ -88,7 +89,9 @@ public final class KafkaClientTransport: ClientTransport {
                     return
                 }
             }
-            let error = CourierError(.transportUnavailable, "could not send '\(request.pattern)': librdkafka's queue stayed full")
+            let error = CourierError(
+                .transportUnavailable, "could not send '\(request.pattern)': librdkafka's queue stayed full"
+            )
             replies?.fail(correlationIDs: CollectionOfOne(id), with: error)
         }
     }

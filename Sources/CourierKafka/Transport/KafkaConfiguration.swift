@@ -35,7 +35,7 @@ public struct KafkaConfiguration: Sendable {
 
     /// Whether a client's `emit` returns only once the broker acknowledged the event (its delivery report). When
     /// `false`, `emit` returns as soon as librdkafka queued the event: faster, but a failed delivery is only
-    /// logged.
+    /// logged. Either way, while librdkafka's local queue is full, `emit` waits for room.
     ///
     /// Default: `true`
     public var awaitsEventAcknowledgement: Bool = true
