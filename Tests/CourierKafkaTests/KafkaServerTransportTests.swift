@@ -64,13 +64,17 @@ import Testing
         }
     }
 
-    static func withWorker(_ body: (Fixture) async throws -> Void) async throws {
+    static func withWorker(
+        configuring configure: (inout KafkaConfiguration) -> Void = { _ in },
+        _ body: (Fixture) async throws -> Void
+    ) async throws {
         let topics = ["math.sum": 4, "math.countdown": 2, "math.fail": 1, "audit.log": 2, "audit.count": 1,
                       replyTopic: 1, KafkaReplyStrategy.singleInstance.topic: 1]
         let cluster = try EmbeddedKafkaCluster(topics: topics)
         defer { cluster.close() }
         var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "workers")
         configuration.consumerProperties.merge(KafkaConsumerTests.fastGroup) { _, new in new }
+        configure(&configuration)
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let audit = AuditLog()
@@ -209,6 +213,21 @@ import Testing
             }
             #expect(counted == 5)
             await client.shutdown()
+        }
+    }
+
+    /// With an idempotent producer a worker enqueues a stream's elements without waiting for each acknowledgement;
+    /// librdkafka keeps them in order.
+    @Test func anIdempotentWorkerPipelinesAStreamInOrder() async throws {
+        try await Self.withWorker(configuring: { $0.producerProperties["enable.idempotence"] = "true" }) { fixture in
+            let client = CourierClient(
+                transport: KafkaClientTransport(
+                    configuration: KafkaConfiguration(bootstrapServers: fixture.cluster.bootstrapServers)
+                )
+            )
+            let elements = try await client.sendStream(ExampleService.countdown, 3_000).collect()
+            await client.shutdown()
+            #expect(elements == Array((1...3_000).reversed()))
         }
     }
 

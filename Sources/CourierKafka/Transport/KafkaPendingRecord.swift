@@ -93,6 +93,11 @@ final class KafkaPendingRecord: Sendable {
         }
     }
 
+    /// The first delivery failure of a reply of this record so far, without waiting for the others.
+    var deliveryFailure: (any Error)? {
+        state.withLock { $0.deliveryFailure }
+    }
+
     /// The outcome ``finished()`` would return, if the record is finished now; `nil` if it is not yet.
     var finishedOutcome: HandlingOutcome? {
         state.withLock { state in

@@ -99,6 +99,7 @@ public final class KafkaServerTransport: ServerTransport {
             policy: configuration.eventFailures,
             topics: topics,
             concurrency: max(1, configuration.partitionConcurrency),
+            repliesKeepOrder: configuration.producerSettings["enable.idempotence"] == "true",
             logger: logger
         )
         await withDiscardingTaskGroup { group in
@@ -164,6 +165,8 @@ public final class KafkaServerTransport: ServerTransport {
         let policy: KafkaEventFailurePolicy
         let topics: KafkaTopicCreator
         let concurrency: Int
+        /// Whether the producer keeps a request's replies in order even when it retries (idempotence).
+        let repliesKeepOrder: Bool
         let logger: Logger
     }
 
@@ -314,7 +317,7 @@ public final class KafkaServerTransport: ServerTransport {
         var writer: (any ReplyWriter)?
         if let replyTo = inbound.replyTo, let correlation = inbound.correlationBytes {
             writer = KafkaReplyWriter(producer: context.producer, address: replyTo, correlationBytes: correlation,
-                                      pending: pending)
+                                      pending: pending, waitsForEachAcknowledgement: !context.repliesKeepOrder)
         }
         let metadata = TransportMetadata(
             transport: "kafka",
@@ -348,15 +351,22 @@ struct KafkaReplyWriter: ReplyWriter {
     let address: KafkaRecordCodec.ReplyAddress
     let correlationBytes: [UInt8]
     let pending: KafkaPendingRecord
+    /// Whether each reply waits for the previous one's acknowledgement (see ``write(_:)``).
+    let waitsForEachAcknowledgement: Bool
 
-    /// Enqueues `reply`. A request's replies (a stream's elements) reach the broker in order: each waits until the
-    /// previous one is acknowledged, because librdkafka may reorder retried batches. So a single reply never waits,
-    /// and a stream is paced by the broker.
+    /// Enqueues `reply`. A request's replies (a stream's elements) reach the broker in order. Without idempotence,
+    /// each waits until the previous one is acknowledged, because librdkafka may reorder retried batches: a single
+    /// reply never waits, and a stream is paced by the broker. With `enable.idempotence=true`, librdkafka keeps
+    /// them in order itself, so a stream's elements are enqueued one after another without waiting.
     ///
     /// - Throws: The delivery failure of an earlier reply of this request, or why this one could not be enqueued.
     func write(_ reply: WireReply) async throws {
         let record = try KafkaRecordCodec.encodeReply(reply, correlationBytes: correlationBytes, to: address)
-        if let failure = await pending.deliveriesSettled() { throw failure }
+        if waitsForEachAcknowledgement {
+            if let failure = await pending.deliveriesSettled() { throw failure }
+        } else if let failure = pending.deliveryFailure {
+            throw failure
+        }
         let pending = self.pending
         while true {
             pending.expectDelivery()
