@@ -92,8 +92,9 @@ public final class KafkaProducer: Sendable {
         value: [UInt8]?,
         headers: [(String, [UInt8])] = []
     ) throws -> UInt64 {
-        let id = try deliveries.reserveID()
-        try enqueue(id: id, topic: topic, partition: partition, key: key, value: value, headers: headers)
+        guard let id = try enqueue(topic: topic, partition: partition, key: key, value: value, headers: headers) else {
+            throw RDKafkaConfig.error(.transportUnavailable, "producing to '\(topic)'", RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        }
         return id
     }
 
@@ -112,18 +113,27 @@ public final class KafkaProducer: Sendable {
         value: [UInt8]?,
         headers: [(String, [UInt8])] = []
     ) async throws -> UInt64 {
+        try await produceWhenRoom(topic: topic, partition: partition, key: key, value: value, headers: headers,
+                                  onDelivery: nil)
+    }
+
+    /// ``produceWhenRoom(topic:partition:key:value:headers:)`` with the delivery report going to `onDelivery`, which
+    /// runs exactly once if the message was enqueued (on the poll thread, so it must not block; or when the
+    /// producer closes first), and never if this throws.
+    @discardableResult
+    func produceWhenRoom(
+        topic: String,
+        partition: Int32?,
+        key: [UInt8]?,
+        value: [UInt8]?,
+        headers: [(String, [UInt8])],
+        onDelivery: DeliveryWaiter?
+    ) async throws -> UInt64 {
         while true {
-            let id = try deliveries.reserveID()
-            let queued: Bool
-            do {
-                queued = try enqueueUnlessFull(id: id, topic: topic, partition: partition, key: key, value: value,
-                                               headers: headers)
-            } catch {
-                deliveries.withdraw(id)
-                throw error
+            if let id = try enqueue(topic: topic, partition: partition, key: key, value: value, headers: headers,
+                                    onDelivery: onDelivery) {
+                return id
             }
-            if queued { return id }
-            deliveries.withdraw(id)
             try await Task.sleep(for: .milliseconds(1))
         }
     }
@@ -182,17 +192,8 @@ public final class KafkaProducer: Sendable {
         headers: [(String, [UInt8])],
         onDelivery: @escaping @Sendable (Result<KafkaDeliveryReport, any Error>) -> Void
     ) throws -> Bool {
-        // Registered before enqueueing: the report can arrive before rd_kafka_produceva returns.
-        let id = try deliveries.reserveID(awaitedBy: onDelivery)
-        do {
-            let queued = try enqueueUnlessFull(id: id, topic: topic, partition: partition, key: key, value: value,
-                                               headers: headers)
-            if !queued { deliveries.withdraw(id) }
-            return queued
-        } catch {
-            deliveries.withdraw(id)
-            throw error
-        }
+        try enqueue(topic: topic, partition: partition, key: key, value: value, headers: headers,
+                    onDelivery: onDelivery) != nil
     }
 
     /// Waits until every enqueued message is delivered (or has failed) and its report handled.
@@ -258,19 +259,29 @@ public final class KafkaProducer: Sendable {
 
     // MARK: - Enqueueing
 
+    /// Reserves an id (registering `onDelivery` for its report) and enqueues the message; returns the id, or `nil`
+    /// when librdkafka's queue is full (nothing is enqueued, and `onDelivery` never runs).
     private func enqueue(
-        id: UInt64,
         topic: String,
         partition: Int32?,
         key: [UInt8]?,
         value: [UInt8]?,
-        headers: [(String, [UInt8])]
-    ) throws {
-        guard try enqueueUnlessFull(id: id, topic: topic, partition: partition, key: key, value: value,
-                                    headers: headers)
-        else {
-            throw RDKafkaConfig.error(.transportUnavailable, "producing to '\(topic)'", RD_KAFKA_RESP_ERR__QUEUE_FULL)
+        headers: [(String, [UInt8])],
+        onDelivery: DeliveryWaiter? = nil
+    ) throws -> UInt64? {
+        // Registered before enqueueing: the report can arrive before rd_kafka_produceva returns.
+        let id = try deliveries.reserveID(awaitedBy: onDelivery)
+        do {
+            if try enqueueUnlessFull(id: id, topic: topic, partition: partition, key: key, value: value,
+                                     headers: headers) {
+                return id
+            }
+        } catch {
+            deliveries.withdraw(id)
+            throw error
         }
+        deliveries.withdraw(id)
+        return nil
     }
 
     /// Enqueues a message; returns `false` if librdkafka's queue is full.

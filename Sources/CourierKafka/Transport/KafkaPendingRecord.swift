@@ -88,9 +88,7 @@ final class KafkaPendingRecord: Sendable {
             }
             if now { continuation.resume() }
         }
-        return state.withLock { state in
-            state.deliveryFailure == nil ? state.outcome ?? .abandoned : .abandoned
-        }
+        return finishedOutcome ?? .abandoned
     }
 
     /// The first delivery failure of a reply of this record so far, without waiting for the others.

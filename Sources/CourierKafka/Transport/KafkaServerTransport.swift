@@ -368,26 +368,21 @@ struct KafkaReplyWriter: ReplyWriter {
             throw failure
         }
         let pending = self.pending
-        while true {
-            pending.expectDelivery()
-            let queued: Bool
-            do {
-                queued = try producer.produce(
-                    topic: record.topic,
-                    partition: record.partition,
-                    key: record.key,
-                    value: record.value,
-                    headers: record.producerHeaders,
-                    onDelivery: { pending.delivered($0) }
-                )
-            } catch {
-                pending.withdrawExpectedDelivery()
-                throw error
-            }
-            if queued { return }
+        // Announced first: the report can come before the call returns. While librdkafka's queue is full
+        // (`queue.buffering.max.messages`), the producer waits for deliveries to make room.
+        pending.expectDelivery()
+        do {
+            try await producer.produceWhenRoom(
+                topic: record.topic,
+                partition: record.partition,
+                key: record.key,
+                value: record.value,
+                headers: record.producerHeaders,
+                onDelivery: { pending.delivered($0) }
+            )
+        } catch {
             pending.withdrawExpectedDelivery()
-            // librdkafka's queue is full (`queue.buffering.max.messages`): wait for deliveries to make room.
-            try await Task.sleep(for: .milliseconds(1))
+            throw error
         }
     }
 }
