@@ -59,7 +59,7 @@ public final class TCPServerTransport: ServerTransport {
 
     public func serve(patterns: [RoutePattern], dispatcher: any InboundDispatcher) async throws {
         let configuration = self.configuration
-        let server: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, Never>, Never>
+        let server: NIOAsyncChannel<Connection, Never>
         do {
             server = try await ServerBootstrap(group: eventLoopGroup)
                 .serverChannelOption(.backlog, value: 256)
@@ -70,10 +70,7 @@ public final class TCPServerTransport: ServerTransport {
                     channel.eventLoop.makeCompletedFuture {
                         try configuration.format.addDecoder(to: channel.pipeline.syncOperations,
                                                             configuration: configuration)
-                        // Replies bypass the async writer (see `WriteCoalescer`), so the outbound side is `Never`: that also
-                        // makes a connection that was accepted but never handed out (the service stopped in
-                        // between) safe to drop.
-                        return try NIOAsyncChannel<ByteBuffer, Never>(wrappingChannelSynchronously: channel)
+                        return Connection(channel: channel, frames: try InboundFrameQueue.install(on: channel))
                     }
                 }
         } catch {
@@ -109,9 +106,15 @@ public final class TCPServerTransport: ServerTransport {
         }
     }
 
+    /// An accepted connection and the frames it receives.
+    private struct Connection: Sendable {
+        let channel: any Channel
+        let frames: InboundFrameQueue
+    }
+
     /// Reads one connection's frames and dispatches them until it closes or the service stops.
     private static func serve(
-        connection: NIOAsyncChannel<ByteBuffer, Never>,
+        connection: Connection,
         dispatcher: any InboundDispatcher,
         format: TCPWireFormat,
         maxFrameLength: Int
@@ -120,42 +123,42 @@ public final class TCPServerTransport: ServerTransport {
         let metadata = TransportMetadata(transport: "tcp", remoteAddress: channel.remoteAddress?.description)
         let writer = TCPReplyWriter(writer: WriteCoalescer(channel: channel), format: format,
                                     maxFrameLength: maxFrameLength)
-        do {
-            try await connection.executeThenClose { frames, _ in
-                // Handlers are children of this group, so the connection stays open until they have replied.
-                await withDiscardingTaskGroup { group in
-                    do {
-                        for try await frame in frames {
-                            let packet: WirePacket?
-                            do {
-                                packet = try format.decode(frame)
-                            } catch {
-                                dispatcher.reportBadInput("malformed packet: \(error)", metadata: metadata)
-                                channel.close(promise: nil)
-                                break
-                            }
-                            guard let packet else { continue }
-                            guard case .request(let request) = packet else {
-                                dispatcher.reportBadInput("a reply packet was sent to a server", metadata: metadata)
-                                continue
-                            }
-                            let message = InboundMessage(
-                                request: request,
-                                metadata: metadata,
-                                replyWriter: request.isEvent ? nil : writer
-                            )
-                            await dispatcher.dispatch(message, in: &group)
-                        }
-                    } catch let error as FrameError {
-                        dispatcher.reportBadInput(error.reason, metadata: metadata)
-                    } catch {
-                        // The connection failed or the service was cancelled: nothing more to read.
-                    }
+        // Handlers are children of this group, so the connection stays open until they have replied.
+        await withDiscardingTaskGroup { group in
+            reading: while true {
+                let frame: ByteBuffer
+                switch await connection.frames.next() {
+                case .frame(let next):
+                    frame = next
+                case .malformed(let error):
+                    dispatcher.reportBadInput(error.reason, metadata: metadata)
+                    break reading
+                case .end:
+                    // The connection closed or failed, or the service was cancelled: nothing more to read.
+                    break reading
                 }
+                let packet: WirePacket?
+                do {
+                    packet = try format.decode(frame)
+                } catch {
+                    dispatcher.reportBadInput("malformed packet: \(error)", metadata: metadata)
+                    channel.close(promise: nil)
+                    break reading
+                }
+                guard let packet else { continue }
+                guard case .request(let request) = packet else {
+                    dispatcher.reportBadInput("a reply packet was sent to a server", metadata: metadata)
+                    continue
+                }
+                let message = InboundMessage(
+                    request: request,
+                    metadata: metadata,
+                    replyWriter: request.isEvent ? nil : writer
+                )
+                await dispatcher.dispatch(message, in: &group)
             }
-        } catch {
-            // Closing an already closed connection; nothing to do.
         }
+        try? await channel.close()
     }
 
     private func publish(_ result: Result<any Channel, any Error>) {

@@ -92,7 +92,8 @@ import Testing
         port: Int = 0,
         maxFrameLength: Int = 16 * 1024 * 1024,
         incompleteFrameTimeout: Duration? = .seconds(30),
-        gracefulShutdownTimeout: Duration = .milliseconds(200)
+        gracefulShutdownTimeout: Duration = .milliseconds(200),
+        maxConcurrentHandlers: Int? = nil
     ) async throws -> Worker {
         let transport = TCPServerTransport(
             configuration: .init(
@@ -102,12 +103,10 @@ import Testing
                 incompleteFrameTimeout: incompleteFrameTimeout
             )
         )
-        let service = Microservice(
-            router: router,
-            transport: transport,
-            configuration: .init(gracefulShutdownTimeout: gracefulShutdownTimeout),
-            logger: quietLogger
-        )
+        var configuration = MicroserviceConfiguration(gracefulShutdownTimeout: gracefulShutdownTimeout)
+        if let maxConcurrentHandlers { configuration.maxConcurrentHandlers = maxConcurrentHandlers }
+        let service = Microservice(router: router, transport: transport, configuration: configuration,
+                                   logger: quietLogger)
         let group = ServiceGroup(services: [service], logger: quietLogger)
         let task = Task { try await group.run() }
         do {
@@ -563,6 +562,23 @@ import Testing
     }
 
     // MARK: (d) Nothing listening
+
+    @Test func aConnectionWhoseWorkerFallsBehindStopsReadingAndResumesWithoutLosingACall() async throws {
+        // One handler at a time, 2 ms each: 300 calls sent at once pile up far past the 64 frames a connection
+        // buffers, so it stops reading from its socket; it must read again as the handlers catch up.
+        let worker = try await Self.startWorker(maxConcurrentHandlers: 1)
+        let client = Self.makeClient(port: worker.port, timeout: .seconds(30))
+        let replies = try await withThrowingTaskGroup(of: String.self) { group in
+            for _ in 0..<300 {
+                group.addTask { try await client.send(Probe.sleep, 2) }
+            }
+            return try await group.reduce(into: [String]()) { $0.append($1) }
+        }
+        #expect(replies.count == 300)
+        #expect(replies.allSatisfy { $0 == "slept 2 ms" })
+        await client.shutdown()
+        await worker.stop()
+    }
 
     @Test func clientWithoutServerFailsFast() async throws {
         // Find a free port, then make sure nothing listens on it.
