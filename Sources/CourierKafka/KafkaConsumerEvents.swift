@@ -24,7 +24,7 @@ public struct KafkaConsumerEvents: AsyncSequence, Sendable {
     public struct AsyncIterator: AsyncIteratorProtocol {
         var wrapped: ConsumerContext.Sequence.AsyncIterator
 
-        public mutating func next() async -> KafkaConsumerEvent? {
+        @concurrent public mutating func next() async -> KafkaConsumerEvent? {
             await wrapped.next()
         }
     }

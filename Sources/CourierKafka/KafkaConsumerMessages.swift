@@ -25,7 +25,7 @@ public struct KafkaConsumerMessages: AsyncSequence, Sendable {
     public struct AsyncIterator: AsyncIteratorProtocol {
         var wrapped: ConsumerContext.Sequence.AsyncIterator
 
-        public mutating func next() async -> KafkaConsumerMessage? {
+        @concurrent public mutating func next() async -> KafkaConsumerMessage? {
             // Without a group there are no assignment or revocation events, but skipping them keeps this correct
             // should the shared poll step ever emit other kinds.
             while let event = await wrapped.next() {

@@ -259,7 +259,7 @@ import Testing
             }
 
             private mutating func next() async {
-                switch await iterator.next() {
+                switch await iterator.next(isolation: #isolation) {
                 case .bytes(let buffer): received += buffer.readableBytesView
                 case .closed, nil: isClosed = true
                 }

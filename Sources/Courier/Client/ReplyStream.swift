@@ -20,9 +20,13 @@ public struct ReplyStream<Element: Decodable & Sendable>: AsyncSequence, Sendabl
         var base: AsyncThrowingStream<ByteBuffer, any Error>.AsyncIterator
         let coder: PayloadCoder
 
-        public mutating func next() async throws -> Element? {
-            guard let buffer = try await base.next() else { return nil }
+        public mutating func next(isolation actor: isolated (any Actor)?) async throws -> Element? {
+            guard let buffer = try await base.next(isolation: actor) else { return nil }
             return try coder.decode(Element.self, from: buffer)
+        }
+
+        public mutating func next() async throws -> Element? {
+            try await next(isolation: #isolation)
         }
     }
 

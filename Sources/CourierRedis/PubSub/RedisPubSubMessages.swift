@@ -26,7 +26,7 @@ public struct RedisPubSubMessages: AsyncSequence, Sendable {
         var base: Producer.AsyncIterator
 
         /// The next message, or `nil` once the subscriber is closed.
-        public mutating func next() async -> RedisPubSubMessage? {
+        @concurrent public mutating func next() async -> RedisPubSubMessage? {
             await base.next()
         }
     }
