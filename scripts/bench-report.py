@@ -25,6 +25,20 @@ NA = "—"   # a figure that was not measured
 # ---------------------------------------------------------------------------------------------------- formatting
 
 
+def event_acks_row(settings):
+    """The settings row saying whether Courier's emits awaited acknowledgements (older reports: Kafka only)."""
+    if "eventAcks" in settings:
+        acks = settings["eventAcks"]
+        return ["Kafka and Redis pub/sub emits",
+                "await each event's acknowledgement (`--event-acks`)" if acks
+                else "return once the event is queued (`eventAcks=false`: librdkafka's queue, or the Redis "
+                     "connection with at most 4,096 `PUBLISH`es unanswered), as the raw loops do"]
+    acks = settings.get("kafkaEventAcks")
+    return ["Kafka emits", NA if acks is None else (
+        "await each event's acknowledgement (`--kafka-event-acks`)" if acks
+        else "return once librdkafka queued the event (`eventAcks=false`), as the raw produce loop does")]
+
+
 def number(value, kind="rate"):
     """One format per kind of figure, so a column reads evenly; None (not measured) as a dash.
     rate: whole numbers with thousands separators; micros: 0.1 µs below 1 ms; mib: 0.1 MiB; plain: as short
@@ -351,9 +365,7 @@ def page(report, peers, analysis, image_dir):
             ["events per event figure", number(settings.get("eventCount"), "plain")
              + (f", emitted by {number(settings.get('emitters'), 'plain')} tasks at once"
                 if settings.get("emitters") else "")],
-            ["Kafka emits", NA if settings.get("kafkaEventAcks") is None else (
-                "await each event's acknowledgement (`--kafka-event-acks`)" if settings.get("kafkaEventAcks")
-                else "return once librdkafka queued the event (`eventAcks=false`), as the raw produce loop does")],
+            event_acks_row(settings),
             ["calls in flight", ", ".join(str(n) for n in in_flights)],
             ["payload", f"`{settings.get('payload', NA)}`"],
             ["Kafka properties (worker, client and raw baseline)",

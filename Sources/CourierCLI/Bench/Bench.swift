@@ -61,9 +61,12 @@ struct Bench: AsyncParsableCommand {
 
     @Flag(
         name: .long,
-        help: "Make Courier's Kafka emits await the broker's acknowledgement (default: not, like the raw produce loop)."
+        help: """
+            Make Courier's Kafka and Redis pub/sub emits await the broker's acknowledgement (default: not, like the raw \
+            loops, which pipeline their events).
+            """
     )
-    var kafkaEventAcks = false
+    var eventAcks = false
 
     @Flag(name: .long, help: "Skip the raw baselines.")
     var noRaw = false

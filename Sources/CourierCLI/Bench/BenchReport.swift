@@ -26,8 +26,9 @@ struct BenchReport: Codable, Sendable {
         var eventCount: Int
         /// Tasks emitting at once in Courier's event step (absent in reports written before the option existed).
         var emitters: Int?
-        /// Whether Courier's Kafka emits awaited the broker's acknowledgement (absent in older reports: they did).
-        var kafkaEventAcks: Bool?
+        /// Whether Courier's Kafka and Redis pub/sub emits awaited the broker's acknowledgement (absent in older
+        /// reports: they did; reports from 2026-11-22 name it `kafkaEventAcks` and it covered Kafka only).
+        var eventAcks: Bool?
         var streamLength: Int
         var inFlight: [Int]
         var payload: String

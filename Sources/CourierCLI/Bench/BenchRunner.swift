@@ -40,7 +40,7 @@ struct BenchRunner {
                 warmupSeconds: options.warmup,
                 eventCount: options.events,
                 emitters: options.emitters,
-                kafkaEventAcks: options.kafkaEventAcks,
+                eventAcks: options.eventAcks,
                 streamLength: options.streamLength,
                 inFlight: options.inFlightCounts,
                 payload: "[1,2,3]",
@@ -85,6 +85,7 @@ struct BenchRunner {
                                              rawURL: options.noRaw ? nil : "tcp://127.0.0.1:0")
             case "redis":
                 measured = try await measure(id: "redis", title: "Redis pub/sub", courierURL: redisURL!,
+                                             clientOptions: "eventAcks=\(options.eventAcks)",
                                              rawURL: options.noRaw ? nil : redisURL!)
             case "redis-streams":
                 let url = redisURL!.replacingOccurrences(of: "redis://", with: "redis+streams://")
@@ -133,7 +134,7 @@ struct BenchRunner {
         // The client gets the same librdkafka settings as the worker and the raw baseline, and by default emits
         // without awaiting each event's acknowledgement, as the raw produce loop does.
         return try await measure(id: id, title: title, courierURL: "kafka://\(bootstrap)?\(query)",
-                                 clientOptions: query + "&eventAcks=\(options.kafkaEventAcks)",
+                                 clientOptions: query + "&eventAcks=\(options.eventAcks)",
                                  rawURL: options.noRaw ? nil : "kafka://\(bootstrap)")
     }
 

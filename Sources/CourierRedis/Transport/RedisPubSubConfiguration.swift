@@ -32,23 +32,43 @@ public struct RedisPubSubConfiguration: Sendable {
     /// Default: `true`
     public var runsHandlersOnEventLoop: Bool
 
+    /// Whether a client's `emit` returns only once Redis answered its `PUBLISH`, as NestJS's `ClientRedis` does.
+    /// When `false`, `emit` returns as soon as the `PUBLISH` is queued on the connection, so events pipeline
+    /// without a wait each; a `PUBLISH` that then fails is only logged. Either way, while
+    /// ``maxUnacknowledgedEvents`` events are unanswered, `emit` waits for its own answer.
+    ///
+    /// Default: `true`
+    public var awaitsEventAcknowledgement: Bool
+
+    /// With ``awaitsEventAcknowledgement`` off, how many events may be unanswered before `emit` waits, which bounds
+    /// what a fast emitter queues in memory.
+    ///
+    /// Default: 4096
+    public var maxUnacknowledgedEvents: Int
+
     /// Creates a configuration; every parameter but the connection has the documented default.
     public init(
         connection: RedisConfiguration = RedisConfiguration(),
         format: RedisWireFormat = .nestJS,
         failsCallsWithoutSubscribers: Bool = true,
-        runsHandlersOnEventLoop: Bool = true
+        runsHandlersOnEventLoop: Bool = true,
+        awaitsEventAcknowledgement: Bool = true,
+        maxUnacknowledgedEvents: Int = 4096
     ) {
+        precondition(maxUnacknowledgedEvents >= 1, "maxUnacknowledgedEvents must be at least 1")
         self.connection = connection
         self.format = format
         self.failsCallsWithoutSubscribers = failsCallsWithoutSubscribers
         self.runsHandlersOnEventLoop = runsHandlersOnEventLoop
+        self.awaitsEventAcknowledgement = awaitsEventAcknowledgement
+        self.maxUnacknowledgedEvents = maxUnacknowledgedEvents
     }
 
     /// Reads `redis://[[user]:password@]host[:port][/database]` (see ``RedisConfiguration/init(url:)-(TransportURL)``).
     /// Query options: `format` (`nestjs` or `ascender`), `failFast` (`true`/`false`,
     /// ``failsCallsWithoutSubscribers``), `handlersOnEventLoop` (`true`/`false`, ``runsHandlersOnEventLoop``),
-    /// `commandTimeoutMs`, `connectTimeoutMs`.
+    /// `eventAcks` (`true`/`false`, ``awaitsEventAcknowledgement``), `maxUnacknowledgedEvents`, `commandTimeoutMs`,
+    /// `connectTimeoutMs`.
     public init(url: TransportURL) throws {
         var connection = try RedisConfiguration(url: url)
         var configuration = RedisPubSubConfiguration()
@@ -59,15 +79,20 @@ public struct RedisPubSubConfiguration: Sendable {
                     throw CourierError(.unprocessable, "format must be nestjs or ascender, got '\(value)'")
                 }
                 configuration.format = format
-            case "failFast", "handlersOnEventLoop":
+            case "failFast", "handlersOnEventLoop", "eventAcks":
                 guard let flag = Bool(value) else {
                     throw CourierError(.unprocessable, "\(key) must be true or false, got '\(value)'")
                 }
-                if key == "failFast" {
-                    configuration.failsCallsWithoutSubscribers = flag
-                } else {
-                    configuration.runsHandlersOnEventLoop = flag
+                switch key {
+                case "failFast": configuration.failsCallsWithoutSubscribers = flag
+                case "eventAcks": configuration.awaitsEventAcknowledgement = flag
+                default: configuration.runsHandlersOnEventLoop = flag
                 }
+            case "maxUnacknowledgedEvents":
+                guard let count = Int(value), count >= 1 else {
+                    throw CourierError(.unprocessable, "maxUnacknowledgedEvents must be at least 1, got '\(value)'")
+                }
+                configuration.maxUnacknowledgedEvents = count
             case "commandTimeoutMs", "connectTimeoutMs":
                 guard let ms = Int64(value), ms > 0 else {
                     throw CourierError(.unprocessable, "\(key) must be a positive integer, got '\(value)'")

@@ -1,0 +1,112 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import Courier
+import CourierCore
+import CourierExample
+import CourierRedis
+import Synchronization
+import Testing
+
+/// Redis pub/sub emits with and without waiting for Redis's answer to each `PUBLISH`
+/// (`RedisPubSubConfiguration.awaitsEventAcknowledgement`).
+@Suite struct RedisEventAcknowledgementTests {
+    final class HandledCount: Sendable {
+        let value = Atomic<Int>(0)
+    }
+
+    @Test func urlOptionsSetAcknowledgementsAndTheirLimit() throws {
+        let defaults = try RedisPubSubConfiguration(url: TransportURL("redis://127.0.0.1:6379"))
+        #expect(defaults.awaitsEventAcknowledgement)
+        #expect(defaults.maxUnacknowledgedEvents == 4096)
+
+        let pipelined = try RedisPubSubConfiguration(
+            url: TransportURL("redis://127.0.0.1:6379?eventAcks=false&maxUnacknowledgedEvents=16")
+        )
+        #expect(!pipelined.awaitsEventAcknowledgement)
+        #expect(pipelined.maxUnacknowledgedEvents == 16)
+
+        for bad in ["eventAcks=no", "maxUnacknowledgedEvents=0", "maxUnacknowledgedEvents=many"] {
+            #expect(throws: CourierError.self) {
+                try RedisPubSubConfiguration(url: TransportURL("redis://127.0.0.1:6379?\(bad)"))
+            }
+        }
+    }
+
+    /// While Redis answers nothing (`CLIENT PAUSE`), an emit that awaits acknowledgement waits for the pause to end;
+    /// without acknowledgements, emits return at once until `maxUnacknowledgedEvents` are unanswered, then wait.
+    @Test func unacknowledgedEmitsReturnAtOnceUntilTheirLimitThenWait() async throws {
+        // A server of its own: pausing it must not stall other tests.
+        try await withRedisServer { redis in
+            var pipelined = RedisPubSubConfiguration(connection: redis.configuration)
+            pipelined.awaitsEventAcknowledgement = false
+            pipelined.maxUnacknowledgedEvents = 3
+            let unacknowledged = CourierClient(transport: RedisClientTransport(configuration: pipelined))
+            let acknowledged = CourierClient(
+                transport: RedisClientTransport(configuration: RedisPubSubConfiguration(connection: redis.configuration))
+            )
+            // Connected before the pause.
+            try await unacknowledged.emit(ExampleService.loadTick, 1)
+            try await acknowledged.emit(ExampleService.loadTick, 1)
+            let admin = try await RedisConnection.connect(configuration: redis.configuration)
+            _ = try await admin.send(["CLIENT", "PAUSE", "1500", "ALL"])
+            let clock = ContinuousClock()
+            let start = clock.now
+
+            for _ in 0..<3 { try await unacknowledged.emit(ExampleService.loadTick, 1) }
+            let withinLimit = start.duration(to: clock.now)
+            try await unacknowledged.emit(ExampleService.loadTick, 1)
+            let pastLimit = start.duration(to: clock.now)
+            #expect(withinLimit < .milliseconds(500), "3 unacknowledged emits took \(withinLimit)")
+            #expect(pastLimit > .milliseconds(1000), "the 4th unacknowledged emit returned after \(pastLimit)")
+
+            _ = try await admin.send(["CLIENT", "PAUSE", "800", "ALL"])
+            let pausedAgain = clock.now
+            try await acknowledged.emit(ExampleService.loadTick, 1)
+            let waited = pausedAgain.duration(to: clock.now)
+            #expect(waited > .milliseconds(500), "an acknowledged emit returned after \(waited)")
+
+            await unacknowledged.shutdown()
+            await acknowledged.shutdown()
+            await admin.close()
+        }
+    }
+
+    /// Events emitted without acknowledgements all reach the worker, in batches far past the limit.
+    @Test func everyUnacknowledgedEventIsHandled() async throws {
+        try await withRedis { connection in
+            var configuration = RedisPubSubConfiguration(connection: connection)
+            configuration.awaitsEventAcknowledgement = false
+            configuration.maxUnacknowledgedEvents = 64
+            // A channel of its own: other tests' workers on the same server must not count these events.
+            let tick = EventPattern<Int>(uniqueName("acks.tick"))
+            let handled = HandledCount()
+            var router = MessageRouter()
+            router.on(tick) { _, _ in handled.value.add(1, ordering: .relaxed) }
+            let server = RedisServerTransport(configuration: configuration, logger: RedisTransportTests.quietLogger)
+            let client = CourierClient(
+                transport: RedisClientTransport(configuration: configuration, logger: RedisTransportTests.quietLogger)
+            )
+            let count = 2_000
+            try await RedisTransportTests.withWorker(server, router: router) {
+                try await server.waitUntilSubscribed()
+                try await withThrowingDiscardingTaskGroup { group in
+                    for _ in 0..<4 {
+                        group.addTask {
+                            for value in 0..<count / 4 { try await client.emit(tick, value) }
+                        }
+                    }
+                }
+                let clock = ContinuousClock()
+                let deadline = clock.now + .seconds(10)
+                while handled.value.load(ordering: .relaxed) < count, clock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
+            #expect(handled.value.load(ordering: .relaxed) == count)
+            await client.shutdown()
+        }
+    }
+}
