@@ -61,8 +61,7 @@ public struct RedisWireFormat: Sendable, Hashable, CustomStringConvertible {
 
     /// The message for a request or event.
     func encode(_ request: WireRequest) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        buffer.reserveCapacity(96 + request.payload.readableBytes + request.pattern.utf8.count)
+        var buffer = ByteBufferAllocator().buffer(capacity: 96 + request.payload.readableBytes + request.pattern.utf8.count)
         switch kind {
         case .nestJS: NestJSEnvelope.encode(request, into: &buffer)
         case .ascender: AscenderEnvelope.encode(request, includesPattern: false, into: &buffer)
@@ -72,8 +71,7 @@ public struct RedisWireFormat: Sendable, Hashable, CustomStringConvertible {
 
     /// The message for a reply.
     func encode(_ reply: WireReply) -> ByteBuffer {
-        var buffer = ByteBuffer()
-        buffer.reserveCapacity(64 + (reply.response?.readableBytes ?? 0))
+        var buffer = ByteBufferAllocator().buffer(capacity: 64 + (reply.response?.readableBytes ?? 0))
         switch kind {
         case .nestJS: NestJSEnvelope.encode(reply, into: &buffer)
         case .ascender: AscenderEnvelope.encode(reply, includesPattern: false, into: &buffer)
