@@ -206,8 +206,14 @@ final class HandlerDispatcher: InboundDispatcher {
         let context = makeContext(for: message, route: route, replies: replies)
         let value: ByteBuffer?
         do {
-            value = try await CallDeadline.$current.withValue(context.deadlineState?.deadline.withLock { $0 }) {
-                try await handler.run(request.payload, context)
+            let deadline = context.deadlineState?.deadline.withLock { $0 }
+            if deadline == nil, CallDeadline.current == nil {
+                // Events and calls without a timeout: nothing to bind, which spares a task-local push per message.
+                value = try await handler.run(request.payload, context)
+            } else {
+                value = try await CallDeadline.$current.withValue(deadline) {
+                    try await handler.run(request.payload, context)
+                }
             }
         } catch {
             return await handleFailure(error, of: request, context: context, replies: replies)
