@@ -63,9 +63,8 @@ import Testing
 
     /// A worker serving on a loopback port in a `ServiceGroup`, running in its own task.
     ///
-    /// Tests stop it with a graceful shutdown rather than by cancelling its task: cancelling a NIO async server while
-    /// a just-accepted connection is still buffered traps in SwiftNIO ("Deinited NIOAsyncWriter without calling
-    /// finish()", apple/swift-nio#2637). Cancelling the task is only the fallback when a test fails early.
+    /// Tests stop it with a graceful shutdown, as a deployed worker stops, rather than by cancelling its task;
+    /// cancelling the task is only the fallback when a test fails early.
     struct Worker {
         let service: Microservice
         let transport: TCPServerTransport

@@ -148,6 +148,8 @@ final class InboundFrameQueue: Sendable {
         func handlerRemoved(context: ChannelHandlerContext) {
             self.context = nil
             queue?.end(with: .end)
+            // The queue's read-resuming closure holds this handler: let go of the queue to break the cycle.
+            queue = nil
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
