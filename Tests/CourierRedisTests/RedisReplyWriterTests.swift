@@ -1,0 +1,69 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CourierCore
+import NIOCore
+import Testing
+
+@testable import CourierRedis
+
+/// A pub/sub worker's replies: stream elements are pipelined, and a stream with a lost element fails its next write
+/// instead of going on with a gap.
+@Suite struct RedisReplyWriterTests {
+    @Test func aStreamWhosePublishFailedThrowsOnItsNextElement() async throws {
+        // A server of its own, with a user that may not PUBLISH: a real error answer to a pipelined element.
+        try await withRedisServer { redis in
+            let admin = try await RedisConnection.connect(configuration: redis.configuration)
+            _ = try await admin.send(["ACL", "SETUSER", "mute", "on", ">secret", "~*", "&*", "+@all", "-publish"])
+            var muted = redis.configuration
+            muted.username = "mute"
+            muted.password = "secret"
+            let publisher = try await RedisConnection.connect(configuration: muted)
+            let writer = RedisReplyWriter(publisher: publisher, format: .nestJS, requestChannel: "probe.stream")
+
+            // Queued without waiting for Redis's answer.
+            try await writer.write(WireReply(correlationID: "1", response: ByteBuffer(string: "1")))
+            // Answers come in order: once PING is answered, the PUBLISH's error has been seen.
+            _ = try await publisher.send(["PING"])
+            await #expect(throws: RedisError.self) {
+                try await writer.write(WireReply(correlationID: "1", response: ByteBuffer(string: "2")))
+            }
+            await #expect(throws: RedisError.self) {
+                try await writer.write(WireReply(correlationID: "1", isDisposed: true))
+            }
+            await publisher.close()
+            await admin.close()
+        }
+    }
+
+    @Test func elementsPastTheWindowArriveInOrder() async throws {
+        try await withRedis { configuration in
+            let requestChannel = uniqueName("writer")
+            let subscriber = try await RedisSubscriber.connect(configuration: configuration)
+            // NestJS's reply channel: the request channel plus ".reply".
+            try await subscriber.subscribe([requestChannel + ".reply"])
+            let publisher = try await RedisConnection.connect(configuration: configuration)
+            let writer = RedisReplyWriter(publisher: publisher, format: .nestJS, requestChannel: requestChannel)
+
+            let count = RedisReplyWriter.elementWindow * 4
+            for value in 0..<count {
+                try await writer.write(WireReply(correlationID: "7", response: ByteBuffer(string: "\(value)")))
+            }
+            try await writer.write(WireReply(correlationID: "7", isDisposed: true))
+
+            var values: [Int] = []
+            var ended = false
+            var messages = subscriber.messages.makeAsyncIterator()
+            while !ended, let message = await messages.next() {
+                guard case .reply(let reply) = try NestJSEnvelope.decode(message.payload) else { continue }
+                if let response = reply.response, let value = Int(String(buffer: response)) { values.append(value) }
+                ended = reply.isDisposed
+            }
+            #expect(values == Array(0..<count))
+            await subscriber.close()
+            await publisher.close()
+        }
+    }
+}
