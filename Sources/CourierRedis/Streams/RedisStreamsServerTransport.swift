@@ -208,7 +208,7 @@ public final class RedisStreamsServerTransport: ServerTransport {
             acknowledger.acknowledge(entry)
             return
         }
-        let writer = replyTo.map { RedisStreamsReplyWriter(commands: commands, channel: $0) }
+        let writer = replyTo.map { RedisReplyPublisher(connection: commands, destination: .caller(channel: $0)) }
         let maxDeliveries = configuration.maxDeliveries
         let isEvent = request.isEvent
         let message = InboundMessage(
@@ -311,17 +311,5 @@ public final class RedisStreamsServerTransport: ServerTransport {
     /// Wall-clock milliseconds, the clock of entry ids.
     static func nowMilliseconds() -> Int64 {
         Int64(Date().timeIntervalSince1970 * 1000)
-    }
-}
-
-/// Publishes a request's replies on its caller's channel.
-struct RedisStreamsReplyWriter: ReplyWriter {
-    let commands: RedisConnection
-    let channel: String
-
-    func write(_ reply: WireReply) async throws {
-        var message = ByteBuffer()
-        NestJSEnvelope.encode(reply, into: &message)
-        _ = try await commands.send(["PUBLISH", RESPArgument(channel), RESPArgument(message)])
     }
 }

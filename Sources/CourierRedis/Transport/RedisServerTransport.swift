@@ -116,7 +116,8 @@ public final class RedisServerTransport: ServerTransport {
                 }
                 let writer = request.isEvent
                     ? nil
-                    : RedisReplyWriter(publisher: publisher, format: format, requestChannel: message.channel)
+                    : RedisReplyPublisher(connection: publisher,
+                                          destination: .pubSub(format: format, requestChannel: message.channel))
                 let inbound = InboundMessage(
                     request: request,
                     metadata: TransportMetadata(transport: "redis", channel: message.channel),
@@ -150,44 +151,5 @@ public final class RedisServerTransport: ServerTransport {
             }
             return escaped
         }.joined(separator: ".")
-    }
-}
-
-/// Publishes the replies to one request on its reply channel.
-final class RedisReplyWriter: ReplyWriter {
-    /// How many of a stream's elements may wait for Redis's answer before the handler's next element waits for its
-    /// own: enough to pipeline a stream, few enough to pace a fast producer.
-    static let elementWindow = 256
-
-    let publisher: RedisConnection
-    let format: RedisWireFormat
-    let requestChannel: String
-    /// Stream elements published and not answered yet.
-    private let unanswered = Atomic<Int>(0)
-    /// The first element whose `PUBLISH` failed: the stream has a gap, so the next write throws it.
-    private let failure = Mutex<(any Error)?>(nil)
-
-    init(publisher: RedisConnection, format: RedisWireFormat, requestChannel: String) {
-        self.publisher = publisher
-        self.format = format
-        self.requestChannel = requestChannel
-    }
-
-    func write(_ reply: WireReply) async throws {
-        if let failure = failure.withLock({ $0 }) { throw failure }
-        let channel = format.replyChannel(for: reply, requestChannel: requestChannel)
-        let answer = publisher.enqueue(["PUBLISH", RESPArgument(channel), RESPArgument(format.encode(reply))])
-        // A final reply is queued, not awaited: pub/sub delivers at most once and nothing follows it, and not
-        // waiting spares a suspension per request. Stream elements are pipelined too (one connection keeps them in
-        // order), up to `elementWindow` unanswered.
-        guard !reply.isDisposed else { return }
-        let waits = unanswered.wrappingAdd(1, ordering: .relaxed).newValue > Self.elementWindow
-        answer.whenComplete { result in
-            self.unanswered.wrappingSubtract(1, ordering: .relaxed)
-            if case .failure(let error) = result {
-                self.failure.withLock { first in if first == nil { first = error } }
-            }
-        }
-        if waits { _ = try await answer.get() }
     }
 }

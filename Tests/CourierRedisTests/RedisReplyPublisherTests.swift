@@ -11,7 +11,7 @@ import Testing
 
 /// A pub/sub worker's replies: stream elements are pipelined, and a stream with a lost element fails its next write
 /// instead of going on with a gap.
-@Suite struct RedisReplyWriterTests {
+@Suite struct RedisReplyPublisherTests {
     @Test func aStreamWhosePublishFailedThrowsOnItsNextElement() async throws {
         // A server of its own, with a user that may not PUBLISH: a real error answer to a pipelined element.
         try await withRedisServer { redis in
@@ -21,7 +21,10 @@ import Testing
             muted.username = "mute"
             muted.password = "secret"
             let publisher = try await RedisConnection.connect(configuration: muted)
-            let writer = RedisReplyWriter(publisher: publisher, format: .nestJS, requestChannel: "probe.stream")
+            let writer = RedisReplyPublisher(
+                connection: publisher,
+                destination: .pubSub(format: .nestJS, requestChannel: "probe.stream")
+            )
 
             // Queued without waiting for Redis's answer.
             try await writer.write(WireReply(correlationID: "1", response: ByteBuffer(string: "1")))
@@ -32,6 +35,13 @@ import Testing
             }
             await #expect(throws: RedisError.self) {
                 try await writer.write(WireReply(correlationID: "1", isDisposed: true))
+            }
+
+            // A Streams worker awaits its final reply, so the failure reaches it even with no element after.
+            let caller = RedisReplyPublisher(connection: publisher, destination: .caller(channel: "probe.caller"))
+            try await caller.write(WireReply(correlationID: "2", response: ByteBuffer(string: "1")))
+            await #expect(throws: RedisError.self) {
+                try await caller.write(WireReply(correlationID: "2", isDisposed: true))
             }
             await publisher.close()
             await admin.close()
@@ -45,9 +55,12 @@ import Testing
             // NestJS's reply channel: the request channel plus ".reply".
             try await subscriber.subscribe([requestChannel + ".reply"])
             let publisher = try await RedisConnection.connect(configuration: configuration)
-            let writer = RedisReplyWriter(publisher: publisher, format: .nestJS, requestChannel: requestChannel)
+            let writer = RedisReplyPublisher(
+                connection: publisher,
+                destination: .pubSub(format: .nestJS, requestChannel: requestChannel)
+            )
 
-            let count = RedisReplyWriter.elementWindow * 4
+            let count = RedisReplyPublisher.elementWindow * 4
             for value in 0..<count {
                 try await writer.write(WireReply(correlationID: "7", response: ByteBuffer(string: "\(value)")))
             }
