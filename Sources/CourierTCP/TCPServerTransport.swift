@@ -187,11 +187,22 @@ public final class TCPServerTransport: ServerTransport {
 }
 
 /// Writes framed replies to one connection. Many handlers write concurrently; writes are batched per event-loop
-/// turn. A stream element returns once its frame is written; a final reply returns once it is queued.
+/// turn. A final reply returns once it is queued. A stream element does too, except every ``elementWindow``-th
+/// element on the connection and any element written while the connection's outbound buffer is full: those return
+/// once written, which paces a fast producer without a suspension per element.
 struct TCPReplyWriter: ReplyWriter {
+    /// How many stream elements a connection queues without waiting for one to be written.
+    static let elementWindow = 64
+
+    final class ElementCount: Sendable {
+        let value = Atomic<Int>(0)
+    }
+
     let writer: WriteCoalescer<ByteBuffer>
     let format: TCPWireFormat
     let maxFrameLength: Int
+    /// Stream elements queued on this connection since one was awaited.
+    let elementsSinceWait = ElementCount()
 
     private var channel: any Channel { writer.channel }
 
@@ -209,11 +220,18 @@ struct TCPReplyWriter: ReplyWriter {
         }
         if reply.isDisposed {
             // A final reply is not awaited: nothing follows it, a failed write closes the connection (the caller's
-            // calls then fail), and not waiting spares a suspension per request. Stream elements are awaited, which
-            // paces a fast producer.
+            // calls then fail), and not waiting spares a suspension per request.
             writer.write(frame, promise: nil)
-        } else {
+            return
+        }
+        // A stream element on a connection that is gone stops its handler at once.
+        guard channel.isActive else { throw ChannelError.ioOnClosedChannel }
+        let queued = elementsSinceWait.value.wrappingAdd(1, ordering: .relaxed).newValue
+        if queued >= Self.elementWindow || !channel.isWritable {
+            elementsSinceWait.value.store(0, ordering: .relaxed)
             try await writer.writeAndWait(frame)
+        } else {
+            writer.write(frame, promise: nil)
         }
     }
 }

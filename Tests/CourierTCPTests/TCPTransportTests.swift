@@ -579,6 +579,38 @@ import Testing
         await worker.stop()
     }
 
+    @Test func aStreamWhoseCallerLeftStopsItsHandler() async throws {
+        // A producer that never waits on anything but its writes: without pacing it would queue for ever.
+        let endless = StreamPattern<Int, Int>("probe.endless")
+        let ended = Signal()
+        let sent = Counter()
+        var router = Self.router()
+        router.on(endless) { _, _, replies in
+            defer { ended.fire() }
+            while true {
+                try await replies.send(sent.count)
+                sent.increment()
+            }
+        }
+        let worker = try await Self.startWorker(router: router)
+        let client = Self.makeClient(port: worker.port, timeout: .seconds(30))
+        var received = 0
+        for try await _ in try await client.sendStream(endless, 0) {
+            received += 1
+            if received == 100 { break }
+        }
+        await client.shutdown()
+        // The handler's writes fail once the connection is gone, which ends it.
+        let stopped = await withTaskGroup(of: Bool.self) { group in
+            group.addTask { await ended.wait(); return true }
+            group.addTask { try? await Task.sleep(for: .seconds(10)); return false }
+            defer { group.cancelAll() }
+            return await group.next() ?? false
+        }
+        #expect(stopped, "the handler was still streaming after its caller left (\(sent.count) elements sent)")
+        await worker.stop()
+    }
+
     @Test func clientWithoutServerFailsFast() async throws {
         // Find a free port, then make sure nothing listens on it.
         let probe = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
