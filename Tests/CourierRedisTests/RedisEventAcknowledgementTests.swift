@@ -74,6 +74,29 @@ import Testing
         }
     }
 
+    /// Commands sent without a promise are counted until answered, and their failures reach the owner of the count.
+    @Test func countedCommandsAreAnsweredAndTheirFailuresReported() async throws {
+        try await withRedisServer { redis in
+            let admin = try await RedisConnection.connect(configuration: redis.configuration)
+            _ = try await admin.send(["ACL", "SETUSER", "mute", "on", ">secret", "~*", "&*", "+@all", "-publish"])
+            var muted = redis.configuration
+            muted.username = "mute"
+            muted.password = "secret"
+            for (configuration, expectedFailures) in [(redis.configuration, 0), (muted, 3)] {
+                let failures = HandledCount()
+                let commands = RedisUnansweredCommands { _ in failures.value.add(1, ordering: .relaxed) }
+                let connection = try await RedisConnection.connect(configuration: configuration)
+                for _ in 0..<3 { connection.enqueue(["PUBLISH", "counted", "x"], countedIn: commands) }
+                // Answers come in order: once PING is answered, the three PUBLISHes have been.
+                _ = try await connection.send(["PING"])
+                #expect(commands.unanswered == 0)
+                #expect(failures.value.load(ordering: .relaxed) == expectedFailures)
+                await connection.close()
+            }
+            await admin.close()
+        }
+    }
+
     /// Events emitted without acknowledgements all reach the worker, in batches far past the limit.
     @Test func everyUnacknowledgedEventIsHandled() async throws {
         try await withRedis { connection in

@@ -157,14 +157,14 @@ final class ReconnectingRedisChannel: Sendable {
         case .connecting:
             state.value.queued.append(request)
         case .waitingToReconnect(let attempt, let lastError, _):
-            request.promise.fail(
+            request.completion.fail(
                 CourierError.unavailable(
                     "not connected to \(endpoint) (reconnect attempt \(attempt) pending): \(lastError.message)",
                     underlying: lastError
                 )
             )
         case .idle, .closed:
-            request.promise.fail(closedError)
+            request.completion.fail(closedError)
         }
     }
 
@@ -181,7 +181,7 @@ final class ReconnectingRedisChannel: Sendable {
     private func failQueued(with error: CourierError) {
         let queued = state.value.queued
         state.value.queued = []
-        for request in queued { request.promise.fail(error) }
+        for request in queued { request.completion.fail(error) }
     }
 
     // MARK: Subscriptions

@@ -31,7 +31,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     private struct Pending {
         var name: String
         var expectation: RedisRequest.Expectation
-        var promise: EventLoopPromise<RESPValue>
+        var completion: RedisRequest.Completion
         var deadline: NIODeadline?
         var timeout: Duration?
     }
@@ -72,7 +72,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let request = unwrapOutboundIn(data)
         if let closeReason {
-            request.promise.fail(closeReason)
+            request.completion.fail(closeReason)
             promise?.fail(closeReason)
             return
         }
@@ -81,7 +81,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             Pending(
                 name: request.name,
                 expectation: request.expectation,
-                promise: request.promise,
+                completion: request.completion,
                 deadline: deadline,
                 timeout: request.timeout
             )
@@ -150,7 +150,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         timeoutTask?.cancel()
         timeoutTask = nil
         while let entry = pending.popFirst() {
-            entry.promise.fail(reason)
+            entry.completion.fail(reason)
         }
         context.fireChannelInactive()
     }
@@ -159,9 +159,9 @@ final class RedisChannelHandler: ChannelDuplexHandler {
 
     private func complete(_ entry: Pending, with value: RESPValue) {
         if case .error(let message) = value {
-            entry.promise.fail(RedisError(message: message))
+            entry.completion.fail(RedisError(message: message))
         } else {
-            entry.promise.succeed(value)
+            entry.completion.succeed(value)
         }
     }
 
@@ -198,7 +198,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             guard let deadline = entry.deadline else { continue }
             if deadline <= now {
                 firstOverdue = firstOverdue ?? entry
-                entry.promise.fail(
+                entry.completion.fail(
                     CourierError(.timedOut, "Redis command '\(entry.name)' got no reply within \(entry.timeout!)")
                 )
             } else {

@@ -121,6 +121,16 @@ public final class RedisConnection: Sendable {
         return promise.futureResult
     }
 
+    /// Queues a command nobody waits for, counted in `commands` until Redis answers it.
+    package func enqueue(_ command: [RESPArgument], countedIn commands: RedisUnansweredCommands) {
+        commands.sent()
+        do {
+            channel.submit(try RedisRequest(command, timeout: configuration.commandTimeout, completion: .counted(commands)))
+        } catch {
+            commands.answered(failure: error)
+        }
+    }
+
     /// Closes the connection and stops reconnecting. Commands pending or sent later fail with
     /// ``CourierCore/CourierError/Code/transportUnavailable``.
     public func close() async {

@@ -5,6 +5,7 @@
 
 import CourierCore
 import NIOCore
+import Synchronization
 
 /// An encoded command on its way to a Redis connection, with what it expects back and who waits for it.
 struct RedisRequest: Sendable {
@@ -21,9 +22,10 @@ struct RedisRequest: Sendable {
     /// The command's name, for error messages.
     var name: String
     var expectation: Expectation
-    /// Completed with the reply (the last confirmation), or failed: ``RedisError`` for an error reply,
-    /// ``CourierError`` otherwise. The caller may fail it first (cancellation); the reply is then discarded.
-    var promise: EventLoopPromise<RESPValue>
+    /// Who learns the outcome: a promise completed with the reply (the last confirmation), or failed with
+    /// ``RedisError`` for an error reply and ``CourierError`` otherwise (the caller may fail it first, on cancellation;
+    /// the reply is then discarded); or, for a command nobody waits for, a count of unanswered commands.
+    var completion: Completion
     /// How long the reply may take once the command is written; `nil` waits as long as the connection lives.
     var timeout: Duration?
 
@@ -34,10 +36,66 @@ struct RedisRequest: Sendable {
         timeout: Duration?,
         promise: EventLoopPromise<RESPValue>
     ) throws {
+        try self.init(arguments, expectation: expectation, timeout: timeout, completion: .promise(promise))
+    }
+
+    /// Encodes `arguments` into a request whose outcome goes to `completion`.
+    init(
+        _ arguments: [RESPArgument],
+        expectation: Expectation = .reply,
+        timeout: Duration?,
+        completion: Completion
+    ) throws {
         command = try RESPCommandEncoder.encode(arguments, allocator: ByteBufferAllocator())
         name = arguments.first.map { String($0.description.prefix(32)) } ?? ""
         self.expectation = expectation
-        self.promise = promise
+        self.completion = completion
         self.timeout = timeout
+    }
+
+    /// Where a request's outcome goes.
+    enum Completion: Sendable {
+        case promise(EventLoopPromise<RESPValue>)
+        /// Nobody waits: the command is counted as answered, and a failure is reported to the count's owner.
+        case counted(RedisUnansweredCommands)
+
+        func succeed(_ value: RESPValue) {
+            switch self {
+            case .promise(let promise): promise.succeed(value)
+            case .counted(let commands): commands.answered(failure: nil)
+            }
+        }
+
+        func fail(_ error: any Error) {
+            switch self {
+            case .promise(let promise): promise.fail(error)
+            case .counted(let commands): commands.answered(failure: error)
+            }
+        }
+    }
+}
+
+/// Commands sent without a promise, counted until Redis answers them; failures go to `onFailure`.
+///
+/// A promise, its future and a callback per command cost a client about 10 % of its CPU when emitting events
+/// without waiting for their answers; a count costs two atomic operations.
+package final class RedisUnansweredCommands: Sendable {
+    private let count = Atomic<Int>(0)
+    private let onFailure: @Sendable (any Error) -> Void
+
+    package init(onFailure: @escaping @Sendable (any Error) -> Void) {
+        self.onFailure = onFailure
+    }
+
+    /// Commands sent and not answered yet.
+    package var unanswered: Int { count.load(ordering: .relaxed) }
+
+    func sent() {
+        count.wrappingAdd(1, ordering: .relaxed)
+    }
+
+    func answered(failure: (any Error)?) {
+        count.wrappingSubtract(1, ordering: .relaxed)
+        if let failure { onFailure(failure) }
     }
 }

@@ -44,7 +44,7 @@ public final class RedisClientTransport: ClientTransport {
     private let receiver = Mutex<(any ReplyReceiver)?>(nil)
     private let subscriptions = Mutex<[String: Subscription]>([:])
     /// Events published without waiting for Redis's answer that are not answered yet.
-    private let unacknowledgedEvents = Atomic<Int>(0)
+    private let unacknowledgedEvents: RedisUnansweredCommands
 
     /// Creates a client transport.
     ///
@@ -54,6 +54,9 @@ public final class RedisClientTransport: ClientTransport {
     public init(configuration: RedisPubSubConfiguration, logger: Logger = Logger(label: "courier.redis.client")) {
         self.configuration = configuration
         self.logger = logger
+        unacknowledgedEvents = RedisUnansweredCommands { error in
+            logger.warning("an event was not published", metadata: ["error": "\(error)"])
+        }
     }
 
     public func connect(replies: any ReplyReceiver) async throws {
@@ -124,21 +127,13 @@ public final class RedisClientTransport: ClientTransport {
                 _ = try await connection.commands.send(publish)
                 return
             }
-            let answer = connection.commands.enqueue(publish)
             // Bound what a fast emitter queues: past the limit, wait for this event's answer (and so for every
             // event before it on the connection).
-            let waits = unacknowledgedEvents.wrappingAdd(1, ordering: .relaxed).newValue
-                > configuration.maxUnacknowledgedEvents
-            let pattern = event.pattern
-            answer.whenComplete { result in
-                self.unacknowledgedEvents.wrappingSubtract(1, ordering: .relaxed)
-                if !waits, case .failure(let error) = result {
-                    self.logger.warning("an event was not published", metadata: [
-                        "pattern": "\(pattern)", "error": "\(error)",
-                    ])
-                }
+            if unacknowledgedEvents.unanswered >= configuration.maxUnacknowledgedEvents {
+                _ = try await connection.commands.send(publish)
+            } else {
+                connection.commands.enqueue(publish, countedIn: unacknowledgedEvents)
             }
-            if waits { _ = try await answer.get() }
         } catch let error as CourierError {
             throw error
         } catch {
