@@ -77,11 +77,7 @@ import Testing
     /// Commands sent without a promise are counted until answered, and their failures reach the owner of the count.
     @Test func countedCommandsAreAnsweredAndTheirFailuresReported() async throws {
         try await withRedisServer { redis in
-            let admin = try await RedisConnection.connect(configuration: redis.configuration)
-            _ = try await admin.send(["ACL", "SETUSER", "mute", "on", ">secret", "~*", "&*", "+@all", "-publish"])
-            var muted = redis.configuration
-            muted.username = "mute"
-            muted.password = "secret"
+            let muted = try await configurationWithoutPublish(on: redis)
             for (configuration, expectedFailures) in [(redis.configuration, 0), (muted, 3)] {
                 let failures = HandledCount()
                 let commands = RedisUnansweredCommands { _ in failures.value.add(1, ordering: .relaxed) }
@@ -93,7 +89,6 @@ import Testing
                 #expect(failures.value.load(ordering: .relaxed) == expectedFailures)
                 await connection.close()
             }
-            await admin.close()
         }
     }
 

@@ -15,12 +15,7 @@ import Testing
     @Test func aStreamWhosePublishFailedThrowsOnItsNextElement() async throws {
         // A server of its own, with a user that may not PUBLISH: a real error answer to a pipelined element.
         try await withRedisServer { redis in
-            let admin = try await RedisConnection.connect(configuration: redis.configuration)
-            _ = try await admin.send(["ACL", "SETUSER", "mute", "on", ">secret", "~*", "&*", "+@all", "-publish"])
-            var muted = redis.configuration
-            muted.username = "mute"
-            muted.password = "secret"
-            let publisher = try await RedisConnection.connect(configuration: muted)
+            let publisher = try await RedisConnection.connect(configuration: try await configurationWithoutPublish(on: redis))
             let writer = RedisReplyPublisher(
                 connection: publisher,
                 destination: .pubSub(format: .nestJS, requestChannel: "probe.stream")
@@ -44,7 +39,6 @@ import Testing
                 try await caller.write(WireReply(correlationID: "2", isDisposed: true))
             }
             await publisher.close()
-            await admin.close()
         }
     }
 

@@ -141,6 +141,18 @@ func withRedisServer<T>(arguments: [String] = [], _ body: (RedisServer) async th
     }
 }
 
+/// Adds to `redis` a user that may run every command but `PUBLISH`, and returns the configuration that logs in as it:
+/// a real error answer to a `PUBLISH`, for tests of what happens to commands nobody waits for.
+func configurationWithoutPublish(on redis: RedisServer) async throws -> RedisConfiguration {
+    let admin = try await RedisConnection.connect(configuration: redis.configuration)
+    _ = try await admin.send(["ACL", "SETUSER", "mute", "on", ">secret", "~*", "&*", "+@all", "-publish"])
+    await admin.close()
+    var muted = redis.configuration
+    muted.username = "mute"
+    muted.password = "secret"
+    return muted
+}
+
 /// A key (or channel) name no other test uses, so tests can share one server.
 func uniqueName(_ label: String) -> String {
     "courier-test:\(UUID().uuidString):\(label)"
