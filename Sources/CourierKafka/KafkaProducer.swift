@@ -119,7 +119,8 @@ public final class KafkaProducer: Sendable {
 
     /// ``produceWhenRoom(topic:partition:key:value:headers:)`` with the delivery report going to `onDelivery`, which
     /// runs exactly once if the message was enqueued (on the poll thread, so it must not block; or when the
-    /// producer closes first), and never if this throws.
+    /// producer closes first), and never if this throws; and, with a `deadline`, the "queue full" error of
+    /// ``produce(topic:partition:key:value:headers:)`` once it passes with the queue still full.
     @discardableResult
     func produceWhenRoom(
         topic: String,
@@ -127,12 +128,16 @@ public final class KafkaProducer: Sendable {
         key: [UInt8]?,
         value: [UInt8]?,
         headers: [(String, [UInt8])],
-        onDelivery: DeliveryWaiter?
+        onDelivery: DeliveryWaiter?,
+        until deadline: ContinuousClock.Instant? = nil
     ) async throws -> UInt64 {
         while true {
             if let id = try enqueue(topic: topic, partition: partition, key: key, value: value, headers: headers,
                                     onDelivery: onDelivery) {
                 return id
+            }
+            if let deadline, ContinuousClock.now >= deadline {
+                throw RDKafkaConfig.error(.transportUnavailable, "producing to '\(topic)'", RD_KAFKA_RESP_ERR__QUEUE_FULL)
             }
             try await Task.sleep(for: .milliseconds(1))
         }

@@ -5,9 +5,10 @@
 
 import CRdKafka
 import CourierCore
-import CourierKafka
 import Logging
 import Testing
+
+@testable import CourierKafka
 
 @Suite struct KafkaProducerTests {
     static func message(_ index: Int) -> (key: [UInt8], value: [UInt8], headers: [(String, [UInt8])]) {
@@ -177,6 +178,28 @@ import Testing
         let error = #expect(throws: CourierError.self) { try producer.produce(topic: "nowhere", value: [2]) }
         #expect(error?.code == .transportUnavailable)
         #expect(error?.message.contains("-184") == true, "\(String(describing: error))")
+        await producer.close(flushTimeout: .zero)
+    }
+
+    @Test func waitingForRoomGivesUpAtItsDeadline() async throws {
+        var quiet = Logger(label: "courier.kafka.test")
+        quiet.logLevel = .critical
+        // Nothing listens on port 1: the one message the queue holds stays, and the queue stays full.
+        let producer = try KafkaProducer(
+            bootstrapServers: "127.0.0.1:1",
+            properties: ["queue.buffering.max.messages": "1"],
+            logger: quiet
+        )
+        try producer.produce(topic: "nowhere", value: [1])
+        let clock = ContinuousClock()
+        let start = clock.now
+        let error = await #expect(throws: CourierError.self) {
+            try await producer.produceWhenRoom(topic: "nowhere", partition: nil, key: nil, value: [2], headers: [],
+                                               onDelivery: nil, until: start + .milliseconds(200))
+        }
+        #expect(error?.code == .transportUnavailable)
+        #expect(error?.message.contains("-184") == true, "\(String(describing: error))")
+        #expect(start.duration(to: clock.now) >= .milliseconds(200))
         await producer.close(flushTimeout: .zero)
     }
 

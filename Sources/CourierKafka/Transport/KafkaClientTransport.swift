@@ -83,54 +83,49 @@ public final class KafkaClientTransport: ClientTransport {
             replies?.fail(correlationIDs: CollectionOfOne(id), with: Self.sendFailure(error, request))
             return
         }
-        if Self.enqueue(record, of: request, id: id, producer: connection.producer, replies: replies) { return }
-        // librdkafka's queue is full (`queue.buffering.max.messages`): retry in a task until there is room, for as
-        // long as the call may wait for its reply.
-        let deadline = ContinuousClock.now + (request.timeout ?? Self.queueFullPatience)
-        Task {
-            while ContinuousClock.now < deadline {
-                try? await Task.sleep(for: .milliseconds(1))
-                if Self.enqueue(record, of: request, id: id, producer: connection.producer, replies: replies) {
-                    return
-                }
+        // A request whose delivery fails fails its call at once instead of leaving it to time out.
+        let onDelivery: DeliveryWaiter = { result in
+            if case .failure(let error) = result {
+                replies?.fail(correlationIDs: CollectionOfOne(id), with: Self.sendFailure(error, request))
             }
-            let error = CourierError(
-                .transportUnavailable, "could not send '\(request.pattern)': librdkafka's queue stayed full"
-            )
-            replies?.fail(correlationIDs: CollectionOfOne(id), with: error)
         }
-    }
-
-    /// How long a request without a timeout waits for room in librdkafka's full queue.
-    static let queueFullPatience = Duration.seconds(30)
-
-    /// Enqueues a request; returns `false` if librdkafka's queue is full. A request that cannot be enqueued, or
-    /// whose delivery fails, fails its call at once instead of leaving it to time out.
-    private static func enqueue(
-        _ record: KafkaRecordModel,
-        of request: WireRequest,
-        id: String,
-        producer: KafkaProducer,
-        replies: (any ReplyReceiver)?
-    ) -> Bool {
+        let producer = connection.producer
         do {
-            return try producer.produce(
+            let queued = try producer.produce(
                 topic: record.topic,
                 partition: record.partition,
                 key: record.key,
                 value: record.value,
                 headers: record.producerHeaders,
-                onDelivery: { result in
-                    if case .failure(let error) = result {
-                        replies?.fail(correlationIDs: CollectionOfOne(id), with: sendFailure(error, request))
-                    }
-                }
+                onDelivery: onDelivery
             )
+            if queued { return }
         } catch {
-            replies?.fail(correlationIDs: CollectionOfOne(id), with: sendFailure(error, request))
-            return true
+            replies?.fail(correlationIDs: CollectionOfOne(id), with: Self.sendFailure(error, request))
+            return
+        }
+        // librdkafka's queue is full (`queue.buffering.max.messages`): wait for room in a task, for as long as the
+        // call may wait for its reply.
+        let deadline = ContinuousClock.now + (request.timeout ?? Self.queueFullPatience)
+        Task {
+            do {
+                try await producer.produceWhenRoom(
+                    topic: record.topic,
+                    partition: record.partition,
+                    key: record.key,
+                    value: record.value,
+                    headers: record.producerHeaders,
+                    onDelivery: onDelivery,
+                    until: deadline
+                )
+            } catch {
+                replies?.fail(correlationIDs: CollectionOfOne(id), with: Self.sendFailure(error, request))
+            }
         }
     }
+
+    /// How long a request without a timeout waits for room in librdkafka's full queue.
+    static let queueFullPatience = Duration.seconds(30)
 
     private static func sendFailure(_ error: any Error, _ request: WireRequest) -> CourierError {
         CourierError.wrapping(error, as: .transportUnavailable, "could not send '\(request.pattern)'")

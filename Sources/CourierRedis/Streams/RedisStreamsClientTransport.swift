@@ -24,12 +24,7 @@ public final class RedisStreamsClientTransport: ClientTransport {
     private let configuration: RedisStreamsConfiguration
     private let logger: Logger
     private let replyChannel: String
-    private let connection = LazyConnection<RedisClientConnection>(closedMessage: "the Redis Streams client is closed")
-    /// The open connection again, in a concrete type for the per-call path: `LazyConnection`'s generic code is not
-    /// specialised outside CourierCore, and its generic metadata lookups took 7 % of a client's CPU when emitting.
-    private let openConnection = Mutex<RedisClientConnection?>(nil)
-    /// Set by `close()`, so that a connection opened meanwhile is not cached.
-    private let isClosed = Atomic<Bool>(false)
+    private let connection = RedisClientConnectionSlot(closedMessage: "the Redis Streams client is closed")
     private let receiver = Mutex<(any ReplyReceiver)?>(nil)
 
     /// Creates a client transport.
@@ -56,7 +51,7 @@ public final class RedisStreamsClientTransport: ClientTransport {
 
     public func send(_ request: WireRequest) {
         guard let id = request.correlationID else { return }
-        guard let connection = openConnection.withLock({ $0 }) else {
+        guard let connection = connection.current else {
             fail(id, .unavailable("the Redis Streams client is not connected"))
             return
         }
@@ -68,7 +63,7 @@ public final class RedisStreamsClientTransport: ClientTransport {
     }
 
     public func emit(_ event: WireRequest) async throws {
-        guard let connection = openConnection.withLock({ $0 }) else {
+        guard let connection = connection.current else {
             throw CourierError.unavailable("the Redis Streams client is not connected")
         }
         do {
@@ -81,8 +76,6 @@ public final class RedisStreamsClientTransport: ClientTransport {
     }
 
     public func close() async {
-        isClosed.store(true, ordering: .relaxed)
-        openConnection.withLock { $0 = nil }
         await connection.close()?.close()
     }
 
@@ -96,14 +89,9 @@ public final class RedisStreamsClientTransport: ClientTransport {
     }
 
     private func connection(replies: any ReplyReceiver) async throws -> RedisClientConnection {
-        if let open = openConnection.withLock({ $0 }) { return open }
+        if let current = connection.current { return current }
         receiver.withLock { $0 = replies }
-        let open = try await connection.get { try await self.open(replies: replies) }
-        openConnection.withLock { cached in
-            // A close that raced with this call wins.
-            if !isClosed.load(ordering: .relaxed) { cached = open }
-        }
-        return open
+        return try await connection.get { try await self.open(replies: replies) }
     }
 
     private func open(replies: any ReplyReceiver) async throws -> RedisClientConnection {

@@ -35,12 +35,7 @@ public final class RedisClientTransport: ClientTransport {
 
     private let configuration: RedisPubSubConfiguration
     private let logger: Logger
-    private let connection = LazyConnection<RedisClientConnection>(closedMessage: "the Redis client is closed")
-    /// The open connection again, in a concrete type for the per-call path: `LazyConnection`'s generic code is not
-    /// specialised outside CourierCore, and its generic metadata lookups took 7 % of a client's CPU when emitting.
-    private let openConnection = Mutex<RedisClientConnection?>(nil)
-    /// Set by `close()`, so that a connection opened meanwhile is not cached.
-    private let isClosed = Atomic<Bool>(false)
+    private let connection = RedisClientConnectionSlot(closedMessage: "the Redis client is closed")
     private let receiver = Mutex<(any ReplyReceiver)?>(nil)
     private let subscriptions = Mutex<[String: Subscription]>([:])
     /// Events published without waiting for Redis's answer that are not answered yet.
@@ -69,7 +64,7 @@ public final class RedisClientTransport: ClientTransport {
 
     public func send(_ request: WireRequest) {
         guard let id = request.correlationID else { return }
-        guard let connection = openConnection.withLock({ $0 }) else {
+        guard let connection = connection.current else {
             fail(id, .unavailable("the Redis client is not connected"))
             return
         }
@@ -117,7 +112,7 @@ public final class RedisClientTransport: ClientTransport {
     }
 
     public func emit(_ event: WireRequest) async throws {
-        guard let connection = openConnection.withLock({ $0 }) else {
+        guard let connection = connection.current else {
             throw CourierError.unavailable("the Redis client is not connected")
         }
         let publish: [RESPArgument] = ["PUBLISH", RESPArgument(event.pattern),
@@ -142,8 +137,6 @@ public final class RedisClientTransport: ClientTransport {
     }
 
     public func close() async {
-        isClosed.store(true, ordering: .relaxed)
-        openConnection.withLock { $0 = nil }
         await connection.close()?.close()
     }
 
@@ -190,14 +183,9 @@ public final class RedisClientTransport: ClientTransport {
     }
 
     private func connection(replies: any ReplyReceiver) async throws -> RedisClientConnection {
-        if let open = openConnection.withLock({ $0 }) { return open }
+        if let current = connection.current { return current }
         receiver.withLock { $0 = replies }
-        let open = try await connection.get { try await self.open(replies: replies) }
-        openConnection.withLock { cached in
-            // A close that raced with this call wins.
-            if !isClosed.load(ordering: .relaxed) { cached = open }
-        }
-        return open
+        return try await connection.get { try await self.open(replies: replies) }
     }
 
     private func open(replies: any ReplyReceiver) async throws -> RedisClientConnection {
