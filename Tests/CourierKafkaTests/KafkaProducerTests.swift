@@ -166,14 +166,20 @@ import Testing
         #expect(flushError?.code == .transportUnavailable)
     }
 
-    @Test func aFullQueueThrowsAtOnce() async throws {
+    /// A producer whose queue holds one message and whose broker does not exist (nothing listens on port 1): once
+    /// it holds a message, its queue stays full.
+    static func stuckProducer() throws -> KafkaProducer {
         var quiet = Logger(label: "courier.kafka.test")
         quiet.logLevel = .critical
-        let producer = try KafkaProducer(
+        return try KafkaProducer(
             bootstrapServers: "127.0.0.1:1",
             properties: ["queue.buffering.max.messages": "1"],
             logger: quiet
         )
+    }
+
+    @Test func aFullQueueThrowsAtOnce() async throws {
+        let producer = try Self.stuckProducer()
         try producer.produce(topic: "nowhere", value: [1])
         let error = #expect(throws: CourierError.self) { try producer.produce(topic: "nowhere", value: [2]) }
         #expect(error?.code == .transportUnavailable)
@@ -182,14 +188,7 @@ import Testing
     }
 
     @Test func waitingForRoomGivesUpAtItsDeadline() async throws {
-        var quiet = Logger(label: "courier.kafka.test")
-        quiet.logLevel = .critical
-        // Nothing listens on port 1: the one message the queue holds stays, and the queue stays full.
-        let producer = try KafkaProducer(
-            bootstrapServers: "127.0.0.1:1",
-            properties: ["queue.buffering.max.messages": "1"],
-            logger: quiet
-        )
+        let producer = try Self.stuckProducer()
         try producer.produce(topic: "nowhere", value: [1])
         let clock = ContinuousClock()
         let start = clock.now

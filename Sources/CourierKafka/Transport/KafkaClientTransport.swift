@@ -91,15 +91,7 @@ public final class KafkaClientTransport: ClientTransport {
         }
         let producer = connection.producer
         do {
-            let queued = try producer.produce(
-                topic: record.topic,
-                partition: record.partition,
-                key: record.key,
-                value: record.value,
-                headers: record.producerHeaders,
-                onDelivery: onDelivery
-            )
-            if queued { return }
+            if try producer.produce(record, onDelivery: onDelivery) { return }
         } catch {
             replies?.fail(correlationIDs: CollectionOfOne(id), with: Self.sendFailure(error, request))
             return
@@ -109,15 +101,7 @@ public final class KafkaClientTransport: ClientTransport {
         let deadline = ContinuousClock.now + (request.timeout ?? Self.queueFullPatience)
         Task {
             do {
-                try await producer.produceWhenRoom(
-                    topic: record.topic,
-                    partition: record.partition,
-                    key: record.key,
-                    value: record.value,
-                    headers: record.producerHeaders,
-                    onDelivery: onDelivery,
-                    until: deadline
-                )
+                try await producer.produceWhenRoom(record, onDelivery: onDelivery, until: deadline)
             } catch {
                 replies?.fail(correlationIDs: CollectionOfOne(id), with: Self.sendFailure(error, request))
             }
@@ -137,22 +121,10 @@ public final class KafkaClientTransport: ClientTransport {
         }
         let record = try KafkaRecordCodec.encodeEvent(event)
         guard configuration.awaitsEventAcknowledgement else {
-            try await connection.producer.produceWhenRoom(
-                topic: record.topic,
-                partition: record.partition,
-                key: record.key,
-                value: record.value,
-                headers: record.producerHeaders
-            )
+            try await connection.producer.produceWhenRoom(record)
             return
         }
-        _ = try await connection.producer.send(
-            topic: record.topic,
-            partition: record.partition,
-            key: record.key,
-            value: record.value,
-            headers: record.producerHeaders
-        )
+        _ = try await connection.producer.send(record)
     }
 
     public func close() async {

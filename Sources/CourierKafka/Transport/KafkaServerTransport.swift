@@ -372,14 +372,7 @@ struct KafkaReplyWriter: ReplyWriter {
         // (`queue.buffering.max.messages`), the producer waits for deliveries to make room.
         pending.expectDelivery()
         do {
-            try await producer.produceWhenRoom(
-                topic: record.topic,
-                partition: record.partition,
-                key: record.key,
-                value: record.value,
-                headers: record.producerHeaders,
-                onDelivery: { pending.delivered($0) }
-            )
+            try await producer.produceWhenRoom(record, onDelivery: { pending.delivered($0) })
         } catch {
             pending.withdrawExpectedDelivery()
             throw error
