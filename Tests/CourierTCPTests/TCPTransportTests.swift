@@ -580,7 +580,9 @@ import Testing
     }
 
     @Test func aStreamWhoseCallerLeftStopsItsHandler() async throws {
-        // A producer that never waits on anything but its writes: without pacing it would queue for ever.
+        // A producer that never stops by itself: only its writes failing can end it. It rests 1 ms every 10 elements,
+        // so that it does not keep the event loops other tests share busy (flooding a caller that is slow to close
+        // made other tests' connections time out in one CI run).
         let endless = StreamPattern<Int, Int>("probe.endless")
         let ended = Signal()
         let sent = Counter()
@@ -590,6 +592,7 @@ import Testing
             while true {
                 try await replies.send(sent.count)
                 sent.increment()
+                if sent.count.isMultiple(of: 10) { try await Task.sleep(for: .milliseconds(1)) }
             }
         }
         let worker = try await Self.startWorker(router: router)
