@@ -108,6 +108,7 @@ public enum TransportConformance {
         Scenario(name: "wildcard routes match and report their route", body: wildcardRoutes),
         Scenario(name: "headers reach the handler", body: headersTravel),
         Scenario(name: "1,000 concurrent calls are all answered correctly", body: concurrentCalls),
+        Scenario(name: "a handler waiting for a later call does not hold that call up", body: handlersRunConcurrently),
         Scenario(name: "a graceful shutdown finishes in-flight work", body: gracefulShutdownDrains),
     ]
 
@@ -150,6 +151,8 @@ public enum TransportConformance {
         static let deepGreet = MessagePattern<NoPayload, String>("greet.**")
         static let header = MessagePattern<String, String?>("probe.header")
         static let remaining = MessagePattern<NoPayload, Bool>("probe.has-deadline")
+        static let awaitSignal = MessagePattern<NoPayload, String>("probe.await-signal")
+        static let signal = MessagePattern<NoPayload, Bool>("probe.signal")
     }
 
     struct PlainError: Error {}
@@ -182,7 +185,35 @@ public enum TransportConformance {
         router.on(Probe.deepGreet) { _, context in "rest:\(context.pattern):\(context.route)" }
         router.on(Probe.header) { name, context in context.headers[name] }
         router.on(Probe.remaining) { _, context in context.remainingTime != nil }
+        let signal = Signal()
+        router.on(Probe.awaitSignal) { _, _ in await signal.wait() ? "signalled" : "never signalled" }
+        router.on(Probe.signal) { _, _ in signal.fire() }
         return router
+    }
+
+    /// One handler waits on it until another fires it.
+    final class Signal: Sendable {
+        private let state = Mutex<(waiting: Int, fired: Bool)>((0, false))
+
+        /// Waits until fired, for 20 s at most; returns whether it was fired.
+        func wait() async -> Bool {
+            state.withLock { $0.waiting += 1 }
+            // Polls, so that a worker that never runs the firing handler still ends this one.
+            for _ in 0..<2_000 {
+                if state.withLock({ $0.fired }) { return true }
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+            return false
+        }
+
+        /// Fires the signal if a handler is waiting on it; returns whether one was.
+        func fire() -> Bool {
+            state.withLock { state in
+                guard state.waiting > 0 else { return false }
+                state.fired = true
+                return true
+            }
+        }
     }
 
     /// Counts finished probe sleeps.
@@ -508,6 +539,26 @@ public enum TransportConformance {
             }
             try check(wrong == 0, "\(wrong) of 1,000 concurrent calls got a wrong reply")
             try check(client.pendingCalls == 0, "calls left pending: \(client.pendingCalls)")
+        }
+    }
+
+    static func handlersRunConcurrently(_ harness: any ConformanceHarness) async throws {
+        try await withWorker(harness) { fixture in
+            let client = fixture.client
+            // The first call's handler waits until the second call's handler runs: a worker that handled one
+            // message at a time (or ran a handler to completion before reading on) would time both out. Brokers may
+            // deliver the second call first, or take seconds to route a new topic: it is sent again until the
+            // first handler is found waiting.
+            async let waited = client.send(Probe.awaitSignal, NoPayload(), timeout: .seconds(20))
+            var wasWaiting = false
+            let deadline = ContinuousClock.now + .seconds(15)
+            while !wasWaiting, ContinuousClock.now < deadline {
+                wasWaiting = try await client.send(Probe.signal, NoPayload(), timeout: deadline - .now)
+                if !wasWaiting { try await Task.sleep(for: .milliseconds(20)) }
+            }
+            try check(wasWaiting, "the signal never found the first handler waiting")
+            let result = try await waited
+            try check(result == "signalled", "the waiting handler returned \(result)")
         }
     }
 
