@@ -4,97 +4,197 @@
 //===----------------------------------------------------------------------===//
 
 import NIOCore
+import Synchronization
 
 /// The messages a ``RedisSubscriber`` receives, in the order Redis sent them, across reconnections.
 ///
 /// Backpressure: once ``RedisConfiguration/subscriberBufferSize`` messages wait here, the subscriber stops
 /// reading from its socket until the buffer drains to a quarter of that. The sequence ends when the subscriber
-/// is closed. Iterate it once (it is a single-consumer sequence); stopping the iteration drops later messages.
+/// is closed. Iterate it once (it is a single-consumer sequence); stopping the iteration (cancelling the iterating
+/// task, or dropping the iterator) drops later messages.
+///
+/// Iterating runs on the caller's executor: `for await` asks for the next message without a hop to another
+/// executor, which on a worker whose reader runs on an event loop spares a look-up of the task's executor
+/// preference per message.
 public struct RedisPubSubMessages: AsyncSequence, Sendable {
     /// A received message.
     public typealias Element = RedisPubSubMessage
-    typealias Producer = NIOAsyncSequenceProducer<
-        RedisPubSubMessage,
-        NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark,
-        RedisPubSubDemand
-    >
 
-    let producer: Producer
+    let buffer: RedisPubSubBuffer
 
     /// Iterates the messages.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        var base: Producer.AsyncIterator
+        let consumer: Consumer
 
-        /// The next message, or `nil` once the subscriber is closed.
-        @concurrent public mutating func next() async -> RedisPubSubMessage? {
-            await base.next()
+        /// The next message, or `nil` once the subscriber is closed or the iterating task is cancelled.
+        public mutating func next(isolation actor: isolated (any Actor)?) async -> RedisPubSubMessage? {
+            await consumer.buffer.next()
+        }
+
+        /// The next message, or `nil` once the subscriber is closed or the iterating task is cancelled.
+        public mutating func next() async -> RedisPubSubMessage? {
+            await consumer.buffer.next()
         }
     }
 
     /// Makes the (only) iterator.
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(base: producer.makeAsyncIterator())
+        AsyncIterator(consumer: Consumer(buffer: buffer))
+    }
+
+    /// Ends the consumer's interest when the last copy of its iterator goes away.
+    final class Consumer: Sendable {
+        let buffer: RedisPubSubBuffer
+
+        init(buffer: RedisPubSubBuffer) {
+            self.buffer = buffer
+        }
+
+        deinit {
+            buffer.terminate()
+        }
     }
 }
 
-/// Tells the subscriber's event loop when its consumer wants more messages again.
-final class RedisPubSubDemand: NIOAsyncSequenceProducerDelegate {
-    private let sink: NIOLoopBoundBox<RedisPubSubSink?>
-
-    init(eventLoop: any EventLoop) {
-        sink = .makeEmptyBox(valueType: RedisPubSubSink.self, eventLoop: eventLoop)
+/// The messages waiting between a subscriber's event loop and its consumer, with the consumer's demand.
+///
+/// Courier's own queue rather than `NIOAsyncSequenceProducer`: that one's generic code runs unspecialised outside
+/// NIOCore, and its `next()` is not isolated to its caller, so every message cost two executor hops.
+final class RedisPubSubBuffer: Sendable {
+    private struct State {
+        var messages = CircularBuffer<RedisPubSubMessage>(initialCapacity: 16)
+        var reader: UnsafeContinuation<RedisPubSubMessage?, Never>?
+        /// No more messages will come (the subscriber closed).
+        var isFinished = false
+        /// The consumer stopped: messages are dropped.
+        var isTerminated = false
+        /// The producer was told to stop; it is told to go on once the buffer drains to the low watermark.
+        var isProducerStopped = false
     }
 
-    /// Connects the delegate to its sink; called once, on the event loop, right after the sequence is made.
-    func attach(_ sink: RedisPubSubSink) {
-        self.sink.value = sink
+    private let state = Mutex(State())
+    private let highWatermark: Int
+    private let lowWatermark: Int
+    /// Tells the producer (on its event loop) that the consumer wants more.
+    private let wantsMore: @Sendable () -> Void
+
+    init(highWatermark: Int, lowWatermark: Int, wantsMore: @escaping @Sendable () -> Void) {
+        self.highWatermark = highWatermark
+        self.lowWatermark = lowWatermark
+        self.wantsMore = wantsMore
     }
 
-    func produceMore() {
-        sink.eventLoop.execute { self.sink.value?.consumerWantsMore() }
+    /// Hands `message` to the consumer, or buffers it. Returns whether the producer may go on reading.
+    func deliver(_ message: RedisPubSubMessage) -> Bool {
+        let (reader, goOn) = state.withLock { state -> (UnsafeContinuation<RedisPubSubMessage?, Never>?, Bool) in
+            // Finished: nothing comes after; terminated: nobody reads, so keep reading and discard.
+            if state.isFinished || state.isTerminated { return (nil, true) }
+            if let reader = state.reader {
+                state.reader = nil
+                return (reader, true)
+            }
+            state.messages.append(message)
+            guard state.messages.count >= highWatermark else { return (nil, true) }
+            state.isProducerStopped = true
+            return (nil, false)
+        }
+        reader?.resume(returning: message)
+        return goOn
     }
 
-    func didTerminate() {
-        sink.eventLoop.execute { self.sink.value?.consumerWantsMore() }
+    /// The next message, waiting for one; `nil` once finished, or when the calling task is cancelled (which
+    /// terminates the buffer).
+    func next() async -> RedisPubSubMessage? {
+        if let ready = take() { return ready }
+        return await withTaskCancellationHandler {
+            await withUnsafeContinuation { continuation in
+                let ready = state.withLock { state -> RedisPubSubMessage?? in
+                    if let message = state.messages.popFirst() { return .some(message) }
+                    if state.isFinished || state.isTerminated { return .some(nil) }
+                    precondition(state.reader == nil, "RedisPubSubMessages has one consumer")
+                    state.reader = continuation
+                    return .none
+                }
+                if let ready { continuation.resume(returning: ready) }
+            }
+        } onCancel: {
+            terminate()
+        }
+    }
+
+    /// Ends the sequence after the messages already buffered.
+    func finish() {
+        let reader = state.withLock { state -> UnsafeContinuation<RedisPubSubMessage?, Never>? in
+            state.isFinished = true
+            defer { state.reader = nil }
+            return state.reader
+        }
+        reader?.resume(returning: nil)
+    }
+
+    /// The consumer stopped: drop what is buffered and what comes, and let the producer read again.
+    func terminate() {
+        let (reader, resume) = state.withLock { state -> (UnsafeContinuation<RedisPubSubMessage?, Never>?, Bool) in
+            state.isTerminated = true
+            state.messages.removeAll()
+            defer {
+                state.reader = nil
+                state.isProducerStopped = false
+            }
+            return (state.reader, state.isProducerStopped)
+        }
+        reader?.resume(returning: nil)
+        if resume { wantsMore() }
+    }
+
+    /// A buffered message (`.some(nil)` once the sequence ended), or `nil` when the consumer must wait.
+    private func take() -> RedisPubSubMessage?? {
+        let (next, resume) = state.withLock { state -> (RedisPubSubMessage??, Bool) in
+            guard let message = state.messages.popFirst() else {
+                return (state.isFinished || state.isTerminated ? .some(nil) : .none, false)
+            }
+            guard state.isProducerStopped, state.messages.count <= lowWatermark else { return (.some(message), false) }
+            state.isProducerStopped = false
+            return (.some(message), true)
+        }
+        if resume { wantsMore() }
+        return next
     }
 }
 
 /// The event-loop side of ``RedisPubSubMessages``: connection handlers deliver into it, and it tells them whether
 /// to keep reading from the socket.
 final class RedisPubSubSink {
-    private let source: RedisPubSubMessages.Producer.Source
+    private let buffer: RedisPubSubBuffer
     /// Whether the consumer wants more; when not, the current connection stops reading.
     private(set) var wantsMore = true
     /// Resumes reading on the current connection, if it held back a read; set by that connection's handler.
     var resumeReading: (() -> Void)?
 
-    private init(source: RedisPubSubMessages.Producer.Source) {
-        self.source = source
+    private init(buffer: RedisPubSubBuffer) {
+        self.buffer = buffer
     }
 
     /// Makes the sequence and its sink; call on `eventLoop`.
     static func make(bufferSize: Int, eventLoop: any EventLoop) -> (RedisPubSubSink, RedisPubSubMessages) {
-        let demand = RedisPubSubDemand(eventLoop: eventLoop)
         let high = max(bufferSize, 1)
-        let made = RedisPubSubMessages.Producer.makeSequence(
-            backPressureStrategy: NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark(
-                lowWatermark: high / 4,
-                highWatermark: high
-            ),
-            finishOnDeinit: false,
-            delegate: demand
-        )
-        let sink = RedisPubSubSink(source: made.source)
-        demand.attach(sink)
-        return (sink, RedisPubSubMessages(producer: made.sequence))
+        // The buffer reaches the sink weakly: the sink owns the buffer.
+        let reference = NIOLoopBound(WeakReference(), eventLoop: eventLoop)
+        let buffer = RedisPubSubBuffer(highWatermark: high, lowWatermark: high / 4) {
+            eventLoop.execute { reference.value.sink?.consumerWantsMore() }
+        }
+        let sink = RedisPubSubSink(buffer: buffer)
+        reference.value.sink = sink
+        return (sink, RedisPubSubMessages(buffer: buffer))
+    }
+
+    private final class WeakReference {
+        weak var sink: RedisPubSubSink?
     }
 
     /// Hands a message to the consumer; records whether it wants more.
     func deliver(_ message: RedisPubSubMessage) {
-        switch source.yield(message) {
-        case .produceMore, .dropped: wantsMore = true  // dropped: nobody iterates; keep reading and discard
-        case .stopProducing: wantsMore = false
-        }
+        wantsMore = buffer.deliver(message)
     }
 
     func consumerWantsMore() {
@@ -106,6 +206,6 @@ final class RedisPubSubSink {
     /// Ends the sequence after the messages already delivered.
     func finish() {
         resumeReading = nil
-        source.finish()
+        buffer.finish()
     }
 }
