@@ -99,7 +99,7 @@ public final class TCPServerTransport: ServerTransport {
                         ? EventLoopTaskExecutor(connection.channel.eventLoop) : nil
                     group.addTask(executorPreference: executor) {
                         await Self.serve(connection: connection, dispatcher: dispatcher, format: format,
-                                         maxFrameLength: maxFrameLength)
+                                         maxFrameLength: maxFrameLength, onEventLoop: executor != nil)
                     }
                 }
             }
@@ -117,7 +117,8 @@ public final class TCPServerTransport: ServerTransport {
         connection: Connection,
         dispatcher: any InboundDispatcher,
         format: TCPWireFormat,
-        maxFrameLength: Int
+        maxFrameLength: Int,
+        onEventLoop: Bool
     ) async {
         let channel = connection.channel
         let metadata = TransportMetadata(transport: "tcp", remoteAddress: channel.remoteAddress?.description)
@@ -155,7 +156,8 @@ public final class TCPServerTransport: ServerTransport {
                     metadata: metadata,
                     replyWriter: request.isEvent ? nil : writer
                 )
-                await dispatcher.dispatch(message, in: &group)
+                // On the event loop, a handler starts at once on this thread, which is where it would run anyway.
+                await dispatcher.dispatch(message, in: &group, startImmediately: onEventLoop)
             }
         }
         try? await channel.close()

@@ -46,6 +46,10 @@ final class HandlerDispatcher: InboundDispatcher {
     // MARK: InboundDispatcher
 
     func dispatch(_ message: InboundMessage, in group: inout DiscardingTaskGroup) async {
+        await dispatch(message, in: &group, startImmediately: false)
+    }
+
+    func dispatch(_ message: InboundMessage, in group: inout DiscardingTaskGroup, startImmediately: Bool) async {
         guard await admit() else {
             message.onHandled?(.abandoned)
             return
@@ -55,22 +59,13 @@ final class HandlerDispatcher: InboundDispatcher {
             self.finishedOne()
             message.onHandled?(outcome)
         }
-        if Self.runsOnTaskExecutor {
-            // The transport's reader runs on an event loop (a task executor) that the handler would run on anyway:
-            // starting the handler right here, up to its first suspension, spares enqueueing it on that executor
-            // and switching to it, a third of a small handler's cost. Handlers still run concurrently: the reader
-            // goes on when the handler first suspends or returns.
+        if startImmediately {
+            // The reader runs on the event loop its handlers prefer: starting the handler here spares enqueueing
+            // it on that executor and switching to it, a third of a small handler's cost.
             group.addImmediateTask(operation: operation)
         } else {
-            // On the global executor the handler runs in parallel with the reader, which matters for handlers that
-            // compute for long.
             group.addTask(operation: operation)
         }
-    }
-
-    /// Whether the current task prefers a task executor (see `withTaskExecutorPreference`).
-    private static var runsOnTaskExecutor: Bool {
-        withUnsafeCurrentTask(body: { $0?.unownedTaskExecutor != nil })
     }
 
     func handleInPlace(_ message: InboundMessage) async -> HandlingOutcome {

@@ -65,9 +65,7 @@ public struct PayloadCoder: Sendable {
         let buffer = buffer ?? ByteBuffer(staticString: "null")
         if Value.self == JSONValue.self {
             do {
-                let value = try buffer.withUnsafeReadableBytes { bytes in
-                    try JSONValue(parsing: Array(bytes))
-                }
+                let value = try buffer.withUnsafeReadableBytes { try JSONValue(parsing: $0) }
                 return value as! Value
             } catch {
                 throw CourierError(.decodingFailed, "payload is not valid JSON: \(error)", underlying: error)

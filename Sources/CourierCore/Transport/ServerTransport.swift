@@ -140,6 +140,13 @@ public protocol InboundDispatcher: Sendable {
     /// neither handled nor acknowledged.
     func dispatch(_ message: InboundMessage, in group: inout DiscardingTaskGroup) async
 
+    /// ``dispatch(_:in:)``, for a transport that knows where its reader runs. With `startImmediately`, the handler's
+    /// task starts on the calling thread and runs there up to its first suspension, and the caller goes on after
+    /// that: for a reader that runs on the executor its handlers prefer (an event loop, through a task executor),
+    /// this spares enqueueing each handler on that executor. Without it, the handler is enqueued, so that it can
+    /// run in parallel with the reader.
+    func dispatch(_ message: InboundMessage, in group: inout DiscardingTaskGroup, startImmediately: Bool) async
+
     /// Handles `message` in the calling task and returns its outcome, for transports that handle messages one at a
     /// time in order (a Kafka partition): it spares a task and a hand-off per message. It takes a handler slot as
     /// ``dispatch(_:in:)`` does; while the service drains, it waits until cancelled and returns
@@ -154,6 +161,11 @@ public protocol InboundDispatcher: Sendable {
 }
 
 extension InboundDispatcher {
+    /// Through ``dispatch(_:in:)``, for dispatchers that always enqueue.
+    public func dispatch(_ message: InboundMessage, in group: inout DiscardingTaskGroup, startImmediately: Bool) async {
+        await dispatch(message, in: &group)
+    }
+
     /// Through ``dispatch(_:in:)``, for dispatchers that do not handle in place.
     public func handleInPlace(_ message: InboundMessage) async -> HandlingOutcome {
         let outcome = OneShot<HandlingOutcome>()

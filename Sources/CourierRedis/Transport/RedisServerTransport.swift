@@ -123,7 +123,8 @@ public final class RedisServerTransport: ServerTransport {
                     metadata: TransportMetadata(transport: "redis", channel: message.channel),
                     replyWriter: writer
                 )
-                await dispatcher.dispatch(inbound, in: &group)
+                // On the event loop, a handler starts at once on this thread, which is where it would run anyway.
+                await dispatcher.dispatch(inbound, in: &group, startImmediately: executor != nil)
             }
         }
         }
