@@ -206,6 +206,42 @@ import Testing
         #expect(try await b.value.map { String(buffer: $0) } == "2")
     }
 
+    @Test func callsSpreadOverEveryShardAreFailedTimedOutAndAnsweredByID() async throws {
+        let correlator = ReplyCorrelator()
+        // Real correlation ids end in a counter's hex digit, so these land in every shard.
+        let ids = (0..<48).map { _ in CorrelationID.make() }
+        let registered = Flag()
+        let calls = ids.enumerated().map { index, id in
+            Task { () -> String in
+                do {
+                    // A third time out, a third fail with the connection, a third get their replies.
+                    let timeout: Duration = index % 3 == 0 ? .milliseconds(50) : .seconds(30)
+                    let value = try await correlator.awaitReply(id: id, pattern: "p", timeout: timeout) {
+                        registered.set()
+                    }
+                    return value.map { String(buffer: $0) } ?? "nil"
+                } catch {
+                    return (error as? CourierError).map { "\($0.code)" } ?? "\(error)"
+                }
+            }
+        }
+        #expect(try await Self.eventually { registered.count == ids.count })
+        #expect(correlator.pendingCount <= ids.count)
+        correlator.fail(correlationIDs: ids.enumerated().filter { $0.offset % 3 == 1 }.map(\.element),
+                        with: .unavailable("connection lost"))
+        for (index, id) in ids.enumerated() where index % 3 == 2 { correlator.receive(Self.reply(id, "\(index)")) }
+        var outcomes: [String] = []
+        for call in calls { outcomes.append(await call.value) }
+        #expect(outcomes == ids.indices.map { index in
+            switch index % 3 {
+            case 0: "\(CourierError.Code.timedOut)"
+            case 1: "\(CourierError.Code.transportUnavailable)"
+            default: "\(index)"
+            }
+        })
+        #expect(correlator.pendingCount == 0)
+    }
+
     // MARK: Streams
 
     @Test func streamYieldsValuesUntilDisposal() async throws {
