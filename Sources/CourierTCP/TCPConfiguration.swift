@@ -39,9 +39,11 @@ public struct TCPConfiguration: Sendable {
     /// instead of Swift's global concurrent executor.
     ///
     /// On the event loop, reading a request, running its handler and writing the reply need no thread hand-offs,
-    /// which roughly doubles small-RPC throughput; but a handler that computes for long (or blocks) delays every
-    /// connection on that event loop. Turn it off for CPU-heavy handlers, or move heavy work off with
-    /// `Task.detached`.
+    /// which roughly doubles small-RPC throughput. Each handler starts at once on the thread that read its message
+    /// (an immediate child task) and runs there until it first suspends or returns; handlers still run
+    /// concurrently. But a handler that computes for long (or blocks) delays every connection on that event loop.
+    /// Turn it off for CPU-heavy handlers (they are then enqueued on the global executor, in parallel with the
+    /// reader), or move heavy work off with `Task.detached`.
     ///
     /// Default: `true`
     public var runsHandlersOnEventLoop: Bool

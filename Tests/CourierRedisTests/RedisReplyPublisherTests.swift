@@ -5,6 +5,7 @@
 
 import CourierCore
 import NIOCore
+import Synchronization
 import Testing
 
 @testable import CourierRedis
@@ -38,6 +39,30 @@ import Testing
             await #expect(throws: RedisError.self) {
                 try await caller.write(WireReply(correlationID: "2", isDisposed: true))
             }
+            await publisher.close()
+        }
+    }
+
+    @Test func aWorkersFinalRepliesAreCountedAndTheirFailuresReported() async throws {
+        try await withRedisServer { redis in
+            let configuration = try await configurationWithoutPublish(on: redis)
+            let publisher = try await RedisConnection.connect(configuration: configuration)
+            let failures = Mutex<[String]>([])
+            let finalReplies = RedisUnansweredCommands { error in failures.withLock { $0.append("\(error)") } }
+            for id in ["1", "2"] {
+                let writer = RedisReplyPublisher(
+                    connection: publisher,
+                    destination: .pubSub(format: .nestJS, requestChannel: "probe.final"),
+                    finalReplies: finalReplies
+                )
+                // Returns once queued, without waiting for Redis's answer.
+                try await writer.write(WireReply(correlationID: id, response: ByteBuffer(string: "1"), isDisposed: true))
+            }
+            // Answers come in order: once PING is answered, both PUBLISHes have been answered (with errors).
+            _ = try await publisher.send(["PING"])
+            #expect(finalReplies.unanswered == 0)
+            #expect(failures.withLock { $0.count } == 2)
+            #expect(failures.withLock { $0.first?.contains("NOPERM") } == true)
             await publisher.close()
         }
     }

@@ -26,8 +26,10 @@ public struct RedisPubSubConfiguration: Sendable {
     /// concurrent executor (as ``CourierTCP``'s option of the same name does).
     ///
     /// On the event loop, receiving a request, running its handler and publishing the reply need no thread
-    /// hand-offs; but a handler that computes for long (or blocks) delays the worker's Redis traffic. Turn it off
-    /// for CPU-heavy handlers, or move heavy work off with `Task.detached`.
+    /// hand-offs. Each handler starts at once on the thread that read its message (an immediate child task) and
+    /// runs there until it first suspends or returns; handlers still run concurrently. But a handler that computes
+    /// for long (or blocks) delays the worker's Redis traffic. Turn it off for CPU-heavy handlers, or move heavy
+    /// work off with `Task.detached`.
     ///
     /// Default: `true`
     public var runsHandlersOnEventLoop: Bool

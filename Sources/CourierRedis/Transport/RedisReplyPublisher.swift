@@ -34,9 +34,15 @@ final class RedisReplyPublisher: ReplyWriter {
     /// The first element whose `PUBLISH` failed.
     private let failure = Mutex<(any Error)?>(nil)
 
-    init(connection: RedisConnection, destination: Destination) {
+    /// Counts the pub/sub final replies sent without waiting, and reports those that fail.
+    private let finalReplies: RedisUnansweredCommands?
+
+    /// - Parameter finalReplies: Where a pub/sub worker counts its final replies (one per worker); without it they
+    ///   are sent with a promise each, whose failure is not reported.
+    init(connection: RedisConnection, destination: Destination, finalReplies: RedisUnansweredCommands? = nil) {
         self.connection = connection
         self.destination = destination
+        self.finalReplies = finalReplies
     }
 
     func write(_ reply: WireReply) async throws {
@@ -53,7 +59,13 @@ final class RedisReplyPublisher: ReplyWriter {
             NestJSEnvelope.encode(reply, into: &buffer)
             message = buffer
         }
-        let answer = connection.enqueue(["PUBLISH", RESPArgument(channel), RESPArgument(message)])
+        let command: [RESPArgument] = ["PUBLISH", RESPArgument(channel), RESPArgument(message)]
+        if reply.isDisposed, case .pubSub = destination, let finalReplies {
+            // Counted rather than promised: no promise, future and callback per request.
+            connection.enqueue(command, countedIn: finalReplies)
+            return
+        }
+        let answer = connection.enqueue(command)
         if reply.isDisposed {
             guard case .caller = destination else { return }
             _ = try await answer.get()

@@ -89,6 +89,10 @@ public final class RedisServerTransport: ServerTransport {
         logger.info("redis worker subscribed", metadata: ["channels": "\(exact)", "globs": "\(globs)"])
 
         let format = configuration.format
+        let logger = self.logger
+        let finalReplies = RedisUnansweredCommands { error in
+            logger.warning("a reply could not be published", metadata: ["error": "\(error)"])
+        }
         // The reader and its handlers run on the connections' event loop (like TCP's): receiving, handling and
         // publishing the reply then need no thread hand-offs.
         let executor = configuration.runsHandlersOnEventLoop ? EventLoopTaskExecutor(eventLoop) : nil
@@ -117,7 +121,8 @@ public final class RedisServerTransport: ServerTransport {
                 let writer = request.isEvent
                     ? nil
                     : RedisReplyPublisher(connection: publisher,
-                                          destination: .pubSub(format: format, requestChannel: message.channel))
+                                          destination: .pubSub(format: format, requestChannel: message.channel),
+                                          finalReplies: finalReplies)
                 let inbound = InboundMessage(
                     request: request,
                     metadata: TransportMetadata(transport: "redis", channel: message.channel),
