@@ -59,9 +59,9 @@ final class HandlerDispatcher: InboundDispatcher {
             self.finishedOne()
             message.onHandled?(outcome)
         }
-        if startImmediately {
+        if startImmediately, #available(macOS 26, *) {
             // The reader runs on the event loop its handlers prefer: starting the handler here spares enqueueing
-            // it on that executor and switching to it, a third of a small handler's cost.
+            // it on that executor and switching to it.
             group.addImmediateTask(operation: operation)
         } else {
             group.addTask(operation: operation)
