@@ -92,6 +92,30 @@ import Testing
         }
     }
 
+    /// A call whose request `PUBLISH` Redis refuses fails at once with the reason, instead of waiting for its timeout.
+    @Test func aCallWhosePublishIsRefusedFailsAtOnce() async throws {
+        try await withRedisServer { redis in
+            let muted = try await configurationWithoutPublish(on: redis)
+            let client = CourierClient(
+                transport: RedisClientTransport(configuration: RedisPubSubConfiguration(connection: muted),
+                                                logger: RedisTransportTests.quietLogger)
+            )
+            // The first call subscribes to the reply channel first; the second takes the usual path, with no task.
+            for _ in 0..<2 {
+                let started = ContinuousClock.now
+                do {
+                    _ = try await client.send(MessagePattern<Int, Int>("refused.call"), 1, timeout: .seconds(20))
+                    Issue.record("a refused PUBLISH returned a reply")
+                } catch let error as CourierError {
+                    #expect(error.code == .transportUnavailable)
+                    #expect(error.message.contains("could not publish 'refused.call'"))
+                }
+                #expect(ContinuousClock.now - started < .seconds(10))
+            }
+            await client.shutdown()
+        }
+    }
+
     /// Events emitted without acknowledgements all reach the worker, in batches far past the limit.
     @Test func everyUnacknowledgedEventIsHandled() async throws {
         try await withRedis { connection in

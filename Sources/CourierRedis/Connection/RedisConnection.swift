@@ -121,6 +121,18 @@ public final class RedisConnection: Sendable {
         return promise.futureResult
     }
 
+    /// Queues a command; `answered` runs on the connection's event loop with Redis's answer or the failure.
+    package func enqueue(
+        _ command: [RESPArgument],
+        answered: @escaping @Sendable (Result<RESPValue, any Error>) -> Void
+    ) {
+        do {
+            channel.submit(try RedisRequest(command, timeout: configuration.commandTimeout, completion: .callback(answered)))
+        } catch {
+            answered(.failure(error))
+        }
+    }
+
     /// Queues a command nobody waits for, counted in `commands` until Redis answers it.
     package func enqueue(_ command: [RESPArgument], countedIn commands: RedisUnansweredCommands) {
         commands.sent()

@@ -58,11 +58,15 @@ struct RedisRequest: Sendable {
         case promise(EventLoopPromise<RESPValue>)
         /// Nobody waits: the command is counted as answered, and a failure is reported to the count's owner.
         case counted(RedisUnansweredCommands)
+        /// Called with the answer on the connection's event loop; spares the promise, its future and its callback
+        /// list when only a callback would consume them.
+        case callback(@Sendable (Result<RESPValue, any Error>) -> Void)
 
         func succeed(_ value: RESPValue) {
             switch self {
             case .promise(let promise): promise.succeed(value)
             case .counted(let commands): commands.answered(failure: nil)
+            case .callback(let callback): callback(.success(value))
             }
         }
 
@@ -70,6 +74,7 @@ struct RedisRequest: Sendable {
             switch self {
             case .promise(let promise): promise.fail(error)
             case .counted(let commands): commands.answered(failure: error)
+            case .callback(let callback): callback(.failure(error))
             }
         }
     }

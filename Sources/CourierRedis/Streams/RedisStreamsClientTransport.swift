@@ -56,7 +56,8 @@ public final class RedisStreamsClientTransport: ClientTransport {
             return
         }
         // No task per call: a failure is reported from the connection's event loop.
-        connection.commands.enqueue(addCommand(request, replyTo: replyChannel)).whenFailure { error in
+        connection.commands.enqueue(addCommand(request, replyTo: replyChannel)) { result in
+            guard case .failure(let error) = result else { return }
             self.fail(id, CourierError.wrapping(error, as: .transportUnavailable,
                                                 "could not add '\(request.pattern)' to its stream"))
         }

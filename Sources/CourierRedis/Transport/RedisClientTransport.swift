@@ -73,7 +73,7 @@ public final class RedisClientTransport: ClientTransport {
                                        RESPArgument(configuration.format.encode(request))]
         if isSubscribed(channels) {
             // The usual case: no task, the reply is handled on the connection's event loop.
-            connection.commands.enqueue(publish).whenComplete { result in
+            connection.commands.enqueue(publish) { result in
                 self.published(result, id: id, pattern: request.pattern)
             }
             return
