@@ -192,19 +192,21 @@ public final class TCPServerTransport: ServerTransport {
 /// turn. A final reply returns once it is queued. A stream element does too, except every ``elementWindow``-th
 /// element on the connection and any element written while the connection's outbound buffer is full: those return
 /// once written, which paces a fast producer without a suspension per element.
-struct TCPReplyWriter: ReplyWriter {
+final class TCPReplyWriter: ReplyWriter {
     /// How many stream elements a connection queues without waiting for one to be written.
     static let elementWindow = 64
-
-    final class ElementCount: Sendable {
-        let value = Atomic<Int>(0)
-    }
 
     let writer: WriteCoalescer<ByteBuffer>
     let format: TCPWireFormat
     let maxFrameLength: Int
     /// Stream elements queued on this connection since one was awaited.
-    let elementsSinceWait = ElementCount()
+    private let elementsSinceWait = Atomic<Int>(0)
+
+    init(writer: WriteCoalescer<ByteBuffer>, format: TCPWireFormat, maxFrameLength: Int) {
+        self.writer = writer
+        self.format = format
+        self.maxFrameLength = maxFrameLength
+    }
 
     private var channel: any Channel { writer.channel }
 
@@ -228,9 +230,9 @@ struct TCPReplyWriter: ReplyWriter {
         }
         // A stream element on a connection that is gone stops its handler at once.
         guard channel.isActive else { throw ChannelError.ioOnClosedChannel }
-        let queued = elementsSinceWait.value.wrappingAdd(1, ordering: .relaxed).newValue
+        let queued = elementsSinceWait.wrappingAdd(1, ordering: .relaxed).newValue
         if queued >= Self.elementWindow || !channel.isWritable {
-            elementsSinceWait.value.store(0, ordering: .relaxed)
+            elementsSinceWait.store(0, ordering: .relaxed)
             try await writer.writeAndWait(frame)
         } else {
             writer.write(frame, promise: nil)

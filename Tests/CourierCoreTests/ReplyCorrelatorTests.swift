@@ -226,7 +226,8 @@ import Testing
             }
         }
         #expect(try await Self.eventually { registered.count == ids.count })
-        #expect(correlator.pendingCount <= ids.count)
+        // The calls with 30 s timeouts are pending in their shards (the 50 ms ones may have expired already).
+        #expect(correlator.pendingCount >= ids.count * 2 / 3)
         correlator.fail(correlationIDs: ids.enumerated().filter { $0.offset % 3 == 1 }.map(\.element),
                         with: .unavailable("connection lost"))
         for (index, id) in ids.enumerated() where index % 3 == 2 { correlator.receive(Self.reply(id, "\(index)")) }

@@ -13,13 +13,16 @@ import Testing
 /// A pub/sub worker's replies: stream elements are pipelined, and a stream with a lost element fails its next write
 /// instead of going on with a gap.
 @Suite struct RedisReplyPublisherTests {
+    /// Final replies of tests that do not look at them.
+    static let unreported = RedisUnansweredCommands { _ in }
+
     @Test func aStreamWhosePublishFailedThrowsOnItsNextElement() async throws {
         // A server of its own, with a user that may not PUBLISH: a real error answer to a pipelined element.
         try await withRedisServer { redis in
             let publisher = try await RedisConnection.connect(configuration: try await configurationWithoutPublish(on: redis))
             let writer = RedisReplyPublisher(
                 connection: publisher,
-                destination: .pubSub(format: .nestJS, requestChannel: "probe.stream")
+                destination: .pubSub(format: .nestJS, requestChannel: "probe.stream", finalReplies: Self.unreported)
             )
 
             // Queued without waiting for Redis's answer.
@@ -52,8 +55,7 @@ import Testing
             for id in ["1", "2"] {
                 let writer = RedisReplyPublisher(
                     connection: publisher,
-                    destination: .pubSub(format: .nestJS, requestChannel: "probe.final"),
-                    finalReplies: finalReplies
+                    destination: .pubSub(format: .nestJS, requestChannel: "probe.final", finalReplies: finalReplies)
                 )
                 // Returns once queued, without waiting for Redis's answer.
                 try await writer.write(WireReply(correlationID: id, response: ByteBuffer(string: "1"), isDisposed: true))
@@ -76,7 +78,7 @@ import Testing
             let publisher = try await RedisConnection.connect(configuration: configuration)
             let writer = RedisReplyPublisher(
                 connection: publisher,
-                destination: .pubSub(format: .nestJS, requestChannel: requestChannel)
+                destination: .pubSub(format: .nestJS, requestChannel: requestChannel, finalReplies: Self.unreported)
             )
 
             let count = RedisReplyPublisher.elementWindow * 4

@@ -63,8 +63,12 @@ public final class ReplyCorrelator: ReplyReceiver, Sendable {
 
     static let shardCount = 16
 
+    private static func shardIndex(for id: String) -> Int {
+        Int(id.utf8.last ?? 0) & (shardCount - 1)
+    }
+
     private func shard(for id: String) -> Shard {
-        shards[Int(id.utf8.last ?? 0) & (Self.shardCount - 1)]
+        shards[Self.shardIndex(for: id)]
     }
 
     /// The number of calls awaiting replies.
@@ -124,12 +128,9 @@ public final class ReplyCorrelator: ReplyReceiver, Sendable {
     }
 
     public func fail(correlationIDs: some Sequence<String>, with error: CourierError) {
-        var byShard: [ObjectIdentifier: (Shard, [String])] = [:]
-        for id in correlationIDs {
-            let shard = shard(for: id)
-            byShard[ObjectIdentifier(shard), default: (shard, [])].1.append(id)
-        }
-        for (shard, ids) in byShard.values { shard.fail(ids: ids, with: error) }
+        var byShard = [[String]](repeating: [], count: Self.shardCount)
+        for id in correlationIDs { byShard[Self.shardIndex(for: id)].append(id) }
+        for (index, ids) in byShard.enumerated() where !ids.isEmpty { shards[index].fail(ids: ids, with: error) }
     }
 
     /// Fails one call now, if it is still pending (for example because its request could not be sent).

@@ -108,14 +108,7 @@ final class RedisPubSubBuffer: Sendable {
         if let ready = take() { return ready }
         return await withTaskCancellationHandler {
             await withUnsafeContinuation { continuation in
-                let ready = state.withLock { state -> RedisPubSubMessage?? in
-                    if let message = state.messages.popFirst() { return .some(message) }
-                    if state.isFinished || state.isTerminated { return .some(nil) }
-                    precondition(state.reader == nil, "RedisPubSubMessages has one consumer")
-                    state.reader = continuation
-                    return .none
-                }
-                if let ready { continuation.resume(returning: ready) }
+                if let ready = take(orWaitWith: continuation) { continuation.resume(returning: ready) }
             }
         } onCancel: {
             terminate()
@@ -147,11 +140,18 @@ final class RedisPubSubBuffer: Sendable {
         if resume { wantsMore() }
     }
 
-    /// A buffered message (`.some(nil)` once the sequence ended), or `nil` when the consumer must wait.
-    private func take() -> RedisPubSubMessage?? {
+    /// A buffered message (`.some(nil)` once the sequence ended), or `nil` when the consumer must wait, in which case
+    /// `reader` (if given) is kept to be resumed by the next delivery. Tells a stopped producer to go on once the
+    /// buffer is down to the low watermark.
+    private func take(orWaitWith reader: UnsafeContinuation<RedisPubSubMessage?, Never>? = nil) -> RedisPubSubMessage?? {
         let (next, resume) = state.withLock { state -> (RedisPubSubMessage??, Bool) in
             guard let message = state.messages.popFirst() else {
-                return (state.isFinished || state.isTerminated ? .some(nil) : .none, false)
+                if state.isFinished || state.isTerminated { return (.some(nil), false) }
+                if let reader {
+                    precondition(state.reader == nil, "RedisPubSubMessages has one consumer")
+                    state.reader = reader
+                }
+                return (.none, false)
             }
             guard state.isProducerStopped, state.messages.count <= lowWatermark else { return (.some(message), false) }
             state.isProducerStopped = false

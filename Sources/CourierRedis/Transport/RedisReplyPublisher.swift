@@ -17,8 +17,9 @@ final class RedisReplyPublisher: ReplyWriter {
     enum Destination: Sendable {
         /// A pub/sub request's reply channel (derived from the request's channel), in the worker's format. The final
         /// reply is queued without waiting: pub/sub delivers at most once, nothing follows it, and not waiting
-        /// spares a suspension per request.
-        case pubSub(format: RedisWireFormat, requestChannel: String)
+        /// spares a suspension per request. It is counted in `finalReplies` (one per worker), which reports those
+        /// whose `PUBLISH` fails.
+        case pubSub(format: RedisWireFormat, requestChannel: String, finalReplies: RedisUnansweredCommands)
         /// The channel a Streams caller named, in NestJS's format. The final reply is awaited: the entry is
         /// acknowledged only once its caller's reply was accepted.
         case caller(channel: String)
@@ -34,15 +35,9 @@ final class RedisReplyPublisher: ReplyWriter {
     /// The first element whose `PUBLISH` failed.
     private let failure = Mutex<(any Error)?>(nil)
 
-    /// Counts the pub/sub final replies sent without waiting, and reports those that fail.
-    private let finalReplies: RedisUnansweredCommands?
-
-    /// - Parameter finalReplies: Where a pub/sub worker counts its final replies (one per worker); without it they
-    ///   are sent with a promise each, whose failure is not reported.
-    init(connection: RedisConnection, destination: Destination, finalReplies: RedisUnansweredCommands? = nil) {
+    init(connection: RedisConnection, destination: Destination) {
         self.connection = connection
         self.destination = destination
-        self.finalReplies = finalReplies
     }
 
     func write(_ reply: WireReply) async throws {
@@ -50,7 +45,7 @@ final class RedisReplyPublisher: ReplyWriter {
         let channel: String
         let message: ByteBuffer
         switch destination {
-        case .pubSub(let format, let requestChannel):
+        case .pubSub(let format, let requestChannel, _):
             channel = format.replyChannel(for: reply, requestChannel: requestChannel)
             message = format.encode(reply)
         case .caller(let callerChannel):
@@ -60,27 +55,34 @@ final class RedisReplyPublisher: ReplyWriter {
             message = buffer
         }
         let command: [RESPArgument] = ["PUBLISH", RESPArgument(channel), RESPArgument(message)]
-        if reply.isDisposed, case .pubSub = destination, let finalReplies {
-            // Counted rather than promised: no promise, future and callback per request.
-            connection.enqueue(command, countedIn: finalReplies)
+        if reply.isDisposed {
+            switch destination {
+            case .pubSub(_, _, let finalReplies):
+                // Counted rather than promised: no promise, future and callback per request.
+                connection.enqueue(command, countedIn: finalReplies)
+            case .caller:
+                _ = try await connection.enqueue(command).get()
+                // Answers come in order: every element's answer has been seen by now.
+                try throwIfAnElementFailed()
+            }
+            return
+        }
+        guard unanswered.wrappingAdd(1, ordering: .relaxed).newValue > Self.elementWindow else {
+            // The usual element: a callback on the connection's event loop, no promise.
+            connection.enqueue(command) { self.elementAnswered($0) }
             return
         }
         let answer = connection.enqueue(command)
-        if reply.isDisposed {
-            guard case .caller = destination else { return }
-            _ = try await answer.get()
-            // Answers come in order: every element's answer has been seen by now.
-            try throwIfAnElementFailed()
-            return
+        answer.whenComplete { self.elementAnswered($0) }
+        _ = try await answer.get()
+    }
+
+    /// Counts an element's answer, and keeps the first failure for the handler's next write.
+    private func elementAnswered(_ result: Result<RESPValue, any Error>) {
+        unanswered.wrappingSubtract(1, ordering: .relaxed)
+        if case .failure(let error) = result {
+            failure.withLock { first in if first == nil { first = error } }
         }
-        let waits = unanswered.wrappingAdd(1, ordering: .relaxed).newValue > Self.elementWindow
-        answer.whenComplete { result in
-            self.unanswered.wrappingSubtract(1, ordering: .relaxed)
-            if case .failure(let error) = result {
-                self.failure.withLock { first in if first == nil { first = error } }
-            }
-        }
-        if waits { _ = try await answer.get() }
     }
 
     private func throwIfAnElementFailed() throws {

@@ -121,8 +121,8 @@ public final class RedisServerTransport: ServerTransport {
                 let writer = request.isEvent
                     ? nil
                     : RedisReplyPublisher(connection: publisher,
-                                          destination: .pubSub(format: format, requestChannel: message.channel),
-                                          finalReplies: finalReplies)
+                                          destination: .pubSub(format: format, requestChannel: message.channel,
+                                                               finalReplies: finalReplies))
                 let inbound = InboundMessage(
                     request: request,
                     metadata: TransportMetadata(transport: "redis", channel: message.channel),
