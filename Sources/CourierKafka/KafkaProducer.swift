@@ -28,6 +28,9 @@ public final class KafkaProducer: Sendable {
     /// Signalled when the first ``close(flushTimeout:)`` has finished flushing, so later calls do not stop the
     /// poll thread under it.
     private let closeFlushed = Completion()
+    /// The topics produced to so far, each looked up once so its first messages are not held (see
+    /// ``ProducerTopicLookups``).
+    private let topicLookups: ProducerTopicLookups
 
     /// Creates a producer and starts its poll thread.
     ///
@@ -52,12 +55,14 @@ public final class KafkaProducer: Sendable {
             logger: logger
         )
         let deliveries = PendingDeliveries()
+        let topicLookups = ProducerTopicLookups()
         client.start(
             name: "rdkafka-producer",
             onEvent: { event in
                 guard rd_kafka_event_type(event) == RD_KAFKA_EVENT_DR else { return }
                 deliveries.deliver(event, logger: logger)
             },
+            beforeWait: { handle in topicLookups.lookUpPending(handle, logger: logger) },
             didStop: {
                 deliveries.failAll(
                     CourierError.unavailable("the Kafka producer closed before the message was delivered")
@@ -67,6 +72,7 @@ public final class KafkaProducer: Sendable {
         self.client = client
         self.deliveries = deliveries
         self.logger = logger
+        self.topicLookups = topicLookups
     }
 
     /// Enqueues a message without waiting for the broker.
@@ -311,11 +317,16 @@ public final class KafkaProducer: Sendable {
             }
         }
         switch result {
-        case .queued: return true
+        case .queued:
+            if topicLookups.produced(to: topic) { client.wake() }
+            return true
         case .queueFull: return false
         case .failed(let error): throw error
         }
     }
+
+    /// The topics this producer has produced to (each looked up once), for tests.
+    var topicsProducedTo: Set<String> { topicLookups.seenTopics }
 
     private enum EnqueueResult: Sendable {
         case queued, queueFull, failed(CourierError)

@@ -92,15 +92,18 @@ final class RDKafkaClient: @unchecked Sendable {
     ///   - poll: If given, the blocking step of the loop (it should return within about 100 ms); the event queue
     ///     is then drained without waiting after each step. If nil, the loop blocks on the event queue.
     ///   - didStop: Runs on the poll thread once polling has stopped, while the handle is still alive.
+    ///   - beforeWait: If given (and `poll` is nil), runs on the poll thread before each wait on the event queue,
+    ///     and again after ``wake()``; it may block briefly.
     func start(
         name: String,
         onEvent: @escaping @Sendable (OpaquePointer) -> Void = { _ in },
         poll: (@Sendable (OpaquePointer) -> Void)? = nil,
+        beforeWait: (@Sendable (OpaquePointer) -> Void)? = nil,
         didStop: @escaping @Sendable () -> Void = {}
     ) {
         guard !started.exchange(true, ordering: .relaxed) else { return }
         let thread = Thread { [self] in
-            pollLoop(onEvent: onEvent, poll: poll)
+            pollLoop(onEvent: onEvent, poll: poll, beforeWait: beforeWait)
             didStop()
             alive.withLock { $0 = false }
             rd_kafka_queue_destroy(queue)
@@ -111,12 +114,17 @@ final class RDKafkaClient: @unchecked Sendable {
         thread.start()
     }
 
-    private func pollLoop(onEvent: (OpaquePointer) -> Void, poll: ((OpaquePointer) -> Void)?) {
+    private func pollLoop(
+        onEvent: (OpaquePointer) -> Void,
+        poll: ((OpaquePointer) -> Void)?,
+        beforeWait: ((OpaquePointer) -> Void)?
+    ) {
         while !stopRequested.load(ordering: .acquiring) {
             if let poll {
                 poll(handle)
                 while !stopRequested.load(ordering: .relaxed), serveEvent(timeoutMilliseconds: 0, onEvent) {}
             } else {
+                beforeWait?(handle)
                 // The timeout bounds how long a stop can go unnoticed should a yield be missed.
                 _ = serveEvent(timeoutMilliseconds: 100, onEvent)
             }
@@ -140,6 +148,14 @@ final class RDKafkaClient: @unchecked Sendable {
         stopRequested.store(true, ordering: .releasing)
     }
 
+    /// Wakes the poll thread if it waits on the event queue, so it runs its `beforeWait` step now.
+    func wake() {
+        // Under the lock, because the poll thread may be destroying the queue right now.
+        alive.withLock { isAlive in
+            if isAlive { rd_kafka_queue_yield(queue) }
+        }
+    }
+
     /// Runs `body` with the handle if it has not been destroyed, holding a lock that keeps it alive meanwhile.
     ///
     /// `body` must not block: it delays the poll thread's shutdown and every other caller.
@@ -158,11 +174,8 @@ final class RDKafkaClient: @unchecked Sendable {
     func shutdown() async {
         stopRequested.store(true, ordering: .releasing)
         if !started.load(ordering: .relaxed) { start(name: "rdkafka-close") }
-        // Wakes a blocked rd_kafka_queue_poll so shutdown does not wait for its timeout. Under the lock, because
-        // the poll thread may be destroying the queue right now.
-        alive.withLock { isAlive in
-            if isAlive { rd_kafka_queue_yield(queue) }
-        }
+        // Wakes a blocked rd_kafka_queue_poll so shutdown does not wait for its timeout.
+        wake()
         await finished.wait()
     }
 

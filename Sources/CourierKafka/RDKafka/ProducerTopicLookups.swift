@@ -1,0 +1,64 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CRdKafka
+import Logging
+import Synchronization
+
+/// Asks the cluster for the metadata of each topic a producer produces to for the first time, on the producer's
+/// poll thread.
+///
+/// librdkafka can hold the first messages to a topic it has no metadata for until its once-a-second scan of unknown
+/// topics (confluentinc/librdkafka#3202, still open in 2.x). On the mock cluster with librdkafka 2.0.2, the first
+/// event to a topic reached its worker after 1.02 s and the next ones after 12–25 ms, and every new reply topic, request
+/// topic and dead-letter topic paid the same second once. Looking the topic up at once, as librdkafka's maintainers
+/// advise, releases the held messages as soon as the broker answers.
+final class ProducerTopicLookups: Sendable {
+    private struct State {
+        var seen: Set<String> = []
+        var pending: [String] = []
+    }
+
+    private let state = Mutex(State())
+
+    /// How long one look-up may block the poll thread (delivery reports wait meanwhile). librdkafka's own scan
+    /// releases the messages within about a second anyway, so waiting longer gains nothing.
+    static let timeoutMilliseconds: Int32 = 1_000
+
+    /// Records that a message to `topic` was enqueued; returns `true` the first time, when the topic is now
+    /// pending a look-up (wake the poll thread).
+    func produced(to topic: String) -> Bool {
+        state.withLock { state in
+            guard state.seen.insert(topic).inserted else { return false }
+            state.pending.append(topic)
+            return true
+        }
+    }
+
+    /// The topics looked up or pending, for tests.
+    var seenTopics: Set<String> { state.withLock { $0.seen } }
+
+    /// Looks up the pending topics, one metadata request each; on the poll thread, which may block.
+    func lookUpPending(_ handle: OpaquePointer, logger: Logger) {
+        let topics = state.withLock { state in
+            defer { state.pending.removeAll() }
+            return state.pending
+        }
+        for topic in topics {
+            guard let topicHandle = rd_kafka_topic_new(handle, topic, nil) else { continue }
+            defer { rd_kafka_topic_destroy(topicHandle) }
+            var metadata: UnsafePointer<rd_kafka_metadata>?
+            let err = rd_kafka_metadata(handle, 0, topicHandle, &metadata, Self.timeoutMilliseconds)
+            if let metadata { rd_kafka_metadata_destroy(metadata) }
+            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
+                // Not fatal: librdkafka's own scan looks the topic up within about a second.
+                logger.debug(
+                    "could not look up the metadata of a new topic",
+                    metadata: ["topic": "\(topic)", "rdkafka.error": "\(String(cString: rd_kafka_err2str(err)))"]
+                )
+            }
+        }
+    }
+}
