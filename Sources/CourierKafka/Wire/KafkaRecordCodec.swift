@@ -82,8 +82,8 @@ public enum KafkaRecordCodec {
             // An empty id would make every receiver treat the record as an event and never reply.
             throw CourierError(.encodingFailed, "a Kafka request to '\(request.pattern)' needs a correlation id")
         }
-        try KafkaTopicName.validate(request.pattern)
-        try KafkaTopicName.validate(replyTo.topic)
+        try KafkaTopicName.check(request.pattern)
+        try KafkaTopicName.check(replyTo.topic)
         var headers: [KafkaRecordModel.Header] = [
             .init(name: KafkaHeaderName.correlationID, value: format.correlationBytes(for: id)),
             .init(name: KafkaHeaderName.replyTopic, text: replyTo.topic),
@@ -108,7 +108,7 @@ public enum KafkaRecordCodec {
     /// - Throws: ``CourierError`` with code ``CourierError/Code/encodingFailed`` for a payload that is not one JSON
     ///   value; ``CourierError/Code/unprocessable`` for an illegal topic name.
     public static func encodeEvent(_ event: WireRequest) throws -> KafkaRecordModel {
-        try KafkaTopicName.validate(event.pattern)
+        try KafkaTopicName.check(event.pattern)
         var headers: [KafkaRecordModel.Header] = []
         appendApplicationHeaders(event.headers, to: &headers)
         return KafkaRecordModel(
@@ -184,7 +184,7 @@ public enum KafkaRecordCodec {
         correlationBytes: [UInt8],
         to address: ReplyAddress
     ) throws -> KafkaRecordModel {
-        try KafkaTopicName.validate(address.topic)
+        try KafkaTopicName.check(address.topic)
         var headers: [KafkaRecordModel.Header] = [.init(name: KafkaHeaderName.correlationID, value: correlationBytes)]
         var value: [UInt8]?
         if let error = reply.error {

@@ -68,6 +68,12 @@ public enum KafkaTopicName {
     ///   offending character) and quoting the name.
     @discardableResult
     public static func validate(_ name: String, derivingReplyTopic: Bool = false) throws -> [Warning] {
+        try check(name, derivingReplyTopic: derivingReplyTopic)
+        return warnings(for: name)
+    }
+
+    /// ``validate(_:derivingReplyTopic:)`` without the warnings, for the topic of every message produced.
+    static func check(_ name: String, derivingReplyTopic: Bool = false) throws {
         guard !name.isEmpty else {
             throw CourierError(.unprocessable, "invalid Kafka topic name '': a topic name cannot be empty")
         }
@@ -92,7 +98,6 @@ public enum KafkaTopicName {
                     + "use at most \(maximumLengthWithReplyTopic)"
             )
         }
-        return warnings(for: name)
     }
 
     /// The warnings that apply to a name, without checking that it is legal.
@@ -174,6 +179,9 @@ public enum KafkaTopicName {
     /// Throws on the first character of `text` that Kafka does not allow, quoting `name` (the whole name, of which
     /// `text` may be a part).
     private static func checkCharacters(of text: Substring, in name: String) throws {
+        // Every message's topic is checked: scan the bytes (every legal character is one ASCII byte), and look at
+        // scalars only to name the offending character.
+        if text.utf8.allSatisfy(isLegal) { return }
         for scalar in text.unicodeScalars where !(scalar.isASCII && isLegal(UInt8(scalar.value))) {
             throw CourierError(
                 .unprocessable,
