@@ -67,22 +67,27 @@ import Testing
     }
 
     /// librdkafka can hold the first messages to a topic it has no metadata for until its once-a-second scan of
-    /// unknown topics; the producer looks each new topic up at once instead. Sent one after another, five new
-    /// topics' first messages take about 5 s when each waits for a scan, and milliseconds when none does.
+    /// unknown topics; the producer looks each new topic up at once instead. Sent one after another (once the
+    /// producer is connected), five new topics' first messages take about 5 s when each waits for a scan, and
+    /// milliseconds when none does.
     @Test func firstMessagesToNewTopicsAreNotHeldForLibrdkafkasTopicScan() async throws {
         let topics = (0..<5).map { "fresh-\($0)" }
-        let cluster = try EmbeddedKafkaCluster(topics: Dictionary(uniqueKeysWithValues: topics.map { ($0, 1) }))
+        let cluster = try EmbeddedKafkaCluster(
+            topics: Dictionary(uniqueKeysWithValues: (topics + ["warm-up"]).map { ($0, 1) })
+        )
         defer { cluster.close() }
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, properties: ["linger.ms": "1"])
+        // Connecting takes its own time on a busy machine; it is not what this test is about.
+        _ = try await producer.send(topic: "warm-up", value: [0])
         let clock = ContinuousClock()
         let elapsed = try await clock.measure {
             for topic in topics {
                 _ = try await producer.send(topic: topic, value: Array(topic.utf8))
             }
         }
-        #expect(producer.topicsProducedTo == Set(topics))
+        #expect(producer.topicsProducedTo == Set(topics + ["warm-up"]))
         await producer.close()
-        #expect(elapsed < .seconds(2), "five first messages took \(elapsed)")
+        #expect(elapsed < .milliseconds(2_500), "five first messages took \(elapsed)")
     }
 
     @Test func sendAndProduceWhenRoomWaitForAFullQueueWhereProduceFails() async throws {
