@@ -4,7 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 // CourierRedis uses only hiredis's RESP reader (read.h; `redisReaderCreate` is declared in hiredis.h in 0.14) and
-// its binary-safe command encoder (`redisFormatCommandArgv`). Never its blocking or async connection APIs: SwiftNIO
+// its binary-safe command encoder (`redisFormatSdsCommandArgv`). Never its blocking or async connection APIs: SwiftNIO
 // owns the socket.
 #include <hiredis/hiredis.h>
 #include <hiredis/read.h>

@@ -101,4 +101,16 @@ import Testing
             + Array("\r\n$2\r\n10\r\n$0\r\n\r\n".utf8)
         #expect(Array(encoded.readableBytesView) == expected)
     }
+
+    @Test func encoderWritesLongArgumentsWithTheirFullLength() throws {
+        let payload = [UInt8](repeating: UInt8(ascii: "x"), count: 1_234_567)
+        let encoded = try RESPCommandEncoder.encode(
+            ["PUBLISH", "c", RESPArgument(bytes: payload)],
+            allocator: ByteBufferAllocator()
+        )
+        let head = Array("*3\r\n$7\r\nPUBLISH\r\n$1\r\nc\r\n$1234567\r\n".utf8)
+        #expect(Array(encoded.readableBytesView.prefix(head.count)) == head)
+        #expect(encoded.readableBytes == head.count + payload.count + 2)
+        #expect(Array(encoded.readableBytesView.suffix(3)) == [UInt8(ascii: "x"), 13, 10])
+    }
 }
