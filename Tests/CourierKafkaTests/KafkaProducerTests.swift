@@ -90,6 +90,20 @@ import Testing
         #expect(elapsed < .milliseconds(2_500), "five first messages took \(elapsed)")
     }
 
+    /// With no broker to answer, the first look-up fails after its 1 s timeout and the other new topics are left to
+    /// librdkafka's own scan, so the poll thread (which also closes the producer) is not held a second per topic.
+    @Test func unansweredLookUpsDoNotHoldThePollThreadATopicAtATime() async throws {
+        // Nothing listens on port 1: connections are refused at once, and no metadata ever comes.
+        let producer = try KafkaProducer(bootstrapServers: "127.0.0.1:1", properties: ["linger.ms": "1"])
+        let topics = (0..<6).map { "unreachable-\($0)" }
+        for topic in topics { try producer.produce(topic: topic, value: [1]) }
+        #expect(producer.topicsProducedTo == Set(topics))
+        let elapsed = await ContinuousClock().measure {
+            await producer.close(flushTimeout: .milliseconds(100))
+        }
+        #expect(elapsed < .seconds(4), "closing took \(elapsed); six look-ups of 1 s each would take 6 s")
+    }
+
     @Test func sendAndProduceWhenRoomWaitForAFullQueueWhereProduceFails() async throws {
         let cluster = try EmbeddedKafkaCluster(topics: ["narrow": 1])
         defer { cluster.close() }

@@ -28,7 +28,8 @@ final class ProducerTopicLookups: Sendable {
     static let timeoutMilliseconds: Int32 = 1_000
 
     /// Records that a message to `topic` was enqueued; returns `true` the first time, when the topic is now
-    /// pending a look-up (wake the poll thread).
+    /// pending a look-up (wake the poll thread). Each topic is remembered for the producer's lifetime, as librdkafka
+    /// keeps an object per topic too.
     func produced(to topic: String) -> Bool {
         state.withLock { state in
             guard state.seen.insert(topic).inserted else { return false }
@@ -41,23 +42,30 @@ final class ProducerTopicLookups: Sendable {
     var seenTopics: Set<String> { state.withLock { $0.seen } }
 
     /// Looks up the pending topics, one metadata request each; on the poll thread, which may block.
+    ///
+    /// After a failed look-up (the cluster unreachable or slow), the rest of the batch is left to librdkafka's own
+    /// scan, so that many new topics at once cannot hold the poll thread (and delivery reports) for a second each.
     func lookUpPending(_ handle: OpaquePointer, logger: Logger) {
         let topics = state.withLock { state in
             defer { state.pending.removeAll() }
             return state.pending
         }
-        for topic in topics {
+        for (index, topic) in topics.enumerated() {
             guard let topicHandle = rd_kafka_topic_new(handle, topic, nil) else { continue }
-            defer { rd_kafka_topic_destroy(topicHandle) }
             var metadata: UnsafePointer<rd_kafka_metadata>?
             let err = rd_kafka_metadata(handle, 0, topicHandle, &metadata, Self.timeoutMilliseconds)
             if let metadata { rd_kafka_metadata_destroy(metadata) }
-            if err != RD_KAFKA_RESP_ERR_NO_ERROR {
-                // Not fatal: librdkafka's own scan looks the topic up within about a second.
+            rd_kafka_topic_destroy(topicHandle)
+            guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                // Not fatal: librdkafka's own scan looks these topics up within about a second.
                 logger.debug(
-                    "could not look up the metadata of a new topic",
-                    metadata: ["topic": "\(topic)", "rdkafka.error": "\(String(cString: rd_kafka_err2str(err)))"]
+                    "could not look up the metadata of new topics; librdkafka's scan will",
+                    metadata: [
+                        "topics": "\(topics[index...])",
+                        "rdkafka.error": "\(String(cString: rd_kafka_err2str(err)))",
+                    ]
                 )
+                return
             }
         }
     }
