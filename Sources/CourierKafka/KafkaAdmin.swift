@@ -193,26 +193,24 @@ public final class KafkaAdmin: Sendable {
         timeoutMilliseconds: Int32,
         handle: OpaquePointer
     ) throws -> Int? {
-        guard let topicHandle = rd_kafka_topic_new(handle, topic, nil) else {
-            throw CourierError(.unprocessable, "librdkafka could not open topic '\(topic)'")
-        }
-        defer { rd_kafka_topic_destroy(topicHandle) }
-        var metadata: UnsafePointer<rd_kafka_metadata>?
-        let err = rd_kafka_metadata(handle, 0, topicHandle, &metadata, timeoutMilliseconds)
-        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
-            throw RDKafkaConfig.error(.transportUnavailable, "reading the metadata of '\(topic)'", err)
-        }
-        defer { rd_kafka_metadata_destroy(metadata) }
-        for index in 0..<Int(metadata.pointee.topic_cnt) {
-            let entry = metadata.pointee.topics[index]
-            guard String(cString: entry.topic) == topic else { continue }
-            switch entry.err {
-            case RD_KAFKA_RESP_ERR_NO_ERROR: return Int(entry.partition_cnt)
-            case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART: return nil
-            default: throw RDKafkaConfig.error(.transportUnavailable, "reading the metadata of '\(topic)'", entry.err)
+        try RDKafkaTopicMetadata.request(handle, topic: topic, timeoutMilliseconds: timeoutMilliseconds) { outcome in
+            switch outcome {
+            case .noTopicHandle:
+                throw CourierError(.unprocessable, "librdkafka could not open topic '\(topic)'")
+            case .failed(let err):
+                throw RDKafkaConfig.error(.transportUnavailable, "reading the metadata of '\(topic)'", err)
+            case .answered(nil):
+                return nil
+            case .answered(let entry?):
+                switch entry.pointee.err {
+                case RD_KAFKA_RESP_ERR_NO_ERROR: return Int(entry.pointee.partition_cnt)
+                case RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART: return nil
+                default:
+                    throw RDKafkaConfig.error(.transportUnavailable, "reading the metadata of '\(topic)'",
+                                              entry.pointee.err)
+                }
             }
         }
-        return nil
     }
 }
 

@@ -239,21 +239,29 @@ public final class KafkaAssignedConsumer: Sendable {
         _ deadline: ContinuousClock.Instant,
         _ timeout: Duration
     ) -> CourierError? {
-        guard let topicHandle = rd_kafka_topic_new(handle, topic, nil) else {
-            return RDKafkaConfig.error(.unprocessable, "creating a handle for topic '\(topic)'", rd_kafka_last_error())
+        let wait = milliseconds(until: deadline)
+        return RDKafkaTopicMetadata.request(handle, topic: topic, timeoutMilliseconds: wait) { outcome in
+            switch outcome {
+            case .noTopicHandle:
+                return RDKafkaConfig.error(.unprocessable, "creating a handle for topic '\(topic)'",
+                                           rd_kafka_last_error())
+            case .failed(let err):
+                let operation = "fetching the metadata of topic '\(topic)' (ready timeout \(timeout))"
+                return RDKafkaConfig.error(.transportUnavailable, operation, err)
+            case .answered(nil):
+                return CourierError(.transportUnavailable, "the brokers' metadata did not mention topic '\(topic)'")
+            case .answered(let entry?):
+                return problem(with: entry.pointee, topic: topic, partitions: partitions)
+            }
         }
-        defer { rd_kafka_topic_destroy(topicHandle) }
-        var metadata: UnsafePointer<rd_kafka_metadata>?
-        let err = rd_kafka_metadata(handle, 0, topicHandle, &metadata, milliseconds(until: deadline))
-        defer { if let metadata { rd_kafka_metadata_destroy(metadata) } }
-        guard err == RD_KAFKA_RESP_ERR_NO_ERROR, let metadata else {
-            let operation = "fetching the metadata of topic '\(topic)' (ready timeout \(timeout))"
-            return RDKafkaConfig.error(.transportUnavailable, operation, err)
-        }
-        let topics = UnsafeBufferPointer(start: metadata.pointee.topics, count: Int(metadata.pointee.topic_cnt))
-        guard let entry = topics.first(where: { String(cString: $0.topic) == topic }) else {
-            return CourierError(.transportUnavailable, "the brokers' metadata did not mention topic '\(topic)'")
-        }
+    }
+
+    /// Why the metadata of an existing `topic` rules it out as a reply topic, if it does.
+    private static func problem(
+        with entry: rd_kafka_metadata_topic,
+        topic: String,
+        partitions: [KafkaTopicPartition]
+    ) -> CourierError? {
         if entry.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART {
             return RDKafkaConfig.error(
                 .transportUnavailable,

@@ -12,8 +12,8 @@ import Synchronization
 ///
 /// librdkafka can hold the first messages to a topic it has no metadata for until its once-a-second scan of unknown
 /// topics (confluentinc/librdkafka#3202, still open in 2.x). On the mock cluster with librdkafka 2.0.2, the first
-/// event to a topic reached its worker after 1.02 s and the next ones after 12–25 ms, and every new reply topic, request
-/// topic and dead-letter topic paid the same second once. Looking the topic up at once, as librdkafka's maintainers
+/// event to a topic reached its worker after 1.02 s and the next ones after 12–25 ms; every first message to a new
+/// request, reply or dead-letter topic goes through the same producer path. Looking the topic up at once, as librdkafka's maintainers
 /// advise, releases the held messages as soon as the broker answers.
 final class ProducerTopicLookups: Sendable {
     private struct State {
@@ -51,12 +51,12 @@ final class ProducerTopicLookups: Sendable {
             return state.pending
         }
         for (index, topic) in topics.enumerated() {
-            guard let topicHandle = rd_kafka_topic_new(handle, topic, nil) else { continue }
-            var metadata: UnsafePointer<rd_kafka_metadata>?
-            let err = rd_kafka_metadata(handle, 0, topicHandle, &metadata, Self.timeoutMilliseconds)
-            if let metadata { rd_kafka_metadata_destroy(metadata) }
-            rd_kafka_topic_destroy(topicHandle)
-            guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+            let failure = RDKafkaTopicMetadata.request(handle, topic: topic,
+                                                       timeoutMilliseconds: Self.timeoutMilliseconds) { outcome -> rd_kafka_resp_err_t? in
+                if case .failed(let err) = outcome { return err }
+                return nil
+            }
+            if let err = failure {
                 // Not fatal: librdkafka's own scan looks these topics up within about a second.
                 logger.debug(
                     "could not look up the metadata of new topics; librdkafka's scan will",
