@@ -51,6 +51,25 @@ public struct MessageRouter: Sendable {
         }
     }
 
+    /// Registers a synchronous request/reply handler: one that computes its reply without suspending.
+    ///
+    /// A closure with no `await` in it selects this overload. Where the transport reads on an event loop (TCP,
+    /// Redis), the handler runs in the connection's reader, as NestJS runs a handler that returns a plain value:
+    /// no task is created for it, which is the largest part of a trivial call's cost on the worker. While it runs,
+    /// that connection reads nothing else, so keep CPU-heavy work in an `async` handler (for example one that
+    /// hands the work to a thread of its own). Timeouts, errors, headers and the context behave as for
+    /// asynchronous handlers.
+    public mutating func on<Request, Response>(
+        _ pattern: MessagePattern<Request, Response>,
+        handler: @escaping @Sendable (Request, MessageContext) throws -> Response
+    ) {
+        let coder = self.coder
+        register(pattern.name, kind: .message, isSynchronous: true) { payload, context in
+            let request = try coder.decode(Request.self, from: payload)
+            return try coder.encode(try handler(request, context))
+        }
+    }
+
     /// Registers a streaming handler: it sends any number of elements, and the stream ends when it returns.
     public mutating func on<Request, Element>(
         _ pattern: StreamPattern<Request, Element>,
@@ -72,6 +91,20 @@ public struct MessageRouter: Sendable {
         let coder = self.coder
         register(pattern.name, kind: .event) { payload, context in
             try await handler(try coder.decode(Payload.self, from: payload), context)
+            return nil
+        }
+    }
+
+    /// Registers a synchronous event handler: one that does its work without suspending. Like a synchronous
+    /// request handler (see ``on(_:handler:)-(MessagePattern<Request,Response>,_)``), it runs in the transport's
+    /// reader, without a task of its own, where the transport reads on an event loop.
+    public mutating func on<Payload>(
+        _ pattern: EventPattern<Payload>,
+        handler: @escaping @Sendable (Payload, MessageContext) throws -> Void
+    ) {
+        let coder = self.coder
+        register(pattern.name, kind: .event, isSynchronous: true) { payload, context in
+            try handler(try coder.decode(Payload.self, from: payload), context)
             return nil
         }
     }
@@ -102,13 +135,31 @@ public struct MessageRouter: Sendable {
         on(EventPattern<JSONValue>(pattern), handler: handler)
     }
 
+    /// Registers a synchronous request/reply handler on raw JSON (see the typed `on` for what synchronous means).
+    public mutating func onMessage(
+        _ pattern: String,
+        handler: @escaping @Sendable (JSONValue, MessageContext) throws -> JSONValue
+    ) {
+        on(MessagePattern<JSONValue, JSONValue>(pattern), handler: handler)
+    }
+
+    /// Registers a synchronous event handler on raw JSON (see the typed `on` for what synchronous means).
+    public mutating func onEvent(
+        _ pattern: String,
+        handler: @escaping @Sendable (JSONValue, MessageContext) throws -> Void
+    ) {
+        on(EventPattern<JSONValue>(pattern), handler: handler)
+    }
+
     private mutating func register(
         _ name: String,
         kind: RegisteredHandler.Kind,
+        isSynchronous: Bool = false,
         run: @escaping @Sendable (ByteBuffer, MessageContext) async throws -> ByteBuffer?
     ) {
         do {
-            try routes.insert(RegisteredHandler(kind: kind, run: run), for: RoutePattern(name))
+            try routes.insert(RegisteredHandler(kind: kind, isSynchronous: isSynchronous, run: run),
+                              for: RoutePattern(name))
         } catch let error as CourierError {
             problems.append(error)
         } catch {
@@ -124,6 +175,9 @@ struct RegisteredHandler: Sendable {
     }
 
     let kind: Kind
+    /// Whether `run` never suspends (the handler was registered as a synchronous closure): the dispatcher may run it
+    /// in the transport's reader instead of in a task of its own.
+    let isSynchronous: Bool
     /// Returns the encoded reply value for message handlers, `nil` otherwise.
     let run: @Sendable (ByteBuffer, MessageContext) async throws -> ByteBuffer?
 }

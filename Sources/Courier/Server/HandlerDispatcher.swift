@@ -54,8 +54,17 @@ final class HandlerDispatcher: InboundDispatcher {
             message.onHandled?(.abandoned)
             return
         }
+        let route = self.route(for: message.request.pattern)
+        if startImmediately, let route, route.handler.isSynchronous {
+            // Started immediately, a handler that never suspends would run to completion on this thread before the
+            // reader goes on, as it does here: running it in place spares creating and completing its task.
+            let outcome = await handle(message, route: route)
+            finishedOne()
+            message.onHandled?(outcome)
+            return
+        }
         let operation: @Sendable @concurrent () async -> Void = {
-            let outcome = await self.handle(message)
+            let outcome = await self.handle(message, route: route)
             self.finishedOne()
             message.onHandled?(outcome)
         }
@@ -70,7 +79,7 @@ final class HandlerDispatcher: InboundDispatcher {
 
     func handleInPlace(_ message: InboundMessage) async -> HandlingOutcome {
         guard await admit() else { return .abandoned }
-        let outcome = await handle(message)
+        let outcome = await handle(message, route: route(for: message.request.pattern))
         finishedOne()
         return outcome
     }
@@ -197,20 +206,22 @@ final class HandlerDispatcher: InboundDispatcher {
     // frame holds every value any inlined part keeps across a suspension, and a worker holding 10,000 calls keeps
     // 10,000 frames. Inlined, the frame was about 4 KB per call; error and reply paths now get frames only when
     // they run.
+    /// The route a pattern matches (the exact one first), and its handler.
+    private func route(for pattern: String) -> (text: String, handler: RegisteredHandler)? {
+        if let exact = exactRoutes[pattern] { return (pattern, exact) }
+        if let (wildcard, handler) = routes.lookup(pattern) { return (wildcard.text, handler) }
+        return nil
+    }
+
+    /// Handles `message` with the handler of its `route` (`nil`: no handler matches).
     @discardableResult
     @inline(never)
-    func handle(_ message: InboundMessage) async -> HandlingOutcome {
+    func handle(_ message: InboundMessage, route: (text: String, handler: RegisteredHandler)?) async -> HandlingOutcome {
         let request = message.request
         let replies = request.correlationID.flatMap { id in
             message.replyWriter.map { ReplyEmitter(correlationID: id, writer: $0) }
         }
-        let route: String
-        let handler: RegisteredHandler
-        if let exact = exactRoutes[request.pattern] {
-            (route, handler) = (request.pattern, exact)
-        } else if let (wildcard, value) = routes.lookup(request.pattern) {
-            (route, handler) = (wildcard.text, value)
-        } else {
+        guard let (route, handler) = route else {
             await replyNoHandler(to: request, replies: replies)
             return .unhandled
         }

@@ -1,0 +1,131 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import Courier
+import Logging
+import NIOCore
+import Synchronization
+import Testing
+
+/// Handlers registered as synchronous closures run in the transport's reading task where the transport starts
+/// handlers immediately; asynchronous ones, and every handler elsewhere, get a task of their own.
+@Suite struct SynchronousHandlerTests {
+    /// Dispatches its messages one after another from its own task, recording that task, then idles.
+    struct ReadingTransport: ServerTransport {
+        let messages: [InboundMessage]
+        let startImmediately: Bool
+        let tasks: TaskLog
+        var name: String { "reading" }
+
+        func serve(patterns: [RoutePattern], dispatcher: any InboundDispatcher) async throws {
+            tasks.record("reader")
+            await withDiscardingTaskGroup { group in
+                for message in messages {
+                    await dispatcher.dispatch(message, in: &group, startImmediately: startImmediately)
+                }
+                while !Task.isCancelled { try? await Task.sleep(for: .seconds(1)) }
+            }
+        }
+
+        func nativeServer() async throws -> any Sendable { "reading" }
+    }
+
+    /// The task each label ran in, and the replies written.
+    final class TaskLog: Sendable {
+        private let tasks = Mutex<[String: Int]>([:])
+        private let written = Mutex<[String: String]>([:])
+
+        func record(_ label: String) {
+            let task = withUnsafeCurrentTask { $0?.hashValue }
+            tasks.withLock { $0[label] = task }
+        }
+
+        func reply(_ id: String, _ text: String) { written.withLock { $0[id] = text } }
+        var all: [String: Int] { tasks.withLock { $0 } }
+        var replies: [String: String] { written.withLock { $0 } }
+    }
+
+    struct RecordingWriter: ReplyWriter {
+        let log: TaskLog
+        func write(_ reply: WireReply) async throws {
+            log.reply(reply.correlationID, reply.response.map { String(buffer: $0) } ?? reply.error?.jsonText ?? "-")
+        }
+    }
+
+    static func router(_ log: TaskLog) -> MessageRouter {
+        var router = MessageRouter()
+        // No `await` in the closure: the synchronous overload.
+        router.on(MessagePattern<Int, Int>("sync.request")) { value, _ in
+            log.record("sync request")
+            return value + 1
+        }
+        router.on(MessagePattern<Int, Int>("sync.failure")) { _, _ in
+            log.record("sync failure")
+            throw CourierError(.unprocessable, "no")
+        }
+        router.on(EventPattern<Int>("sync.event")) { _, _ in log.record("sync event") }
+        router.on(MessagePattern<Int, Int>("async.request")) { value, _ in
+            await Task.yield()
+            log.record("async request")
+            return value + 2
+        }
+        return router
+    }
+
+    static func run(startImmediately: Bool) async throws -> TaskLog {
+        let log = TaskLog()
+        let writer = RecordingWriter(log: log)
+        func message(_ pattern: String, id: String?) -> InboundMessage {
+            InboundMessage(request: WireRequest(pattern: pattern, payload: ByteBuffer(string: "1"), correlationID: id),
+                           metadata: TransportMetadata(transport: "reading"), replyWriter: id == nil ? nil : writer)
+        }
+        let transport = ReadingTransport(
+            messages: [
+                message("sync.request", id: "1"), message("sync.failure", id: "2"), message("sync.event", id: nil),
+                message("async.request", id: "3"),
+            ],
+            startImmediately: startImmediately,
+            tasks: log
+        )
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let worker = Microservice(router: router(log), transport: transport, logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await worker.run() }
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(5)
+            while log.all.count < 5 || log.replies.count < 3, clock.now < deadline {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            group.cancelAll()
+        }
+        return log
+    }
+
+    @Test func synchronousHandlersRunInTheReaderWhenStartedImmediately() async throws {
+        let log = try await Self.run(startImmediately: true)
+        let tasks = log.all
+        let reader = try #require(tasks["reader"])
+        #expect(tasks["sync request"] == reader)
+        #expect(tasks["sync failure"] == reader)
+        #expect(tasks["sync event"] == reader)
+        #expect(tasks["async request"] != nil && tasks["async request"] != reader)
+        // Replies and errors are those of any handler.
+        #expect(log.replies["1"] == "2")
+        #expect(log.replies["2"]?.contains("\"code\":\(CourierError.Code.unprocessable.rawValue)") == true)
+        #expect(log.replies["3"] == "3")
+    }
+
+    @Test func everyHandlerGetsItsOwnTaskOtherwise() async throws {
+        let log = try await Self.run(startImmediately: false)
+        let tasks = log.all
+        let reader = try #require(tasks["reader"])
+        for label in ["sync request", "sync failure", "sync event", "async request"] {
+            #expect(tasks[label] != nil && tasks[label] != reader, "\(label)")
+        }
+        #expect(log.replies["1"] == "2")
+        #expect(log.replies["3"] == "3")
+    }
+}
