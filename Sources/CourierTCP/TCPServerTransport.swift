@@ -210,8 +210,31 @@ final class TCPReplyWriter: ReplyWriter {
 
     private var channel: any Channel { writer.channel }
 
+    func writeFinalWithoutWaiting(_ reply: WireReply) -> Bool {
+        guard reply.isDisposed else { return false }
+        // A final reply is not awaited: nothing follows it, a failed write closes the connection (the caller's calls
+        // then fail), and not waiting spares a suspension per request.
+        writer.write(frame(reply), promise: nil)
+        return true
+    }
+
     func write(_ reply: WireReply) async throws {
-        var frame = format.frame(reply, allocator: channel.allocator)
+        if writeFinalWithoutWaiting(reply) { return }
+        // A stream element on a connection that is gone stops its handler at once.
+        guard channel.isActive else { throw ChannelError.ioOnClosedChannel }
+        let frame = frame(reply)
+        let queued = elementsSinceWait.wrappingAdd(1, ordering: .relaxed).newValue
+        if queued >= Self.elementWindow || !channel.isWritable {
+            elementsSinceWait.store(0, ordering: .relaxed)
+            try await writer.writeAndWait(frame)
+        } else {
+            writer.write(frame, promise: nil)
+        }
+    }
+
+    /// The reply's frame, or an error reply in its place when it exceeds the frame limit.
+    private func frame(_ reply: WireReply) -> ByteBuffer {
+        let frame = format.frame(reply, allocator: channel.allocator)
         if format.exceeds(frame, maxFrameLength: maxFrameLength) {
             // Tell the caller instead of sending a frame its decoder would reject.
             var replacement = reply
@@ -220,22 +243,8 @@ final class TCPReplyWriter: ReplyWriter {
                 for: CourierError(.payloadTooLarge, "the reply exceeds the frame limit of \(maxFrameLength) characters")
             )
             replacement.isDisposed = true
-            frame = format.frame(replacement, allocator: channel.allocator)
+            return format.frame(replacement, allocator: channel.allocator)
         }
-        if reply.isDisposed {
-            // A final reply is not awaited: nothing follows it, a failed write closes the connection (the caller's
-            // calls then fail), and not waiting spares a suspension per request.
-            writer.write(frame, promise: nil)
-            return
-        }
-        // A stream element on a connection that is gone stops its handler at once.
-        guard channel.isActive else { throw ChannelError.ioOnClosedChannel }
-        let queued = elementsSinceWait.wrappingAdd(1, ordering: .relaxed).newValue
-        if queued >= Self.elementWindow || !channel.isWritable {
-            elementsSinceWait.store(0, ordering: .relaxed)
-            try await writer.writeAndWait(frame)
-        } else {
-            writer.write(frame, promise: nil)
-        }
+        return frame
     }
 }

@@ -15,11 +15,15 @@ import Testing
     /// A server transport that dispatches a fixed list of messages, then idles until cancelled.
     struct ScriptedTransport: ServerTransport {
         let messages: [InboundMessage]
+        /// Dispatch as a transport reading on its handlers' event loop does (synchronous handlers then run in place).
+        var startImmediately = false
         var name: String { "scripted" }
 
         func serve(patterns: [RoutePattern], dispatcher: any InboundDispatcher) async throws {
             await withDiscardingTaskGroup { group in
-                for message in messages { await dispatcher.dispatch(message, in: &group) }
+                for message in messages {
+                    await dispatcher.dispatch(message, in: &group, startImmediately: startImmediately)
+                }
                 while !Task.isCancelled { try? await Task.sleep(for: .seconds(1)) }
             }
         }
@@ -77,7 +81,8 @@ import Testing
         return logger
     }
 
-    @Test func everyMessageReportsHowItWent() async throws {
+    @Test(arguments: [false, true])
+    func everyMessageReportsHowItWent(startImmediately: Bool) async throws {
         let outcomes = Outcomes()
         let messages = [
             Self.message("ok.event", outcomes: outcomes, label: "ok event"),
@@ -89,7 +94,7 @@ import Testing
         ]
         var broken = messages
         broken[5].request.payload = ByteBuffer(string: "\"not a number\"")
-        let worker = Microservice(router: Self.router, transport: ScriptedTransport(messages: broken),
+        let worker = Microservice(router: Self.router, transport: ScriptedTransport(messages: broken, startImmediately: startImmediately),
                                   logger: Self.quietLogger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await worker.run() }

@@ -47,10 +47,24 @@ import Testing
         var replies: [String: String] { written.withLock { $0 } }
     }
 
+    /// Records replies; with `takesFinalReplies`, final ones through `writeFinalWithoutWaiting` (as TCP's writer
+    /// does), else through `write` (the default).
     struct RecordingWriter: ReplyWriter {
         let log: TaskLog
+        let takesFinalReplies: Bool
+
         func write(_ reply: WireReply) async throws {
-            log.reply(reply.correlationID, reply.response.map { String(buffer: $0) } ?? reply.error?.jsonText ?? "-")
+            log.reply(reply.correlationID, "awaited " + Self.text(reply))
+        }
+
+        func writeFinalWithoutWaiting(_ reply: WireReply) throws -> Bool {
+            guard takesFinalReplies else { return false }
+            log.reply(reply.correlationID, "queued " + Self.text(reply))
+            return true
+        }
+
+        static func text(_ reply: WireReply) -> String {
+            reply.response.map { String(buffer: $0) } ?? reply.error?.jsonText ?? "-"
         }
     }
 
@@ -74,9 +88,9 @@ import Testing
         return router
     }
 
-    static func run(startImmediately: Bool) async throws -> TaskLog {
+    static func run(startImmediately: Bool, writerTakesFinalReplies: Bool = false) async throws -> TaskLog {
         let log = TaskLog()
-        let writer = RecordingWriter(log: log)
+        let writer = RecordingWriter(log: log, takesFinalReplies: writerTakesFinalReplies)
         func message(_ pattern: String, id: String?) -> InboundMessage {
             InboundMessage(request: WireRequest(pattern: pattern, payload: ByteBuffer(string: "1"), correlationID: id),
                            metadata: TransportMetadata(transport: "reading"), replyWriter: id == nil ? nil : writer)
@@ -104,18 +118,23 @@ import Testing
         return log
     }
 
-    @Test func synchronousHandlersRunInTheReaderWhenStartedImmediately() async throws {
-        let log = try await Self.run(startImmediately: true)
+    @Test(arguments: [false, true])
+    func synchronousHandlersRunInTheReaderWhenStartedImmediately(writerTakesFinalReplies: Bool) async throws {
+        let log = try await Self.run(startImmediately: true, writerTakesFinalReplies: writerTakesFinalReplies)
         let tasks = log.all
         let reader = try #require(tasks["reader"])
         #expect(tasks["sync request"] == reader)
         #expect(tasks["sync failure"] == reader)
         #expect(tasks["sync event"] == reader)
         #expect(tasks["async request"] != nil && tasks["async request"] != reader)
-        // Replies and errors are those of any handler.
-        #expect(log.replies["1"] == "2")
+        // Replies and errors are those of any handler; a synchronous handler's go through the writer's
+        // `writeFinalWithoutWaiting` where it takes them.
+        let how = writerTakesFinalReplies ? "queued " : "awaited "
+        #expect(log.replies["1"] == how + "2")
+        #expect(log.replies["2"]?.hasPrefix(how) == true)
         #expect(log.replies["2"]?.contains("\"code\":\(CourierError.Code.unprocessable.rawValue)") == true)
-        #expect(log.replies["3"] == "3")
+        // An asynchronous handler's reply goes through `write`.
+        #expect(log.replies["3"] == "awaited 3")
     }
 
     @Test func everyHandlerGetsItsOwnTaskOtherwise() async throws {
@@ -125,7 +144,7 @@ import Testing
         for label in ["sync request", "sync failure", "sync event", "async request"] {
             #expect(tasks[label] != nil && tasks[label] != reader, "\(label)")
         }
-        #expect(log.replies["1"] == "2")
-        #expect(log.replies["3"] == "3")
+        #expect(log.replies["1"] == "awaited 2")
+        #expect(log.replies["3"] == "awaited 3")
     }
 }

@@ -64,7 +64,7 @@ public struct MessageRouter: Sendable {
         handler: @escaping @Sendable (Request, MessageContext) throws -> Response
     ) {
         let coder = self.coder
-        register(pattern.name, kind: .message, isSynchronous: true) { payload, context in
+        registerSynchronous(pattern.name, kind: .message) { payload, context in
             let request = try coder.decode(Request.self, from: payload)
             return try coder.encode(try handler(request, context))
         }
@@ -103,7 +103,7 @@ public struct MessageRouter: Sendable {
         handler: @escaping @Sendable (Payload, MessageContext) throws -> Void
     ) {
         let coder = self.coder
-        register(pattern.name, kind: .event, isSynchronous: true) { payload, context in
+        registerSynchronous(pattern.name, kind: .event) { payload, context in
             try handler(try coder.decode(Payload.self, from: payload), context)
             return nil
         }
@@ -154,12 +154,22 @@ public struct MessageRouter: Sendable {
     private mutating func register(
         _ name: String,
         kind: RegisteredHandler.Kind,
-        isSynchronous: Bool = false,
         run: @escaping @Sendable (ByteBuffer, MessageContext) async throws -> ByteBuffer?
     ) {
+        insert(RegisteredHandler(kind: kind, runSynchronously: nil, run: run), for: name)
+    }
+
+    private mutating func registerSynchronous(
+        _ name: String,
+        kind: RegisteredHandler.Kind,
+        run: @escaping @Sendable (ByteBuffer, MessageContext) throws -> ByteBuffer?
+    ) {
+        insert(RegisteredHandler(kind: kind, runSynchronously: run, run: run), for: name)
+    }
+
+    private mutating func insert(_ handler: RegisteredHandler, for name: String) {
         do {
-            try routes.insert(RegisteredHandler(kind: kind, isSynchronous: isSynchronous, run: run),
-                              for: RoutePattern(name))
+            try routes.insert(handler, for: RoutePattern(name))
         } catch let error as CourierError {
             problems.append(error)
         } catch {
@@ -175,9 +185,9 @@ struct RegisteredHandler: Sendable {
     }
 
     let kind: Kind
-    /// Whether `run` never suspends (the handler was registered as a synchronous closure): the dispatcher may run it
-    /// in the transport's reader instead of in a task of its own.
-    let isSynchronous: Bool
+    /// `run` without suspending, for handlers registered as synchronous closures: the dispatcher may run these in
+    /// the transport's reader instead of in a task of their own.
+    let runSynchronously: (@Sendable (ByteBuffer, MessageContext) throws -> ByteBuffer?)?
     /// Returns the encoded reply value for message handlers, `nil` otherwise.
     let run: @Sendable (ByteBuffer, MessageContext) async throws -> ByteBuffer?
 }

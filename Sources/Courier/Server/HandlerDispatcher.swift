@@ -55,10 +55,10 @@ final class HandlerDispatcher: InboundDispatcher {
             return
         }
         let route = self.route(for: message.request.pattern)
-        if startImmediately, let route, route.handler.isSynchronous {
+        if startImmediately, let route, let run = route.handler.runSynchronously {
             // Started immediately, a handler that never suspends would run to completion on this thread before the
             // reader goes on, as it does here: running it in place spares creating and completing its task.
-            let outcome = await handle(message, route: route)
+            let outcome = await handleInPlace(message, route: route.text, kind: route.handler.kind, run: run)
             finishedOne()
             message.onHandled?(outcome)
             return
@@ -244,6 +244,71 @@ final class HandlerDispatcher: InboundDispatcher {
         return await reply(value, kind: handler.kind, replies: replies, context: context)
     }
 
+    /// Handles a message whose handler is synchronous, in the calling task: runs the handler and hands its reply to
+    /// the writer without suspending, unless the writer needs to (then the reply is awaited, as ``handle(_:route:)``
+    /// does).
+    @inline(never)
+    private func handleInPlace(
+        _ message: InboundMessage,
+        route: String,
+        kind: RegisteredHandler.Kind,
+        run: (ByteBuffer, MessageContext) throws -> ByteBuffer?
+    ) async -> HandlingOutcome {
+        let (outcome, reply) = runSynchronously(message, route: route, kind: kind, run: run)
+        guard let reply, let writer = message.replyWriter else { return outcome }
+        do {
+            if try writer.writeFinalWithoutWaiting(reply) { return outcome }
+            try await writer.write(reply)
+            return outcome
+        } catch {
+            logger.debug("could not send the reply: \(error)")
+            // As in `reply(_:kind:replies:context:)`: a result the caller did not get is left unacknowledged. A
+            // failure stays a failure, as in `handleFailure`.
+            return outcome.isSuccess ? .abandoned : outcome
+        }
+    }
+
+    /// Runs a synchronous handler; returns how it went and the final reply to send (`nil` for events).
+    private func runSynchronously(
+        _ message: InboundMessage,
+        route: String,
+        kind: RegisteredHandler.Kind,
+        run: (ByteBuffer, MessageContext) throws -> ByteBuffer?
+    ) -> (HandlingOutcome, WireReply?) {
+        let request = message.request
+        let replies = request.correlationID.flatMap { id in
+            message.replyWriter.map { ReplyEmitter(correlationID: id, writer: $0) }
+        }
+        let context = makeContext(for: message, route: route, replies: replies)
+        do {
+            let deadline = context.deadlineState?.deadline.withLock { $0 }
+            let value: ByteBuffer?
+            if deadline == nil, CallDeadline.current == nil {
+                value = try run(request.payload, context)
+            } else {
+                value = try CallDeadline.$current.withValue(deadline) { try run(request.payload, context) }
+            }
+            guard let replies else { return (.succeeded, nil) }
+            return (.succeeded, WireReply(correlationID: replies.correlationID, response: kind == .message ? value : nil,
+                                          isDisposed: true))
+        } catch {
+            report(error, for: request, logger: context.logger)
+            let (outcome, failure) = finish(after: error, of: request)
+            return (outcome, replies.map { .failure(correlationID: $0.correlationID, error: failure) })
+        }
+    }
+
+    /// How a handler that threw `error` finished, and the error to send its caller.
+    private func finish(after error: any Error, of request: WireRequest) -> (HandlingOutcome, any Error) {
+        // A handler cancelled because the worker is stopping did not finish: leave the message unacknowledged.
+        let outcome: HandlingOutcome = Task.isCancelled ? .abandoned : .failed(error)
+        // A handler cut short because the worker is stopping did not crash: the service went away (503), which
+        // is not NestJS's "Internal server error".
+        let failure = Task.isCancelled && !(error is CourierError)
+            ? CourierError.unavailable("the service stopped before '\(request.pattern)' finished") : error
+        return (outcome, failure)
+    }
+
     @inline(never)
     private func makeContext(for message: InboundMessage, route: String, replies: ReplyEmitter?) -> MessageContext {
         let request = message.request
@@ -281,13 +346,8 @@ final class HandlerDispatcher: InboundDispatcher {
         replies: ReplyEmitter?
     ) async -> HandlingOutcome {
         report(error, for: request, logger: context.logger)
-        // A handler cancelled because the worker is stopping did not finish: leave the message unacknowledged.
-        let outcome: HandlingOutcome = Task.isCancelled ? .abandoned : .failed(error)
+        let (outcome, failure) = finish(after: error, of: request)
         guard let replies else { return outcome }
-        // A handler cut short because the worker is stopping did not crash: the service went away (503), which
-        // is not NestJS's "Internal server error".
-        let failure = Task.isCancelled && !(error is CourierError)
-            ? CourierError.unavailable("the service stopped before '\(request.pattern)' finished") : error
         do {
             try await replies.write(.failure(correlationID: replies.correlationID, error: failure))
         } catch {

@@ -26,6 +26,18 @@ public protocol ServerTransport: Sendable {
 public protocol ReplyWriter: Sendable {
     /// Writes one reply packet; returns once it is handed to the network.
     func write(_ reply: WireReply) async throws
+
+    /// Writes a final reply (one with `isDisposed`) if this writer can without suspending, and returns whether it
+    /// did; when it returns `false`, nothing was written and the caller uses ``write(_:)``.
+    ///
+    /// Synchronous handlers reply through it, which leaves their whole path without a suspension point. The default
+    /// returns `false`.
+    func writeFinalWithoutWaiting(_ reply: WireReply) throws -> Bool
+}
+
+extension ReplyWriter {
+    /// Writes nothing and returns `false`: replies go through ``write(_:)``.
+    public func writeFinalWithoutWaiting(_ reply: WireReply) throws -> Bool { false }
 }
 
 /// What a transport knows about where a message came from, for handlers that care.

@@ -40,7 +40,22 @@ final class RedisReplyPublisher: ReplyWriter {
         self.destination = destination
     }
 
+    func writeFinalWithoutWaiting(_ reply: WireReply) throws -> Bool {
+        guard reply.isDisposed, case .pubSub(let format, let requestChannel, let finalReplies) = destination else {
+            return false
+        }
+        try throwIfAnElementFailed()
+        let command: [RESPArgument] = [
+            "PUBLISH", RESPArgument(format.replyChannel(for: reply, requestChannel: requestChannel)),
+            RESPArgument(format.encode(reply)),
+        ]
+        // Counted rather than promised: no promise, future and callback per request.
+        connection.enqueue(command, countedIn: finalReplies)
+        return true
+    }
+
     func write(_ reply: WireReply) async throws {
+        if try writeFinalWithoutWaiting(reply) { return }
         try throwIfAnElementFailed()
         let channel: String
         let message: ByteBuffer
@@ -56,15 +71,10 @@ final class RedisReplyPublisher: ReplyWriter {
         }
         let command: [RESPArgument] = ["PUBLISH", RESPArgument(channel), RESPArgument(message)]
         if reply.isDisposed {
-            switch destination {
-            case .pubSub(_, _, let finalReplies):
-                // Counted rather than promised: no promise, future and callback per request.
-                connection.enqueue(command, countedIn: finalReplies)
-            case .caller:
-                _ = try await connection.enqueue(command).get()
-                // Answers come in order: every element's answer has been seen by now.
-                try throwIfAnElementFailed()
-            }
+            // A Streams caller's final reply (a pub/sub one went out above): awaited.
+            _ = try await connection.enqueue(command).get()
+            // Answers come in order: every element's answer has been seen by now.
+            try throwIfAnElementFailed()
             return
         }
         guard unanswered.wrappingAdd(1, ordering: .relaxed).newValue > Self.elementWindow else {
