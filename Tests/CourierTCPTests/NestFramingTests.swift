@@ -96,7 +96,7 @@ import Testing
         let body = #"{"response":"héllo 😀","id":"a"}"#
         #expect(body.utf16.count == 32)
         #expect(body.utf8.count == 35)
-        #expect(NestFraming.utf16Length(of: Array(body.utf8)) == 32)
+        #expect(Array(body.utf8).withUnsafeBytes { NestFraming.utf16Length(of: $0) } == 32)
         #expect(Self.unicodeVector == "32#" + body)
     }
 
@@ -450,12 +450,15 @@ import Testing
         var rng = SplitMix64(state: 0xC0FF_EE)
         for round in 0..<400 {
             var scalars = String.UnicodeScalarView()
+            // Runs of ASCII (counted eight bytes at a time) before and between the random scalars.
+            for _ in 0..<Int.random(in: 0...20, using: &rng) { scalars.append("a") }
             for _ in 0..<Int.random(in: 0...64, using: &rng) {
                 scalars.append(Self.randomScalar(using: &rng))
+                if Int.random(in: 0..<8, using: &rng) == 0 { scalars.append(contentsOf: "0123456789".unicodeScalars) }
             }
             let string = String(scalars)
             #expect(
-                NestFraming.utf16Length(of: Array(string.utf8)) == string.utf16.count,
+                Array(string.utf8).withUnsafeBytes { NestFraming.utf16Length(of: $0) } == string.utf16.count,
                 "round \(round): \(string.unicodeScalars.map { String($0.value, radix: 16) })"
             )
         }

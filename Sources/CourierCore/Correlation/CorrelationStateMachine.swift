@@ -61,29 +61,33 @@ struct CorrelationStateMachine<Sink> {
         if isShutdown {
             return .reject(sink, .unavailable("the client is shut down"))
         }
-        guard entries[id] == nil else {
+        // One hash of the id in the usual case; a duplicate (never one of Courier's own ids) is put back.
+        if let pending = entries.updateValue(Entry(mode: mode, pattern: pattern, deadline: deadline, sink: sink),
+                                             forKey: id) {
+            entries[id] = pending
             return .reject(sink, CourierError(.unprocessable, "correlation id '\(id)' is already pending"))
         }
-        entries[id] = Entry(mode: mode, pattern: pattern, deadline: deadline, sink: sink)
         if let armed = armedDeadline, armed <= deadline { return .none }
         armedDeadline = deadline
         return .armTimer(deadline)
     }
 
     mutating func receive(_ reply: WireReply, now: NIODeadline) -> ReceiveAction {
-        guard var entry = entries[reply.correlationID] else { return .drop }
+        // Found by index, so that removing or updating the entry does not hash its id again.
+        guard let index = entries.index(forKey: reply.correlationID) else { return .drop }
+        let entry = entries.values[index]
         if let error = reply.error {
-            entries[reply.correlationID] = nil
+            entries.remove(at: index)
             return .fail(entry.sink, WireReply.callerError(from: error))
         }
         if reply.isDisposed {
-            entries[reply.correlationID] = nil
+            entries.remove(at: index)
             return .complete(entry.sink, reply.response)
         }
         if let response = reply.response {
             switch entry.mode {
             case .single:
-                entries[reply.correlationID] = nil
+                entries.remove(at: index)
                 return .complete(entry.sink, response)
             case .stream:
                 return .deliver(entry.sink, response)
@@ -92,8 +96,7 @@ struct CorrelationStateMachine<Sink> {
         if let extra = reply.extendDeadline {
             let proposed = now + TimeAmount.nanoseconds(extra.nanosecondCount)
             if proposed > entry.deadline {
-                entry.deadline = proposed
-                entries[reply.correlationID] = entry
+                entries.values[index].deadline = proposed
             }
             return .extended
         }
