@@ -170,17 +170,26 @@ public final class TCPClientTransport: ClientTransport {
                 }
             }
             .connect(host: configuration.host, port: configuration.port)
-            .map { [weak self] channel in
+            .flatMapThrowing { [weak self] channel in
+                // On the channel's event loop: the handler is there to be looked up.
+                let handler = NIOLoopBound(
+                    try channel.pipeline.syncOperations.handler(type: TCPClientHandler.self),
+                    eventLoop: channel.eventLoop
+                )
                 // Publish the connection before anyone waiting on the connect future resumes and sends.
                 self?.state.withLock { state in
                     guard case .connecting = state else { return }
-                    let writer = WriteCoalescer<TCPClientHandler.Outbound>(channel: channel) { item in
-                        guard case .request(let id, _) = item else { return }
-                        replies.fail(
-                            correlationIDs: CollectionOfOne(id),
-                            with: .unavailable("connection to \(endpoint) closed before the request was sent")
-                        )
-                    }
+                    let writer = WriteCoalescer<TCPClientHandler.Outbound>(
+                        channel: channel,
+                        onUnwritten: { item in
+                            guard case .request(let id, _) = item else { return }
+                            replies.fail(
+                                correlationIDs: CollectionOfOne(id),
+                                with: .unavailable("connection to \(endpoint) closed before the request was sent")
+                            )
+                        },
+                        writeOnLoop: { item, promise in handler.value.write(item, promise: promise) }
+                    )
                     state = .connected(channel, writer)
                 }
                 channel.closeFuture.whenComplete { [weak self] _ in
@@ -193,10 +202,13 @@ public final class TCPClientTransport: ClientTransport {
     }
 }
 
-/// Tracks the calls pending on one connection and hands their replies to the correlator.
-final class TCPClientHandler: ChannelDuplexHandler {
+/// Tracks the calls pending on one connection, writes their requests and hands their replies to the correlator.
+///
+/// Requests reach it from the transport's ``WriteCoalescer`` on the event loop (``write(_:promise:)``), not through
+/// the pipeline, so that a request (an id and a frame) is not boxed per write; anything else written to the
+/// channel (through `nativeClient`) passes by untouched.
+final class TCPClientHandler: ChannelInboundHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = Outbound
     typealias OutboundOut = ByteBuffer
 
     enum Outbound {
@@ -218,8 +230,28 @@ final class TCPClientHandler: ChannelDuplexHandler {
         self.format = format
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch unwrapOutboundIn(data) {
+    /// The handler's place in the pipeline, while it is in one.
+    private var context: ChannelHandlerContext?
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        self.context = context
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+    }
+
+    /// Writes a request or event; on the event loop.
+    func write(_ item: Outbound, promise: EventLoopPromise<Void>?) {
+        guard let context else {
+            // Only after the connection closed (or the handler was taken out of the pipeline).
+            promise?.fail(ChannelError.ioOnClosedChannel)
+            if case .request(let id, _) = item {
+                replies.fail(correlationIDs: CollectionOfOne(id), with: .unavailable("connection to \(endpoint) closed"))
+            }
+            return
+        }
+        switch item {
         case .request(let id, let frame):
             // No promise per request: a failed write closes the connection, and `channelInactive` fails every
             // pending call, this one included (the coalescer only writes to an active channel).

@@ -693,4 +693,25 @@ import Testing
         await client.shutdown()
         await worker.stop()
     }
+
+    @Test func framesWrittenToTheUnwrappedChannelReachTheWorker() async throws {
+        let worker = try await Self.startWorker()
+        defer { worker.task.cancel() }
+        let client = Self.makeClient(port: worker.port)
+        let channel = try await client.unwrap(as: (any Channel).self)
+        // A NestJS event frame written by hand, next to the client's own calls.
+        let event = Self.frame(#"{"pattern":"audit.log","data":"by hand"}"#)
+        try await channel.writeAndFlush(ByteBuffer(string: event))
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(3)
+        var logged = 0
+        while logged == 0, clock.now < deadline {
+            logged = try await client.send(ExampleService.auditCount, NoPayload())
+        }
+        #expect(logged == 1)
+        #expect(try await client.send(ExampleService.sum, [2, 3]) == 5)
+        #expect(try await client.unwrap(as: (any Channel).self) === channel)
+        await client.shutdown()
+        await worker.stop()
+    }
 }

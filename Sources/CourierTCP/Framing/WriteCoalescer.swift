@@ -21,14 +21,23 @@ package final class WriteCoalescer<Item: Sendable>: Sendable {
     package let channel: any Channel
     private let pending = Mutex(Pending())
     private let onUnwritten: @Sendable (Item) -> Void
+    private let writeOnLoop: (@Sendable (Item, EventLoopPromise<Void>?) -> Void)?
 
     /// - Parameters:
     ///   - channel: Where the writes go.
     ///   - onUnwritten: Called for each item that found the channel already closed (its promise, if any, fails
     ///     too), so the caller can fail what waited on it.
-    package init(channel: any Channel, onUnwritten: @escaping @Sendable (Item) -> Void = { _ in }) {
+    ///   - writeOnLoop: Writes one item on the event loop, in place of `channel.write` (which starts at the tail
+    ///     of the pipeline and boxes an item that is not a buffer); the batch is still flushed through the
+    ///     channel.
+    package init(
+        channel: any Channel,
+        onUnwritten: @escaping @Sendable (Item) -> Void = { _ in },
+        writeOnLoop: (@Sendable (Item, EventLoopPromise<Void>?) -> Void)? = nil
+    ) {
         self.channel = channel
         self.onUnwritten = onUnwritten
+        self.writeOnLoop = writeOnLoop
     }
 
     /// Queues `item`; `promise` (if any) completes when it is written.
@@ -67,8 +76,10 @@ package final class WriteCoalescer<Item: Sendable>: Sendable {
             }
             return
         }
-        for (item, promise) in batch {
-            channel.write(item, promise: promise)
+        if let writeOnLoop {
+            for (item, promise) in batch { writeOnLoop(item, promise) }
+        } else {
+            for (item, promise) in batch { channel.write(item, promise: promise) }
         }
         channel.flush()
     }
