@@ -79,7 +79,13 @@ final class HandlerDispatcher: InboundDispatcher {
 
     func handleInPlace(_ message: InboundMessage) async -> HandlingOutcome {
         guard await admit() else { return .abandoned }
-        let outcome = await handle(message, route: route(for: message.request.pattern))
+        let route = route(for: message.request.pattern)
+        let outcome: HandlingOutcome
+        if let route, let run = route.handler.runSynchronously {
+            outcome = await handleInPlace(message, route: route.text, kind: route.handler.kind, run: run)
+        } else {
+            outcome = await handle(message, route: route)
+        }
         finishedOne()
         return outcome
     }
