@@ -247,7 +247,8 @@ final class TCPClientHandler: ChannelInboundHandler {
             // Only after the connection closed (or the handler was taken out of the pipeline).
             promise?.fail(ChannelError.ioOnClosedChannel)
             if case .request(let id, _) = item {
-                replies.fail(correlationIDs: CollectionOfOne(id), with: .unavailable("connection to \(endpoint) closed"))
+                replies.fail(correlationIDs: CollectionOfOne(id),
+                             with: .unavailable("connection to \(endpoint) closed"))
             }
             return
         }

@@ -96,7 +96,7 @@ public struct MessageRouter: Sendable {
     }
 
     /// Registers a synchronous event handler: one that does its work without suspending. Like a synchronous
-    /// request handler (see ``on(_:handler:)-(MessagePattern<Request,Response>,_)``), it runs in the transport's
+    /// request handler (the `on` overload for a `MessagePattern` above), it runs in the transport's
     /// reader, without a task of its own, where the transport reads on an event loop.
     public mutating func on<Payload>(
         _ pattern: EventPattern<Payload>,

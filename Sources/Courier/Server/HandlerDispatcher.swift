@@ -58,7 +58,7 @@ final class HandlerDispatcher: InboundDispatcher {
         if startImmediately, let route, let run = route.handler.runSynchronously {
             // Started immediately, a handler that never suspends would run to completion on this thread before the
             // reader goes on, as it does here: running it in place spares creating and completing its task.
-            let outcome = await handleInPlace(message, route: route.text, kind: route.handler.kind, run: run)
+            let outcome = await handleSynchronously(message, route: route.text, kind: route.handler.kind, run: run)
             finishedOne()
             message.onHandled?(outcome)
             return
@@ -82,7 +82,7 @@ final class HandlerDispatcher: InboundDispatcher {
         let route = route(for: message.request.pattern)
         let outcome: HandlingOutcome
         if let route, let run = route.handler.runSynchronously {
-            outcome = await handleInPlace(message, route: route.text, kind: route.handler.kind, run: run)
+            outcome = await handleSynchronously(message, route: route.text, kind: route.handler.kind, run: run)
         } else {
             outcome = await handle(message, route: route)
         }
@@ -222,7 +222,10 @@ final class HandlerDispatcher: InboundDispatcher {
     /// Handles `message` with the handler of its `route` (`nil`: no handler matches).
     @discardableResult
     @inline(never)
-    func handle(_ message: InboundMessage, route: (text: String, handler: RegisteredHandler)?) async -> HandlingOutcome {
+    func handle(
+        _ message: InboundMessage,
+        route: (text: String, handler: RegisteredHandler)?
+    ) async -> HandlingOutcome {
         let request = message.request
         let replies = request.correlationID.flatMap { id in
             message.replyWriter.map { ReplyEmitter(correlationID: id, writer: $0) }
@@ -254,7 +257,7 @@ final class HandlerDispatcher: InboundDispatcher {
     /// the writer without suspending, unless the writer needs to (then the reply is awaited, as ``handle(_:route:)``
     /// does).
     @inline(never)
-    private func handleInPlace(
+    private func handleSynchronously(
         _ message: InboundMessage,
         route: String,
         kind: RegisteredHandler.Kind,
@@ -295,8 +298,8 @@ final class HandlerDispatcher: InboundDispatcher {
                 value = try CallDeadline.$current.withValue(deadline) { try run(request.payload, context) }
             }
             guard let replies else { return (.succeeded, nil) }
-            return (.succeeded, WireReply(correlationID: replies.correlationID, response: kind == .message ? value : nil,
-                                          isDisposed: true))
+            let response = kind == .message ? value : nil
+            return (.succeeded, WireReply(correlationID: replies.correlationID, response: response, isDisposed: true))
         } catch {
             report(error, for: request, logger: context.logger)
             let (outcome, failure) = finish(after: error, of: request)
