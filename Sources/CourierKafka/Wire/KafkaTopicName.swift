@@ -192,6 +192,10 @@ public enum KafkaTopicName {
     }
 
     private static func checkCharacters(of text: String, in name: String) throws {
+        // Every message's topic is checked: over a native string's contiguous bytes, the scan costs a fraction of
+        // iterating a substring's UTF-8 view (which was 2 % of an emitting Kafka client's CPU).
+        var contiguous = text
+        if contiguous.withUTF8({ $0.allSatisfy(isLegal) }) { return }
         try checkCharacters(of: text[...], in: name)
     }
 
