@@ -59,6 +59,8 @@ public final class TCPServerTransport: ServerTransport {
 
     public func serve(patterns: [RoutePattern], dispatcher: any InboundDispatcher) async throws {
         let configuration = self.configuration
+        let format = configuration.format
+        let maxFrameLength = configuration.maxFrameLength
         let server: NIOAsyncChannel<Connection, Never>
         do {
             server = try await ServerBootstrap(group: eventLoopGroup)
@@ -70,7 +72,18 @@ public final class TCPServerTransport: ServerTransport {
                     channel.eventLoop.makeCompletedFuture {
                         try configuration.format.addDecoder(to: channel.pipeline.syncOperations,
                                                             configuration: configuration)
-                        return Connection(channel: channel, frames: try InboundFrameQueue.install(on: channel))
+                        let writer = TCPReplyWriter(writer: WriteCoalescer(channel: channel), format: format,
+                                                    maxFrameLength: maxFrameLength)
+                        let metadata = TransportMetadata(transport: "tcp",
+                                                         remoteAddress: channel.remoteAddress?.description)
+                        // On the event loop, a synchronous handler runs as its frame is read, while the connection's
+                        // reader waits idle: that spares waking the reader task per request.
+                        let handleNow = configuration.runsHandlersOnEventLoop
+                            ? Self.immediateHandling(format: format, dispatcher: dispatcher, metadata: metadata,
+                                                     writer: writer)
+                            : nil
+                        return Connection(channel: channel, writer: writer, metadata: metadata,
+                                          frames: try InboundFrameQueue.install(on: channel, handleNow: handleNow))
                     }
                 }
         } catch {
@@ -84,8 +97,6 @@ public final class TCPServerTransport: ServerTransport {
         publish(.success(server.channel))
         defer { listener.withLock { $0.channel = nil } }
 
-        let maxFrameLength = configuration.maxFrameLength
-        let format = configuration.format
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
                 // Stop taking new connections as soon as the service drains.
@@ -99,17 +110,44 @@ public final class TCPServerTransport: ServerTransport {
                         ? EventLoopTaskExecutor(connection.channel.eventLoop) : nil
                     group.addTask(executorPreference: executor) {
                         await Self.serve(connection: connection, dispatcher: dispatcher, format: format,
-                                         maxFrameLength: maxFrameLength, onEventLoop: executor != nil)
+                                         onEventLoop: executor != nil)
                     }
                 }
             }
         }
     }
 
-    /// An accepted connection and the frames it receives.
+    /// An accepted connection, where its replies go, and the frames it receives.
     private struct Connection: Sendable {
         let channel: any Channel
+        let writer: TCPReplyWriter
+        let metadata: TransportMetadata
         let frames: InboundFrameQueue
+    }
+
+    /// ``handleNow(_:format:dispatcher:metadata:writer:)`` for one connection.
+    private static func immediateHandling(
+        format: TCPWireFormat,
+        dispatcher: any InboundDispatcher,
+        metadata: TransportMetadata,
+        writer: TCPReplyWriter
+    ) -> @Sendable (ByteBuffer) -> InboundFrameQueue.Immediate {
+        { frame in handleNow(frame, format: format, dispatcher: dispatcher, metadata: metadata, writer: writer) }
+    }
+
+    /// Handles a frame as it is read, if it is a request or event for a synchronous handler that can run now.
+    private static func handleNow(
+        _ frame: ByteBuffer,
+        format: TCPWireFormat,
+        dispatcher: any InboundDispatcher,
+        metadata: TransportMetadata,
+        writer: TCPReplyWriter
+    ) -> InboundFrameQueue.Immediate {
+        // Anything unusual (a malformed packet, a reply) is left to the reader, which reports it.
+        guard let packet = try? format.decode(frame) else { return .declined }
+        guard case .request(let request) = packet else { return .decoded(packet) }
+        let message = InboundMessage(request: request, metadata: metadata, replyWriter: request.isEvent ? nil : writer)
+        return dispatcher.handleNowIfSynchronous(message) ? .handled : .decoded(packet)
     }
 
     /// Reads one connection's frames and dispatches them until it closes or the service stops.
@@ -117,33 +155,31 @@ public final class TCPServerTransport: ServerTransport {
         connection: Connection,
         dispatcher: any InboundDispatcher,
         format: TCPWireFormat,
-        maxFrameLength: Int,
         onEventLoop: Bool
     ) async {
         let channel = connection.channel
-        let metadata = TransportMetadata(transport: "tcp", remoteAddress: channel.remoteAddress?.description)
-        let writer = TCPReplyWriter(writer: WriteCoalescer(channel: channel), format: format,
-                                    maxFrameLength: maxFrameLength)
+        let metadata = connection.metadata
+        let writer = connection.writer
         // Handlers are children of this group, so the connection stays open until they have replied.
         await withDiscardingTaskGroup { group in
             reading: while true {
-                let frame: ByteBuffer
+                let packet: WirePacket?
                 switch await connection.frames.next() {
-                case .frame(let next):
-                    frame = next
+                case .frame(let frame):
+                    do {
+                        packet = try format.decode(frame)
+                    } catch {
+                        dispatcher.reportBadInput("malformed packet: \(error)", metadata: metadata)
+                        channel.close(promise: nil)
+                        break reading
+                    }
+                case .packet(let decoded):
+                    packet = decoded
                 case .malformed(let error):
                     dispatcher.reportBadInput(error.reason, metadata: metadata)
                     break reading
                 case .end:
                     // The connection closed or failed, or the service was cancelled: nothing more to read.
-                    break reading
-                }
-                let packet: WirePacket?
-                do {
-                    packet = try format.decode(frame)
-                } catch {
-                    dispatcher.reportBadInput("malformed packet: \(error)", metadata: metadata)
-                    channel.close(promise: nil)
                     break reading
                 }
                 guard let packet else { continue }

@@ -92,14 +92,16 @@ import Testing
         maxFrameLength: Int = 16 * 1024 * 1024,
         incompleteFrameTimeout: Duration? = .seconds(30),
         gracefulShutdownTimeout: Duration = .milliseconds(200),
-        maxConcurrentHandlers: Int? = nil
+        maxConcurrentHandlers: Int? = nil,
+        runsHandlersOnEventLoop: Bool = true
     ) async throws -> Worker {
         let transport = TCPServerTransport(
             configuration: .init(
                 host: "127.0.0.1",
                 port: port,
                 maxFrameLength: maxFrameLength,
-                incompleteFrameTimeout: incompleteFrameTimeout
+                incompleteFrameTimeout: incompleteFrameTimeout,
+                runsHandlersOnEventLoop: runsHandlersOnEventLoop
             )
         )
         var configuration = MicroserviceConfiguration(gracefulShutdownTimeout: gracefulShutdownTimeout)
@@ -690,6 +692,67 @@ import Testing
 
         let wrongType = await Self.courierError { _ = try await client.unwrap(as: Int.self) }
         #expect(wrongType?.code == .unprocessable)
+        await client.shutdown()
+        await worker.stop()
+    }
+
+    // MARK: (g) Synchronous handlers as frames are read
+
+    final class Recorder: Sendable {
+        private let values = Mutex<[Int]>([])
+        func append(_ value: Int) { values.withLock { $0.append(value) } }
+        var all: [Int] { values.withLock { $0 } }
+    }
+
+    @Test(arguments: [true, false])
+    func synchronousHandlersRunAsTheirFramesAreReadOnTheEventLoop(onEventLoop: Bool) async throws {
+        var router = Self.router()
+        // Whether the handler runs inside any task: not when the connection's handler runs it as the frame is read.
+        router.on(MessagePattern<NoPayload, Bool>("probe.in-task")) { _, _ in withUnsafeCurrentTask { $0 != nil } }
+        let worker = try await Self.startWorker(router: router, runsHandlersOnEventLoop: onEventLoop)
+        defer { worker.task.cancel() }
+        let client = Self.makeClient(port: worker.port)
+        // The first call may arrive before the connection's reader waits (then the reader takes it); after a reply,
+        // the reader waits for the next frame.
+        #expect(try await client.send(ExampleService.sum, [1, 2]) == 3)
+        #expect(try await client.send(MessagePattern<NoPayload, Bool>("probe.in-task"), NoPayload()) == !onEventLoop)
+        // A synchronous handler's error, and what the reader still takes: asynchronous handlers, unknown patterns.
+        let crash = await Self.courierError { _ = try await client.send("probe.crash", json: nil) }
+        #expect(crash?.message == "Internal server error")
+        #expect(try await client.send(Probe.sleep, 1) == "slept 1 ms")
+        let missing = await Self.courierError {
+            _ = try await client.send(MessagePattern<Int, Int>("nobody.home"), 1)
+        }
+        #expect(missing?.code == .noHandler)
+        await client.shutdown()
+        await worker.stop()
+    }
+
+    @Test func handlersStartInArrivalOrderWhenSynchronousAndAsynchronousOnesAlternate() async throws {
+        let order = Recorder()
+        var router = Self.router()
+        router.on(EventPattern<Int>("order.sync")) { value, _ in order.append(value) }
+        router.on(EventPattern<Int>("order.async")) { value, _ in
+            order.append(value)
+            await Task.yield()
+        }
+        let worker = try await Self.startWorker(router: router)
+        defer { worker.task.cancel() }
+        let client = Self.makeClient(port: worker.port)
+        let channel = try await client.unwrap(as: (any Channel).self)
+        // One write, so that the worker reads many frames at once: an asynchronous handler's frame goes to the
+        // connection's reader, and the synchronous ones after it must wait their turn rather than run as read.
+        let count = 400
+        var frames = ""
+        for value in 0..<count {
+            let pattern = value % 3 == 1 ? "order.async" : "order.sync"
+            frames += Self.frame(#"{"pattern":"\#(pattern)","data":\#(value)}"#)
+        }
+        try await channel.writeAndFlush(ByteBuffer(string: frames))
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(5)
+        while order.all.count < count, clock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(order.all == Array(0..<count))
         await client.shutdown()
         await worker.stop()
     }

@@ -16,6 +16,8 @@ import Testing
     struct ReadingTransport: ServerTransport {
         let messages: [InboundMessage]
         let startImmediately: Bool
+        /// Offer each message to `handleNowIfSynchronous` first, as TCP does for a frame read while its reader idles.
+        var handleNowFirst = false
         let tasks: TaskLog
         var name: String { "reading" }
 
@@ -23,6 +25,10 @@ import Testing
             tasks.record("reader")
             await withDiscardingTaskGroup { group in
                 for message in messages {
+                    if handleNowFirst, dispatcher.handleNowIfSynchronous(message) {
+                        tasks.record("handled now: \(message.request.pattern)")
+                        continue
+                    }
                     await dispatcher.dispatch(message, in: &group, startImmediately: startImmediately)
                 }
                 while !Task.isCancelled { try? await Task.sleep(for: .seconds(1)) }
@@ -88,7 +94,11 @@ import Testing
         return router
     }
 
-    static func run(startImmediately: Bool, writerTakesFinalReplies: Bool = false) async throws -> TaskLog {
+    static func run(
+        startImmediately: Bool,
+        writerTakesFinalReplies: Bool = false,
+        handleNowFirst: Bool = false
+    ) async throws -> TaskLog {
         let log = TaskLog()
         let writer = RecordingWriter(log: log, takesFinalReplies: writerTakesFinalReplies)
         func message(_ pattern: String, id: String?) -> InboundMessage {
@@ -101,6 +111,7 @@ import Testing
                 message("async.request", id: "3"),
             ],
             startImmediately: startImmediately,
+            handleNowFirst: handleNowFirst,
             tasks: log
         )
         var logger = Logger(label: "test")
@@ -110,7 +121,7 @@ import Testing
             group.addTask { try await worker.run() }
             let clock = ContinuousClock()
             let deadline = clock.now + .seconds(5)
-            while log.all.count < 5 || log.replies.count < 3, clock.now < deadline {
+            while log.all.count < (handleNowFirst ? 8 : 5) || log.replies.count < 3, clock.now < deadline {
                 try await Task.sleep(for: .milliseconds(5))
             }
             group.cancelAll()
@@ -145,6 +156,26 @@ import Testing
             #expect(tasks[label] != nil && tasks[label] != reader, "\(label)")
         }
         #expect(log.replies["1"] == "awaited 2")
+        #expect(log.replies["3"] == "awaited 3")
+    }
+
+    @Test(arguments: [false, true])
+    func synchronousHandlersCanBeHandledAtOnceByTheTransport(writerTakesFinalReplies: Bool) async throws {
+        let log = try await Self.run(startImmediately: true, writerTakesFinalReplies: writerTakesFinalReplies,
+                                     handleNowFirst: true)
+        let tasks = log.all
+        let reader = try #require(tasks["reader"])
+        // The synchronous ones ran at once, in the transport's task; the asynchronous one was dispatched.
+        for pattern in ["sync.request", "sync.failure", "sync.event"] {
+            #expect(tasks["handled now: \(pattern)"] == reader, "\(pattern)")
+        }
+        #expect(tasks["sync request"] == reader)
+        #expect(tasks["handled now: async.request"] == nil)
+        #expect(tasks["async request"] != nil && tasks["async request"] != reader)
+        // A writer that cannot take a final reply at once gets it through `write`, from a task of its own.
+        let how = writerTakesFinalReplies ? "queued " : "awaited "
+        #expect(log.replies["1"] == how + "2")
+        #expect(log.replies["2"]?.hasPrefix(how) == true)
         #expect(log.replies["3"] == "awaited 3")
     }
 }

@@ -90,21 +90,65 @@ final class HandlerDispatcher: InboundDispatcher {
         return outcome
     }
 
+    func handleNowIfSynchronous(_ message: InboundMessage) -> Bool {
+        guard let route = route(for: message.request.pattern), let run = route.handler.runSynchronously,
+            permits.tryAcquire(), countInFlight()
+        else { return false }
+        let (outcome, reply) = runSynchronously(message, route: route.text, kind: route.handler.kind, run: run)
+        guard let reply, let writer = message.replyWriter else {
+            finishedOne()
+            message.onHandled?(outcome)
+            return true
+        }
+        do {
+            if try writer.writeFinalWithoutWaiting(reply) {
+                finishedOne()
+                message.onHandled?(outcome)
+                return true
+            }
+        } catch {
+            logger.debug("could not send the reply: \(error)")
+            finishedOne()
+            message.onHandled?(outcome.isSuccess ? .abandoned : outcome)
+            return true
+        }
+        // A writer that must wait for this reply: the handler ran, so its reply goes out from a task of its own (the
+        // message stays counted in flight until then, which a graceful shutdown waits for).
+        Task {
+            var final = outcome
+            do {
+                try await writer.write(reply)
+            } catch {
+                self.logger.debug("could not send the reply: \(error)")
+                if outcome.isSuccess { final = .abandoned }
+            }
+            self.finishedOne()
+            message.onHandled?(final)
+        }
+        return true
+    }
+
     /// Takes a handler slot and counts the message in flight; false (after waiting until cancelled while the
     /// service drains) when it must not be handled.
     private func admit() async -> Bool {
         guard await permits.acquire() else { return false }
+        guard countInFlight() else {
+            await Self.waitUntilCancelled()
+            return false
+        }
+        return true
+    }
+
+    /// Counts a message that took a handler slot as in flight; while the service drains, gives the slot back and
+    /// returns false.
+    private func countInFlight() -> Bool {
         let accepted = state.withLock { state -> Bool in
             guard !state.isDraining else { return false }
             state.inFlight += 1
             return true
         }
-        guard accepted else {
-            permits.release()
-            await Self.waitUntilCancelled()
-            return false
-        }
-        return true
+        if !accepted { permits.release() }
+        return accepted
     }
 
     func draining() async {

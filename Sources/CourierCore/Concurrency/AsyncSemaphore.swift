@@ -62,6 +62,15 @@ package final class AsyncSemaphore: Sendable {
         }
     }
 
+    /// Takes a permit if one is free and nobody waits for one; never waits.
+    package func tryAcquire() -> Bool {
+        state.withLock { state in
+            guard state.available > 0 else { return false }
+            state.available -= 1
+            return true
+        }
+    }
+
     /// Returns a permit, waking the longest waiter.
     package func release() {
         let waiter = state.withLock { state -> Waiter? in

@@ -165,6 +165,14 @@ public protocol InboundDispatcher: Sendable {
     /// ``HandlingOutcome/abandoned``. `message.onHandled` is not called.
     func handleInPlace(_ message: InboundMessage) async -> HandlingOutcome
 
+    /// Handles `message` now, on the calling thread and without suspending, if its handler is synchronous, a handler
+    /// slot is free at once and the service is not draining; returns whether it did. When it returns `false`,
+    /// nothing happened: dispatch the message as usual.
+    ///
+    /// For a transport that reads on an event loop: a message it hands over here spares waking its reader task. Call
+    /// it only while the reader has no earlier message in hand, so that handlers still start in arrival order.
+    func handleNowIfSynchronous(_ message: InboundMessage) -> Bool
+
     /// Returns once the service has begun its graceful shutdown (stop taking new work).
     func draining() async
 
@@ -173,6 +181,9 @@ public protocol InboundDispatcher: Sendable {
 }
 
 extension InboundDispatcher {
+    /// Returns `false`: every message goes through ``dispatch(_:in:)``.
+    public func handleNowIfSynchronous(_ message: InboundMessage) -> Bool { false }
+
     /// Through ``dispatch(_:in:)``, for dispatchers that always enqueue.
     public func dispatch(_ message: InboundMessage, in group: inout DiscardingTaskGroup, startImmediately: Bool) async {
         await dispatch(message, in: &group)

@@ -3,6 +3,7 @@
 // Licensed under Apache License v2.0. See LICENSE for license information.
 //===----------------------------------------------------------------------===//
 
+import CourierCore
 import NIOCore
 import Synchronization
 
@@ -17,6 +18,8 @@ final class InboundFrameQueue: Sendable {
     /// What the reader gets next.
     enum Next: Sendable {
         case frame(ByteBuffer)
+        /// A frame the queue's immediate handling decoded and did not handle.
+        case packet(WirePacket)
         /// The frame decoder rejected the stream (the connection is closing).
         case malformed(FrameError)
         /// The connection closed, failed, or the reader was cancelled.
@@ -28,8 +31,18 @@ final class InboundFrameQueue: Sendable {
     /// Frames buffered at or below which a connection that stopped reading reads again.
     static let lowWatermark = 16
 
+    /// What immediate handling did with a frame (see ``install(on:handleNow:)``).
+    enum Immediate: Sendable {
+        /// Handled: nothing is left for the reader.
+        case handled
+        /// Decoded and not handled: the reader gets the packet rather than decoding the frame again.
+        case decoded(WirePacket)
+        /// Not handled (for example malformed): the reader gets the frame.
+        case declined
+    }
+
     private struct State {
-        var frames = CircularBuffer<ByteBuffer>(initialCapacity: 16)
+        var frames = CircularBuffer<Next>(initialCapacity: 16)
         var reader: UnsafeContinuation<Next, Never>?
         /// How the queue ends once its frames are read.
         var ending: Next?
@@ -40,23 +53,35 @@ final class InboundFrameQueue: Sendable {
     private let state = Mutex(State())
     /// Asks the channel for more bytes (on its event loop) after a withheld read.
     private let resumeReading: @Sendable () -> Void
+    private let handleNow: (@Sendable (ByteBuffer) -> Immediate)?
 
-    private init(resumeReading: @escaping @Sendable () -> Void) {
+    private init(resumeReading: @escaping @Sendable () -> Void, handleNow: (@Sendable (ByteBuffer) -> Immediate)?) {
         self.resumeReading = resumeReading
+        self.handleNow = handleNow
     }
 
     /// Adds a queue and its handler to a new connection's pipeline, after its frame decoder.
-    static func install(on channel: any Channel) throws -> InboundFrameQueue {
+    ///
+    /// With `handleNow`, a frame that arrives while the reader waits with nothing queued goes to `handleNow` first,
+    /// on the event loop: what it handles never reaches the reader, which spares waking the reader per frame. Frames
+    /// that arrive while the reader has earlier ones in hand are queued, so that they are taken in arrival order.
+    static func install(
+        on channel: any Channel,
+        handleNow: (@Sendable (ByteBuffer) -> Immediate)? = nil
+    ) throws -> InboundFrameQueue {
         let handler = Handler()
         let bound = NIOLoopBound(handler, eventLoop: channel.eventLoop)
         let eventLoop = channel.eventLoop
-        let queue = InboundFrameQueue {
-            if eventLoop.inEventLoop {
-                bound.value.resumeReading()
-            } else {
-                eventLoop.execute { bound.value.resumeReading() }
-            }
-        }
+        let queue = InboundFrameQueue(
+            resumeReading: {
+                if eventLoop.inEventLoop {
+                    bound.value.resumeReading()
+                } else {
+                    eventLoop.execute { bound.value.resumeReading() }
+                }
+            },
+            handleNow: handleNow
+        )
         handler.queue = queue
         try channel.pipeline.syncOperations.addHandler(handler)
         return queue
@@ -95,22 +120,32 @@ final class InboundFrameQueue: Sendable {
     }
 
     private static func take(from state: inout State) -> Next? {
-        if let frame = state.frames.popFirst() { return .frame(frame) }
+        if let next = state.frames.popFirst() { return next }
         return state.ending
     }
 
-    /// Appends a frame (on the event loop), or hands it straight to a waiting reader.
+    /// Hands a frame (on the event loop) to immediate handling while the reader waits idle, else straight to a
+    /// waiting reader, else to the queue.
     fileprivate func push(_ frame: ByteBuffer) {
+        var next = Next.frame(frame)
+        // A waiting reader has nothing queued and no frame in hand: this frame is the next in arrival order.
+        if let handleNow, state.withLock({ $0.reader != nil && $0.ending == nil }) {
+            switch handleNow(frame) {
+            case .handled: return
+            case .decoded(let packet): next = .packet(packet)
+            case .declined: break
+            }
+        }
         let reader = state.withLock { state -> UnsafeContinuation<Next, Never>? in
             guard state.ending == nil else { return nil }
             if let reader = state.reader {
                 state.reader = nil
                 return reader
             }
-            state.frames.append(frame)
+            state.frames.append(next)
             return nil
         }
-        reader?.resume(returning: .frame(frame))
+        reader?.resume(returning: next)
     }
 
     /// Whether a read the channel asks for must wait for the reader; records it if so.
