@@ -327,6 +327,8 @@ public final class KafkaProducer: Sendable {
 
     /// The topics this producer has produced to (each looked up once), for tests.
     var topicsProducedTo: Set<String> { topicLookups.seenTopics }
+    /// New topics waiting for a look-up, and the look-ups made, for tests.
+    var topicLookupCounts: (pending: Int, requests: Int) { topicLookups.counts }
 
     private enum EnqueueResult: Sendable {
         case queued, queueFull, failed(CourierError)

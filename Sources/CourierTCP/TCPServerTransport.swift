@@ -125,29 +125,22 @@ public final class TCPServerTransport: ServerTransport {
         let frames: InboundFrameQueue
     }
 
-    /// ``handleNow(_:format:dispatcher:metadata:writer:)`` for one connection.
+    /// What one connection does with a frame as it is read: handles it if it is a request or event for a synchronous
+    /// handler that can run now. Anything unusual (a malformed packet, a reply) is left to the reader, which reports
+    /// it.
     private static func immediateHandling(
         format: TCPWireFormat,
         dispatcher: any InboundDispatcher,
         metadata: TransportMetadata,
         writer: TCPReplyWriter
     ) -> @Sendable (ByteBuffer) -> InboundFrameQueue.Immediate {
-        { frame in handleNow(frame, format: format, dispatcher: dispatcher, metadata: metadata, writer: writer) }
-    }
-
-    /// Handles a frame as it is read, if it is a request or event for a synchronous handler that can run now.
-    private static func handleNow(
-        _ frame: ByteBuffer,
-        format: TCPWireFormat,
-        dispatcher: any InboundDispatcher,
-        metadata: TransportMetadata,
-        writer: TCPReplyWriter
-    ) -> InboundFrameQueue.Immediate {
-        // Anything unusual (a malformed packet, a reply) is left to the reader, which reports it.
-        guard let packet = try? format.decode(frame) else { return .declined }
-        guard case .request(let request) = packet else { return .decoded(packet) }
-        let message = InboundMessage(request: request, metadata: metadata, replyWriter: request.isEvent ? nil : writer)
-        return dispatcher.handleNowIfSynchronous(message) ? .handled : .decoded(packet)
+        { frame in
+            guard let packet = try? format.decode(frame) else { return .declined }
+            guard case .request(let request) = packet else { return .decoded(packet) }
+            let message = InboundMessage(request: request, metadata: metadata,
+                                         replyWriter: request.isEvent ? nil : writer)
+            return dispatcher.handleNowIfSynchronous(message) ? .handled : .decoded(packet)
+        }
     }
 
     /// Reads one connection's frames and dispatches them until it closes or the service stops.

@@ -5,6 +5,7 @@
 
 import CRdKafka
 import CourierCore
+import Foundation
 import Logging
 import Testing
 
@@ -102,6 +103,34 @@ import Testing
             await producer.close(flushTimeout: .milliseconds(100))
         }
         #expect(elapsed < .seconds(4), "closing took \(elapsed); six look-ups of 1 s each would take 6 s")
+    }
+
+    /// After a failed look-up, the new topics that came meanwhile (and any in the next second) are left to
+    /// librdkafka's scan too, rather than holding the poll thread for another second.
+    @Test func newTopicsRightAfterAFailedLookUpAreNotLookedUp() async throws {
+        let producer = try KafkaProducer(bootstrapServers: "127.0.0.1:1", properties: ["linger.ms": "1"])
+        let clock = ContinuousClock()
+        func waitFor(_ condition: () -> Bool) async throws {
+            let end = clock.now + .seconds(5)
+            while !condition(), clock.now < end { try await Task.sleep(for: .milliseconds(5)) }
+        }
+        try producer.produce(topic: "unreachable-first", value: [1])
+        // On a thread of its own, so that a busy task pool cannot delay it past the pause: once the first look-up is
+        // under way (it fails after its 1 s timeout), the other topics come while it waits, in a batch of their own.
+        let later: Result<Void, any Error> = await withCheckedContinuation { continuation in
+            Thread {
+                while producer.topicLookupCounts.requests < 1 { usleep(1_000) }
+                continuation.resume(returning: Result {
+                    for index in 0..<5 { try producer.produce(topic: "unreachable-later-\(index)", value: [1]) }
+                })
+            }.start()
+        }
+        try later.get()
+        try await waitFor { producer.topicLookupCounts.pending == 0 }
+        // A look-up the poll thread took up would have started by now.
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(producer.topicLookupCounts.requests == 1)
+        await producer.close(flushTimeout: .milliseconds(100))
     }
 
     @Test func sendAndProduceWhenRoomWaitForAFullQueueWhereProduceFails() async throws {

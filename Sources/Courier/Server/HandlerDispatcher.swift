@@ -59,14 +59,11 @@ final class HandlerDispatcher: InboundDispatcher {
             // Started immediately, a handler that never suspends would run to completion on this thread before the
             // reader goes on, as it does here: running it in place spares creating and completing its task.
             let outcome = await handleSynchronously(message, route: route.text, kind: route.handler.kind, run: run)
-            finishedOne()
-            message.onHandled?(outcome)
+            finished(message, outcome)
             return
         }
         let operation: @Sendable @concurrent () async -> Void = {
-            let outcome = await self.handle(message, route: route)
-            self.finishedOne()
-            message.onHandled?(outcome)
+            self.finished(message, await self.handle(message, route: route))
         }
         if startImmediately, #available(macOS 26, *) {
             // The reader runs on the event loop its handlers prefer: starting the handler here spares enqueueing
@@ -95,35 +92,12 @@ final class HandlerDispatcher: InboundDispatcher {
             permits.tryAcquire(), countInFlight()
         else { return false }
         let (outcome, reply) = runSynchronously(message, route: route.text, kind: route.handler.kind, run: run)
-        guard let reply, let writer = message.replyWriter else {
-            finishedOne()
-            message.onHandled?(outcome)
-            return true
-        }
-        do {
-            if try writer.writeFinalWithoutWaiting(reply) {
-                finishedOne()
-                message.onHandled?(outcome)
-                return true
-            }
-        } catch {
-            logger.debug("could not send the reply: \(error)")
-            finishedOne()
-            message.onHandled?(outcome.isSuccess ? .abandoned : outcome)
-            return true
-        }
-        // A writer that must wait for this reply: the handler ran, so its reply goes out from a task of its own (the
-        // message stays counted in flight until then, which a graceful shutdown waits for).
-        Task {
-            var final = outcome
-            do {
-                try await writer.write(reply)
-            } catch {
-                self.logger.debug("could not send the reply: \(error)")
-                if outcome.isSuccess { final = .abandoned }
-            }
-            self.finishedOne()
-            message.onHandled?(final)
+        if let handed = replyWithoutWaiting(reply, after: outcome, to: message.replyWriter) {
+            finished(message, handed)
+        } else if let reply, let writer = message.replyWriter {
+            // A writer that must wait for this reply: the handler ran, so its reply goes out from a task of its own
+            // (the message stays counted in flight until then, which a graceful shutdown waits for).
+            Task { self.finished(message, await self.reply(awaiting: reply, after: outcome, to: writer)) }
         }
         return true
     }
@@ -232,6 +206,12 @@ final class HandlerDispatcher: InboundDispatcher {
     /// Whether the graceful shutdown has begun.
     var isDraining: Bool { state.withLock { $0.isDraining } }
 
+    /// Gives back the message's handler slot and reports how it went.
+    private func finished(_ message: InboundMessage, _ outcome: HandlingOutcome) {
+        finishedOne()
+        message.onHandled?(outcome)
+    }
+
     /// Gives back the handler slot ``admit()`` took.
     private func finishedOne() {
         permits.release()
@@ -252,10 +232,6 @@ final class HandlerDispatcher: InboundDispatcher {
 
     // MARK: Handling one message
 
-    // The handling path is split into small functions that are not inlined into each other: an async function's
-    // frame holds every value any inlined part keeps across a suspension, and a worker holding 10,000 calls keeps
-    // 10,000 frames. Inlined, the frame was about 4 KB per call; error and reply paths now get frames only when
-    // they run.
     /// The route a pattern matches (the exact one first), and its handler.
     private func route(for pattern: String) -> (text: String, handler: RegisteredHandler)? {
         if let exact = exactRoutes[pattern] { return (pattern, exact) }
@@ -263,6 +239,10 @@ final class HandlerDispatcher: InboundDispatcher {
         return nil
     }
 
+    // The handling path is split into small functions that are not inlined into each other: an async function's
+    // frame holds every value any inlined part keeps across a suspension, and a worker holding 10,000 calls keeps
+    // 10,000 frames. Inlined, the frame was about 4 KB per call; error and reply paths now get frames only when
+    // they run.
     /// Handles `message` with the handler of its `route` (`nil`: no handler matches).
     @discardableResult
     @inline(never)
@@ -308,17 +288,43 @@ final class HandlerDispatcher: InboundDispatcher {
         run: (ByteBuffer, MessageContext) throws -> ByteBuffer?
     ) async -> HandlingOutcome {
         let (outcome, reply) = runSynchronously(message, route: route, kind: kind, run: run)
+        if let handed = replyWithoutWaiting(reply, after: outcome, to: message.replyWriter) { return handed }
         guard let reply, let writer = message.replyWriter else { return outcome }
+        return await self.reply(awaiting: reply, after: outcome, to: writer)
+    }
+
+    /// Hands a synchronous handler's final reply (if any) to `writer` if it takes it without waiting, and returns
+    /// the message's outcome; `nil` when nothing was written and the reply must be awaited through `write`.
+    private func replyWithoutWaiting(
+        _ reply: WireReply?,
+        after outcome: HandlingOutcome,
+        to writer: (any ReplyWriter)?
+    ) -> HandlingOutcome? {
+        guard let reply, let writer else { return outcome }
         do {
-            if try writer.writeFinalWithoutWaiting(reply) { return outcome }
+            return try writer.writeFinalWithoutWaiting(reply) ? outcome : nil
+        } catch {
+            return replyLost(error, after: outcome)
+        }
+    }
+
+    /// Writes a synchronous handler's final reply and returns the message's outcome.
+    private func reply(awaiting reply: WireReply, after outcome: HandlingOutcome, to writer: any ReplyWriter) async
+        -> HandlingOutcome
+    {
+        do {
             try await writer.write(reply)
             return outcome
         } catch {
-            logger.debug("could not send the reply: \(error)")
-            // As in `reply(_:kind:replies:context:)`: a result the caller did not get is left unacknowledged. A
-            // failure stays a failure, as in `handleFailure`.
-            return outcome.isSuccess ? .abandoned : outcome
+            return replyLost(error, after: outcome)
         }
+    }
+
+    /// The outcome of a message whose reply could not be sent: as in `reply(_:kind:replies:context:)`, a result
+    /// the caller did not get is left unacknowledged; a failure stays a failure, as in `handleFailure`.
+    private func replyLost(_ error: any Error, after outcome: HandlingOutcome) -> HandlingOutcome {
+        logger.debug("could not send the reply: \(error)")
+        return outcome.isSuccess ? .abandoned : outcome
     }
 
     /// Runs a synchronous handler; returns how it went and the final reply to send (`nil` for events).

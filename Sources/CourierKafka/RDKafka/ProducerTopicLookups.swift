@@ -13,12 +13,16 @@ import Synchronization
 /// librdkafka can hold the first messages to a topic it has no metadata for until its once-a-second scan of unknown
 /// topics (confluentinc/librdkafka#3202, still open in 2.x). On the mock cluster with librdkafka 2.0.2, the first
 /// event to a topic reached its worker after 1.02 s and the next ones after 12–25 ms; every first message to a new
-/// request, reply or dead-letter topic goes through the same producer path. Looking the topic up at once, as librdkafka's maintainers
-/// advise, releases the held messages as soon as the broker answers.
+/// request, reply or dead-letter topic goes through the same producer path. Looking the topic up at once, as
+/// librdkafka's maintainers advise, releases the held messages as soon as the broker answers.
 final class ProducerTopicLookups: Sendable {
     private struct State {
         var seen: Set<String> = []
         var pending: [String] = []
+        /// Until when new topics are left to librdkafka's scan, after a look-up failed.
+        var pausedUntil: ContinuousClock.Instant?
+        /// Metadata requests made, for tests.
+        var requests = 0
     }
 
     private let state = Mutex(State())
@@ -40,23 +44,30 @@ final class ProducerTopicLookups: Sendable {
 
     /// The topics looked up or pending, for tests.
     var seenTopics: Set<String> { state.withLock { $0.seen } }
+    /// Topics waiting for the poll thread, and metadata requests made so far, for tests.
+    var counts: (pending: Int, requests: Int) { state.withLock { ($0.pending.count, $0.requests) } }
 
     /// Looks up the pending topics, one metadata request each; on the poll thread, which may block.
     ///
-    /// After a failed look-up (the cluster unreachable or slow), the rest of the batch is left to librdkafka's own
-    /// scan, so that many new topics at once cannot hold the poll thread (and delivery reports) for a second each.
+    /// After a failed look-up (the cluster unreachable or slow), the rest of the batch, and the topics that come
+    /// within the next ``timeoutMilliseconds``, are left to librdkafka's own scan: new topics arriving one after
+    /// another cannot hold the poll thread (and delivery reports) for a second each.
     func lookUpPending(_ handle: OpaquePointer, logger: Logger) {
-        let topics = state.withLock { state in
+        let topics = state.withLock { state -> [String] in
             defer { state.pending.removeAll() }
+            if let pausedUntil = state.pausedUntil, ContinuousClock.now < pausedUntil { return [] }
             return state.pending
         }
         for (index, topic) in topics.enumerated() {
-            let failure = RDKafkaTopicMetadata.request(handle, topic: topic,
-                                                       timeoutMilliseconds: Self.timeoutMilliseconds) { outcome -> rd_kafka_resp_err_t? in
+            state.withLock { $0.requests += 1 }
+            let failure = RDKafkaTopicMetadata.request(
+                handle, topic: topic, timeoutMilliseconds: Self.timeoutMilliseconds
+            ) { outcome -> rd_kafka_resp_err_t? in
                 if case .failed(let err) = outcome { return err }
                 return nil
             }
             if let err = failure {
+                state.withLock { $0.pausedUntil = .now + .milliseconds(Int(Self.timeoutMilliseconds)) }
                 // Not fatal: librdkafka's own scan looks these topics up within about a second.
                 logger.debug(
                     "could not look up the metadata of new topics; librdkafka's scan will",

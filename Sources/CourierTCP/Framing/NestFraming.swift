@@ -52,14 +52,13 @@ package struct NestFrameParser: FrameParser {
         // for the next one.
         let available = buffer.readableBytes - progress.bodyOffset
         buffer.withUnsafeReadableBytes { raw in
-            // Eight ASCII bytes at a time (eight units), then byte by byte.
-            while progress.units - progress.scannedUnits >= 8, available - progress.scannedBytes >= 8,
-                raw.loadUnaligned(fromByteOffset: progress.bodyOffset + progress.scannedBytes, as: UInt64.self)
-                    & NestFraming.highBits == 0
-            {
-                progress.scannedUnits += 8
-                progress.scannedBytes += 8
-            }
+            // ASCII bytes are one unit each, then byte by byte.
+            let ascii = NestFraming.asciiRun(
+                in: raw, from: progress.bodyOffset + progress.scannedBytes,
+                atMost: min(progress.units - progress.scannedUnits, available - progress.scannedBytes)
+            )
+            progress.scannedUnits += ascii
+            progress.scannedBytes += ascii
             while progress.scannedUnits < progress.units, progress.scannedBytes < available {
                 let (width, units) = Self.sequenceShape(raw[progress.bodyOffset + progress.scannedBytes])
                 guard progress.scannedBytes + width <= available else { break }
@@ -169,21 +168,23 @@ enum NestFraming {
         return length
     }
 
-    /// The high bit of each byte of a word: zero in a word of eight ASCII bytes.
-    static let highBits: UInt64 = 0x8080_8080_8080_8080
+    /// How many bytes from `start`, at most `limit`, are ASCII, counted eight at a time: a whole number of words,
+    /// so the caller goes on byte by byte. Envelopes are mostly ASCII, one UTF-16 unit per byte.
+    static func asciiRun(in bytes: UnsafeRawBufferPointer, from start: Int, atMost limit: Int) -> Int {
+        var length = 0
+        while limit - length >= 8,
+            bytes.loadUnaligned(fromByteOffset: start + length, as: UInt64.self) & 0x8080_8080_8080_8080 == 0
+        {
+            length += 8
+        }
+        return length
+    }
 
     /// The number of UTF-16 code units the UTF-8 `bytes` decode to.
     static func utf16Length(of bytes: UnsafeRawBufferPointer) -> Int {
-        var units = 0
-        var offset = 0
-        // Eight ASCII bytes at a time: envelopes are mostly ASCII.
-        while bytes.count - offset >= 8 {
-            let word = bytes.loadUnaligned(fromByteOffset: offset, as: UInt64.self)
-            guard word & highBits == 0 else { break }
-            units += 8
-            offset += 8
-        }
-        for byte in bytes[offset...] {
+        let ascii = asciiRun(in: bytes, from: 0, atMost: bytes.count)
+        var units = ascii
+        for byte in bytes[ascii...] {
             // Continuation bytes add nothing; 4-byte leads add a surrogate pair.
             if byte & 0xC0 != 0x80 { units += 1 }
             if byte >= 0xF0 { units += 1 }
