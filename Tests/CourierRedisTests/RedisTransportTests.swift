@@ -130,7 +130,13 @@ import Testing
                 #expect(fields["source-stream"] == "jobs.flaky")
                 #expect(fields["packet"]?.contains("\"job\":7") == true)
                 #expect(attempts.load(ordering: .relaxed) == 3)
-                let pending = try await redisClient.send(["XPENDING", "jobs.flaky", RESPArgument(configuration.group)])
+                // The dead letter is written before the entry's acknowledgement, which the worker sends in batches:
+                // wait for it rather than read the pending count at the instant the dead letter appears.
+                var pending = try await redisClient.send(["XPENDING", "jobs.flaky", RESPArgument(configuration.group)])
+                while pending.array?.first?.int != 0, clock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                    pending = try await redisClient.send(["XPENDING", "jobs.flaky", RESPArgument(configuration.group)])
+                }
                 #expect(pending.array?.first?.int == 0, "entries left pending: \(pending)")
                 await redisClient.close()
                 await client.shutdown()
