@@ -47,6 +47,8 @@ def number(value, kind="rate"):
         return NA
     if kind == "micros":
         return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.1f}"
+    if kind == "cores":
+        return f"{value:.2f}"
     if kind == "mib":
         return f"{value:,.1f}"
     if kind == "plain":
@@ -81,6 +83,24 @@ def throughput_at(side, in_flight):
         if point.get("inFlight") == in_flight:
             return point.get("callsPerSecond")
     return None
+
+
+def cpu_at(side, in_flight):
+    for point in (side or {}).get("throughput") or []:
+        if point.get("inFlight") == in_flight:
+            return point.get("cpu")
+    return None
+
+
+def micros_per_unit(cpu, part=None):
+    """CPU per call or event in µs: every accounted process's (part None), or one part's ('workerSeconds')."""
+    if not cpu or not cpu.get("units"):
+        return None
+    if part is not None:
+        seconds = cpu.get(part)
+    else:
+        seconds = sum(cpu.get(key) or 0 for key in ("clientSeconds", "workerSeconds", "brokerSeconds"))
+    return None if seconds is None else seconds / cpu["units"] * 1e6
 
 
 def latency(side, key):
@@ -118,6 +138,21 @@ def transport_table(transport, in_flights):
         given_ratio(transport, "events"))
     row("stream elements/s", courier.get("streamElementsPerSecond"), (raw or {}).get("streamElementsPerSecond"))
     row("worker peak RSS (MiB)", courier.get("workerPeakRSSMiB"), (raw or {}).get("workerPeakRSSMiB"), kind="mib")
+    # CPU at the targets' 64 in flight (or the most measured below it), and per event.
+    cpu_n = max([n for n in in_flights if n <= 64] or in_flights or [64])
+    c_cpu, r_cpu = cpu_at(courier, cpu_n), cpu_at(raw, cpu_n)
+    if c_cpu or r_cpu:
+        row(f"CPU per call, {cpu_n} in flight, all processes (µs)", micros_per_unit(c_cpu), micros_per_unit(r_cpu),
+            kind="micros")
+        row("… of it the worker's (µs)", micros_per_unit(c_cpu, "workerSeconds"),
+            micros_per_unit(r_cpu, "workerSeconds"), kind="micros")
+        row(f"cores busy, {cpu_n} in flight", (c_cpu or {}).get("busyCores"), (r_cpu or {}).get("busyCores"),
+            kind="cores")
+    c_ev, r_ev = courier.get("eventsCPU"), (raw or {}).get("eventsCPU")
+    if c_ev or r_ev:
+        row("CPU per event, all processes (µs)", micros_per_unit(c_ev), micros_per_unit(r_ev), kind="micros")
+        row("… of it the worker's (µs)", micros_per_unit(c_ev, "workerSeconds"), micros_per_unit(r_ev, "workerSeconds"),
+            kind="micros")
     text = table(["", "Courier", "raw", "Courier / raw"], rows)
     if not raw:
         text += "\n\nNo raw baseline for this transport in this run."
@@ -374,8 +409,15 @@ def page(report, peers, analysis, image_dir):
         "",
         "## Figures",
         "",
-        "Courier / raw is Courier's figure divided by the raw baseline's: above 1 means slower for latencies and "
-        "faster for rates.",
+        "Courier / raw is Courier's figure divided by the raw baseline's: above 1 means slower for latencies, "
+        "faster for rates and more CPU for CPU figures.",
+        "",
+        "CPU figures are the kernel's accounting over the step: the bench process's own time (`getrusage`: the "
+        "client, and on the embedded Kafka cluster the broker too; the raw Kafka baseline also consumes its events "
+        "there), the worker's or raw server's and a broker process's (`/proc/<pid>/stat`, in 10 ms ticks), divided "
+        "by the calls or events counted. Cores busy is the whole machine's busy time over the step (`/proc/stat`), "
+        "in cores. A rate is the cores kept busy divided by the CPU per call, so a throughput ratio is the product "
+        "of the two ratios.",
     ]
     for transport in transports:
         out += ["", f"### {escape(transport.get('title') or transport.get('id'))}", "",

@@ -123,6 +123,16 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async t
             let throughput = try #require(figures["throughput"] as? [[String: Any]])
             #expect(throughput.map { $0["inFlight"] as? Int } == [1, 4])
             #expect(throughput.allSatisfy { ($0["callsPerSecond"] as? Double ?? 0) > 0 })
+            // Each step accounts for the CPU of the bench process and of the worker (or raw server) process.
+            for point in throughput {
+                let cpu = try #require(point["cpu"] as? [String: Any], "\(side) \(point)")
+                #expect(cpu["units"] as? Int == point["calls"] as? Int)
+                #expect(cpu["clientSeconds"] as? Double ?? 0 > 0)
+                #expect(cpu["workerSeconds"] as? Double != nil, "the worker's CPU is read from /proc")
+                #expect(cpu["busyCores"] as? Double ?? 0 > 0)
+            }
+            let eventsCPU = try #require(figures["eventsCPU"] as? [String: Any], "\(side)")
+            #expect(eventsCPU["units"] as? Int == 500)
             #expect((figures["latency"] as? [String: Any])?["p50Micros"] as? Double ?? 0 > 0)
             #expect(figures["eventsPerSecond"] as? Double ?? 0 > 0)
             #expect((figures["failures"] as? [Any])?.isEmpty == true)

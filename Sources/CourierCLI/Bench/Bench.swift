@@ -20,8 +20,10 @@ struct Bench: AsyncParsableCommand {
             second, streamed-reply elements per second, and the worker's peak RSS. In the same run, a raw \
             baseline does the same round trip with the same socket or library code and no framework (a NIO echo \
             server with the same framing; PUBLISH/SUBSCRIBE ping-pong over the same Redis connection code; \
-            librdkafka produce → consume), and the table shows Courier/raw ratios. Then a worker holds \
-            --memory-calls calls in flight and its peak RSS is reported. Each step warms up first.
+            librdkafka produce → consume), and the table shows Courier/raw ratios. Each step also accounts for \
+            the CPU time of this process, the worker (or raw server) and a broker process it started, per call \
+            or event, and how many of the machine's cores were busy. Then a worker holds --memory-calls calls in \
+            flight and its peak RSS is reported. Each step warms up first.
 
             Transports: tcp, redis (pub/sub), redis-streams, kafka-embedded (librdkafka's mock cluster inside \
             this process), kafka-broker (`courier dev-broker` in its own process, or --kafka-broker URL). Redis \

@@ -69,12 +69,37 @@ struct BenchReport: Codable, Sendable {
         var inFlight: Int
         var callsPerSecond: Double
         var calls: Int
+        /// The CPU the step used (absent in reports written before 2026-11-23).
+        var cpu: CPU?
+    }
+
+    /// The CPU time one step used, per process, and how busy the whole machine was meanwhile.
+    struct CPU: Codable, Sendable {
+        /// Calls or events the step counted.
+        var units: Int
+        /// The bench process: the client (and, for the embedded Kafka cluster, the broker; for the raw Kafka
+        /// baseline's events, the consumer too).
+        var clientSeconds: Double
+        /// The worker (or the raw baseline's server) process.
+        var workerSeconds: Double?
+        /// A broker in a process of its own that the run started.
+        var brokerSeconds: Double?
+        /// The machine's busy time over the step's duration, in cores (every process, not only these).
+        var busyCores: Double?
+
+        /// All three processes' CPU per call or event, in microseconds.
+        var totalMicrosPerUnit: Double? {
+            guard units > 0 else { return nil }
+            return (clientSeconds + (workerSeconds ?? 0) + (brokerSeconds ?? 0)) / Double(units) * 1e6
+        }
     }
 
     struct Side: Codable, Sendable {
         var latency: Latency?
         var throughput: [Throughput] = []
         var eventsPerSecond: Double?
+        /// The CPU the events step used.
+        var eventsCPU: CPU?
         var streamElementsPerSecond: Double?
         var workerPeakRSSMiB: Double?
         /// Steps that failed, with their error (a failure is reported, and the run goes on).
@@ -244,6 +269,9 @@ extension BenchReport {
         var header = ["transport", "side", "p50 µs", "p99 µs", "p99.9 µs"]
         header += inFlight.map { "\($0) in flight/s" }
         header += ["events/s", "stream el/s", "worker MiB"]
+        // CPU per call at the most calls in flight measured up to 64 (the targets' figure), and per event.
+        let cpuInFlight = inFlight.filter { $0 <= 64 }.max() ?? inFlight.max() ?? 64
+        header += ["CPU µs/call@\(cpuInFlight)", "CPU µs/event", "cores@\(cpuInFlight)"]
         var rows: [[String]] = [header]
         for transport in transports {
             for (side, values) in [("courier", transport.courier), ("raw", transport.raw)] {
@@ -256,6 +284,10 @@ extension BenchReport {
                 row.append(values.eventsPerSecond.map(Self.grouped) ?? "–")
                 row.append(values.streamElementsPerSecond.map(Self.grouped) ?? "–")
                 row.append(values.workerPeakRSSMiB.map(Self.decimal) ?? "–")
+                let cpu = values.throughput.first { $0.inFlight == cpuInFlight }?.cpu
+                row.append(cpu?.totalMicrosPerUnit.map(Self.decimal) ?? "–")
+                row.append(values.eventsCPU?.totalMicrosPerUnit.map(Self.decimal) ?? "–")
+                row.append(cpu?.busyCores.map { String(format: "%.2f", $0) } ?? "–")
                 rows.append(row)
             }
             if transport.raw != nil {
@@ -266,7 +298,7 @@ extension BenchReport {
                     transport.ratios.throughput.first { $0.inFlight == n }.map { Self.percent($0.ratio) } ?? "–"
                 }
                 row.append(transport.ratios.events.map(Self.percent) ?? "–")
-                row += ["", ""]
+                row += ["", "", "", "", ""]
                 rows.append(row)
             }
         }

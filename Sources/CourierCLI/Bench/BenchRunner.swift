@@ -63,7 +63,7 @@ struct BenchRunner {
             redisURL = "redis://127.0.0.1:\(port)"
         }
         do {
-            try await measureTransports(selected, redisURL: redisURL, into: &report)
+            try await measureTransports(selected, redisURL: redisURL, redisPID: redisServer?.pid, into: &report)
         } catch {
             await redisServer?.stop()
             throw error
@@ -76,7 +76,12 @@ struct BenchRunner {
         return report
     }
 
-    private func measureTransports(_ selected: [String], redisURL: String?, into report: inout BenchReport) async throws {
+    private func measureTransports(
+        _ selected: [String],
+        redisURL: String?,
+        redisPID: Int32?,
+        into report: inout BenchReport
+    ) async throws {
         for transport in selected {
             let measured: BenchReport.Transport
             switch transport {
@@ -86,10 +91,11 @@ struct BenchRunner {
             case "redis":
                 measured = try await measure(id: "redis", title: "Redis pub/sub", courierURL: redisURL!,
                                              clientOptions: "eventAcks=\(options.eventAcks)",
-                                             rawURL: options.noRaw ? nil : redisURL!)
+                                             rawURL: options.noRaw ? nil : redisURL!, broker: redisPID)
             case "redis-streams":
                 let url = redisURL!.replacingOccurrences(of: "redis://", with: "redis+streams://")
-                measured = try await measure(id: "redis-streams", title: "Redis Streams", courierURL: url, rawURL: nil)
+                measured = try await measure(id: "redis-streams", title: "Redis Streams", courierURL: url, rawURL: nil,
+                                             broker: redisPID)
             case "kafka-embedded":
                 let cluster = try EmbeddedKafkaCluster(topics: Self.kafkaTopics)
                 defer { cluster.close() }
@@ -113,7 +119,7 @@ struct BenchRunner {
                 }
                 do {
                     measured = try await measureKafka(id: "kafka-broker", title: "Kafka (broker process)",
-                                                      bootstrap: bootstrap)
+                                                      bootstrap: bootstrap, broker: broker?.pid)
                 } catch {
                     await broker?.stop()
                     throw error
@@ -128,21 +134,27 @@ struct BenchRunner {
 
     // MARK: Transports
 
-    private func measureKafka(id: String, title: String, bootstrap: String) async throws -> BenchReport.Transport {
+    private func measureKafka(
+        id: String,
+        title: String,
+        bootstrap: String,
+        broker: Int32? = nil
+    ) async throws -> BenchReport.Transport {
         let query = BenchKafkaSettings.properties.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
             .joined(separator: "&")
         // The client gets the same librdkafka settings as the worker and the raw baseline, and by default emits
         // without awaiting each event's acknowledgement, as the raw produce loop does.
         return try await measure(id: id, title: title, courierURL: "kafka://\(bootstrap)?\(query)",
                                  clientOptions: query + "&eventAcks=\(options.eventAcks)",
-                                 rawURL: options.noRaw ? nil : "kafka://\(bootstrap)")
+                                 rawURL: options.noRaw ? nil : "kafka://\(bootstrap)", broker: broker)
     }
 
     /// Measures Courier (worker process + client here) and then, with `rawURL`, the raw baseline.
     ///
     /// The client calls the URL the worker printed when ready, plus `clientOptions` (query options) if given.
+    /// `broker` is the process ID of a broker this run started, whose CPU time the steps then account for.
     private func measure(id: String, title: String, courierURL: String, clientOptions: String? = nil,
-                         rawURL: String?) async throws -> BenchReport.Transport
+                         rawURL: String?, broker: Int32? = nil) async throws -> BenchReport.Transport
     {
         progressLine("\(title): starting the example worker")
         let worker = try await BenchProcess.start(
@@ -158,7 +170,8 @@ struct BenchRunner {
                 configuration: ClientConfiguration(defaultTimeout: .seconds(30))
             )
             let subject = CourierSubject(client: client, emitters: options.emitters, streamLength: options.streamLength)
-            courier = await measure(subject, label: "\(title) courier", streams: true)
+            courier = await measure(subject, label: "\(title) courier", streams: true,
+                                    processes: BenchProcesses(worker: worker.pid, broker: broker))
             await subject.shutdown()
             courier.workerPeakRSSMiB = worker.peakRSSMiB
         } catch {
@@ -176,7 +189,8 @@ struct BenchRunner {
         var raw: BenchReport.Side
         do {
             let subject = try await rawSubject(url: try TransportURL(server.ready))
-            raw = await measure(subject, label: "\(title) raw", streams: false)
+            raw = await measure(subject, label: "\(title) raw", streams: false,
+                                processes: BenchProcesses(worker: server.pid, broker: broker))
             await subject.shutdown()
             raw.workerPeakRSSMiB = server.peakRSSMiB
         } catch {
@@ -206,12 +220,17 @@ struct BenchRunner {
     // MARK: Steps
 
     /// Runs every step on one subject; a failed step is recorded and the others still run.
-    private func measure(_ subject: any BenchSubject, label: String, streams: Bool) async -> BenchReport.Side {
+    private func measure(
+        _ subject: any BenchSubject,
+        label: String,
+        streams: Bool,
+        processes: BenchProcesses
+    ) async -> BenchReport.Side {
         var side = BenchReport.Side()
         let seconds = Duration.milliseconds(Int64(options.seconds * 1000))
         if options.warmup > 0 {
             do {
-                _ = try await step("\(label): warm-up", timeout: .seconds(60)) { counter in
+                _ = try await step("\(label): warm-up", timeout: .seconds(60), processes: processes) { counter in
                     try await subject.roundTrips(inFlight: 64, until: clock.now + .milliseconds(Int64(options.warmup * 1000)),
                                                  counter: counter, latencies: nil)
                 }
@@ -222,7 +241,8 @@ struct BenchRunner {
         }
         do {
             let latencies = LatencyRecorder()
-            _ = try await step("\(label): sequential latency", timeout: seconds + .seconds(60)) { counter in
+            _ = try await step("\(label): sequential latency", timeout: seconds + .seconds(60),
+                               processes: processes) { counter in
                 try await subject.roundTrips(inFlight: 1, until: clock.now + seconds, counter: counter,
                                              latencies: latencies)
             }
@@ -232,29 +252,36 @@ struct BenchRunner {
         }
         for inFlight in options.inFlightCounts {
             do {
-                let (calls, elapsed) = try await step("\(label): \(inFlight) in flight", timeout: seconds + .seconds(60)) {
+                let (calls, elapsed, cpu) = try await step("\(label): \(inFlight) in flight",
+                                                           timeout: seconds + .seconds(60), processes: processes) {
                     counter in
                     try await subject.roundTrips(inFlight: inFlight, until: clock.now + seconds, counter: counter,
                                                  latencies: nil)
                 }
                 side.throughput.append(BenchReport.Throughput(inFlight: inFlight, callsPerSecond: Double(calls) / elapsed,
-                                                              calls: calls))
+                                                              calls: calls, cpu: cpu))
             } catch {
                 side.failures.append("\(inFlight) in flight: \(error)")
             }
         }
         do {
             let count = options.events
-            let (_, elapsed) = try await step("\(label): \(count) events", timeout: .seconds(120)) { counter in
+            let (_, elapsed, cpu) = try await step("\(label): \(count) events", timeout: .seconds(120),
+                                                   processes: processes) { counter in
                 try await subject.events(count: count, counter: counter)
             }
             side.eventsPerSecond = Double(count) / elapsed
+            // Per emitted event (the counter only sees what the worker reported while polling).
+            var eventsCPU = cpu
+            eventsCPU.units = count
+            side.eventsCPU = eventsCPU
         } catch {
             side.failures.append("events: \(error)")
         }
         if streams {
             do {
-                let (elements, elapsed) = try await step("\(label): streamed replies", timeout: seconds + .seconds(60)) {
+                let (elements, elapsed, _) = try await step("\(label): streamed replies",
+                                                            timeout: seconds + .seconds(60), processes: processes) {
                     counter in
                     _ = try await subject.streamedElements(until: clock.now + seconds, counter: counter)
                 }
@@ -266,13 +293,16 @@ struct BenchRunner {
         return side
     }
 
-    /// Runs one step with a progress line; returns what it counted and how long it took, in seconds.
+    /// Runs one step with a progress line; returns what it counted, how long it took (in seconds) and the CPU time
+    /// the bench process, `processes` and the machine used meanwhile.
     private func step(
         _ label: String,
         timeout: Duration,
+        processes: BenchProcesses = BenchProcesses(),
         _ body: @escaping @Sendable (BenchCounter) async throws -> Void
-    ) async throws -> (Int, Double) {
+    ) async throws -> (Int, Double, BenchReport.CPU) {
         let counter = BenchCounter()
+        let cpuAtStart = BenchCPUSnapshot.now(processes)
         let start = clock.now
         let progress = Task {
             guard isatty(2) != 0 else { return }
@@ -295,12 +325,13 @@ struct BenchRunner {
             group.cancelAll()
         }
         let elapsed = Self.seconds(start.duration(to: clock.now))
-        progress.cancel()
         let count = counter.count
+        let cpu = BenchCPUSnapshot.now(processes).since(cpuAtStart, units: count)
+        progress.cancel()
         let line = "\(label): \(BenchReport.grouped(Double(count))) in \(String(format2: elapsed)) s = "
             + "\(BenchReport.grouped(Double(count) / max(elapsed, 0.001)))/s"
         writeAll((isatty(2) != 0 ? "\r\u{1B}[K" : "") + line + "\n", to: 2)
-        return (count, elapsed)
+        return (count, elapsed, cpu)
     }
 
     private func progressLine(_ text: String) {
@@ -326,7 +357,7 @@ struct BenchRunner {
                                    configuration: ClientConfiguration(defaultTimeout: .seconds(60)))
         _ = try? await client.send(ExampleService.sum, [1])
         let idle = worker.rssMiB
-        let (answered, _) = try await step("memory: \(calls) calls holding 2 s", timeout: .seconds(120)) { counter in
+        let (answered, _, _) = try await step("memory: \(calls) calls holding 2 s", timeout: .seconds(120)) { counter in
             await withDiscardingTaskGroup { group in
                 for _ in 0..<calls {
                     group.addTask {
