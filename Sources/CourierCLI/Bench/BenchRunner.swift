@@ -271,7 +271,7 @@ struct BenchRunner {
                 try await subject.events(count: count, counter: counter)
             }
             side.eventsPerSecond = Double(count) / elapsed
-            // Per emitted event (the counter only sees what the worker reported while polling).
+            // Per event emitted: the counter follows the worker's count as polled, which need not end exactly there.
             var eventsCPU = cpu
             eventsCPU.units = count
             side.eventsCPU = eventsCPU

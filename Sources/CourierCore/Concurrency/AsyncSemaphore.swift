@@ -62,7 +62,8 @@ package final class AsyncSemaphore: Sendable {
         }
     }
 
-    /// Takes a permit if one is free and nobody waits for one; never waits.
+    /// Takes a permit if one is free; never waits. (A free permit means nobody waits: ``release()`` hands a permit
+    /// to the longest waiter rather than freeing it, so this cannot overtake a waiting task.)
     package func tryAcquire() -> Bool {
         state.withLock { state in
             guard state.available > 0 else { return false }
