@@ -101,12 +101,8 @@ public final class KafkaAssignedConsumer: Sendable {
         properties["enable.auto.offset.store"] = "false"
 
         let backPressure = ConsumerBackPressure()
-        let sequence = ConsumerContext.Sequence.makeSequence(
-            backPressureStrategy: ConsumerContext.Strategy(lowWatermark: lowWatermark, highWatermark: highWatermark),
-            finishOnDeinit: true,
-            delegate: backPressure
-        )
-        let context = ConsumerContext(backPressure: backPressure, source: sequence.source, logger: logger,
+        let queue = ConsumerEventQueue(lowWatermark: lowWatermark, highWatermark: highWatermark, delegate: backPressure)
+        let context = ConsumerContext(backPressure: backPressure, source: queue, logger: logger,
                                       pauseDelay: pauseDelay)
         // No rebalance callback and no conf opaque: without a subscription there are no rebalances.
         let client = try RDKafkaClient(
@@ -144,7 +140,7 @@ public final class KafkaAssignedConsumer: Sendable {
         self.context = context
         self.gate = gate
         self.partitions = partitions
-        self.messages = KafkaConsumerMessages(wrapped: sequence.sequence)
+        self.messages = KafkaConsumerMessages(queue: queue)
     }
 
     /// Returns once every partition is assigned at the high watermark it had when this ran.

@@ -69,12 +69,8 @@ public final class KafkaConsumer: Sendable {
         properties["enable.auto.offset.store"] = "false"
 
         let backPressure = ConsumerBackPressure()
-        let sequence = ConsumerContext.Sequence.makeSequence(
-            backPressureStrategy: ConsumerContext.Strategy(lowWatermark: lowWatermark, highWatermark: highWatermark),
-            finishOnDeinit: true,
-            delegate: backPressure
-        )
-        let context = ConsumerContext(backPressure: backPressure, source: sequence.source, logger: logger,
+        let queue = ConsumerEventQueue(lowWatermark: lowWatermark, highWatermark: highWatermark, delegate: backPressure)
+        let context = ConsumerContext(backPressure: backPressure, source: queue, logger: logger,
                                       pauseDelay: pauseDelay, revocationTimeout: revocationTimeout)
         let client = try RDKafkaClient(
             type: RD_KAFKA_CONSUMER,
@@ -119,7 +115,7 @@ public final class KafkaConsumer: Sendable {
         )
         self.client = client
         self.context = context
-        self.events = KafkaConsumerEvents(wrapped: sequence.sequence)
+        self.events = KafkaConsumerEvents(queue: queue)
     }
 
     /// Marks `message` handled: its offset + 1 is committed with the next auto-commit (or at ``close()``).
@@ -132,8 +128,11 @@ public final class KafkaConsumer: Sendable {
         let err = try client.withLiveHandle { handle -> rd_kafka_resp_err_t in
             let list = rd_kafka_topic_partition_list_new(1)!
             defer { rd_kafka_topic_partition_list_destroy(list) }
-            rd_kafka_topic_partition_list_add(list, message.topic, message.partition).pointee.offset =
-                message.offset + 1
+            // withCString: the implicit String-to-pointer conversion copies a short (inline) topic name into a new
+            // array for every call, and offsets are stored once per record.
+            message.topic.withCString { topic in
+                rd_kafka_topic_partition_list_add(list, topic, message.partition).pointee.offset = message.offset + 1
+            }
             let err = rd_kafka_offsets_store(handle, list)
             // The call's own result is only "some failed"; the per-partition error says why.
             return err == RD_KAFKA_RESP_ERR_NO_ERROR ? list.pointee.elems[0].err : err

@@ -14,18 +14,19 @@ public struct KafkaConsumerEvents: AsyncSequence, Sendable {
     public typealias Element = KafkaConsumerEvent
     public typealias Failure = Never
 
-    let wrapped: ConsumerContext.Sequence
+    let queue: ConsumerEventQueue
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(wrapped: wrapped.makeAsyncIterator())
+        AsyncIterator(cursor: ConsumerEventQueue.Cursor(queue))
     }
 
-    /// Iterates a consumer's events.
+    /// Iterates a consumer's events. It takes them from the poll thread a batch at a time, so only an empty batch
+    /// suspends, and it runs on its caller's executor.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        var wrapped: ConsumerContext.Sequence.AsyncIterator
+        var cursor: ConsumerEventQueue.Cursor
 
-        @concurrent public mutating func next() async -> KafkaConsumerEvent? {
-            await wrapped.next()
+        public mutating func next() async -> KafkaConsumerEvent? {
+            await cursor.next()
         }
     }
 }

@@ -14,21 +14,22 @@ public struct KafkaConsumerMessages: AsyncSequence, Sendable {
     public typealias Element = KafkaConsumerMessage
     public typealias Failure = Never
 
-    /// The same event sequence ``KafkaConsumer`` uses; a manually assigned consumer only ever puts messages in it.
-    let wrapped: ConsumerContext.Sequence
+    /// The same event queue ``KafkaConsumer`` uses; a manually assigned consumer only ever puts messages in it.
+    let queue: ConsumerEventQueue
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(wrapped: wrapped.makeAsyncIterator())
+        AsyncIterator(cursor: ConsumerEventQueue.Cursor(queue))
     }
 
-    /// Iterates a consumer's messages.
+    /// Iterates a consumer's messages. Like ``KafkaConsumerEvents/AsyncIterator``, it suspends only when no batch
+    /// is buffered, and runs on its caller's executor.
     public struct AsyncIterator: AsyncIteratorProtocol {
-        var wrapped: ConsumerContext.Sequence.AsyncIterator
+        var cursor: ConsumerEventQueue.Cursor
 
-        @concurrent public mutating func next() async -> KafkaConsumerMessage? {
+        public mutating func next() async -> KafkaConsumerMessage? {
             // Without a group there are no assignment or revocation events, but skipping them keeps this correct
             // should the shared poll step ever emit other kinds.
-            while let event = await wrapped.next() {
+            while let event = await cursor.next() {
                 if let message = event.message { return message }
             }
             return nil

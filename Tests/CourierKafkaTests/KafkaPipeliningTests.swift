@@ -68,6 +68,43 @@ import Testing
         await producer.close()
     }
 
+    /// A lane stores the offsets of events it handled one after another once per run (and every
+    /// `storeEvery` records): after the last of a run that is not a multiple of it, the whole run is committed.
+    @Test func aRunOfHandledEventsIsCommittedToItsLastRecord() async throws {
+        let count = KafkaServerTransport.storeEvery * 2 + 5
+        let cluster = try EmbeddedKafkaCluster(topics: ["pipe.req": 1])
+        defer { cluster.close() }
+        var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "run-workers")
+        configuration.consumerProperties.merge(KafkaConsumerTests.fastGroup) { _, new in new }
+        configuration.consumerProperties["auto.commit.interval.ms"] = "50"
+        let handled = Atomic<Int>(0)
+        var router = MessageRouter()
+        router.on(EventPattern<Int>("pipe.req")) { _, _ in
+            handled.add(1, ordering: .relaxed)
+        }
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let server = KafkaServerTransport(configuration: configuration, logger: logger)
+        let worker = Microservice(router: router, transport: server, logger: logger)
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
+        for value in 0..<count {
+            try producer.produce(topic: "pipe.req", key: nil, value: Array("\(value)".utf8), headers: [])
+        }
+        try await producer.flush(timeout: .seconds(10))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await worker.run() }
+            var committed: Int64 = -1
+            for _ in 0..<300 where committed != Int64(count) {
+                try await Task.sleep(for: .milliseconds(100))
+                committed = try await Self.committedOffset(cluster, group: "run-workers")
+            }
+            #expect(handled.load(ordering: .relaxed) == count)
+            #expect(committed == Int64(count))
+            group.cancelAll()
+        }
+        await producer.close()
+    }
+
     /// The group's committed offset of `pipe.req` partition 0 (negative when nothing is committed).
     static func committedOffset(_ cluster: EmbeddedKafkaCluster, group: String) async throws -> Int64 {
         let servers = cluster.bootstrapServers

@@ -12,7 +12,7 @@ import Synchronization
 /// poll, and keeps polling either way (group heartbeats and `max.poll.interval.ms` depend on it). The epoch
 /// counter closes a race: `produceMore()` can run between the poll thread's `yield` returning `.stopProducing`
 /// and the thread recording that, and must then win.
-final class ConsumerBackPressure: NIOAsyncSequenceProducerDelegate {
+final class ConsumerBackPressure: Sendable {
     struct State {
         /// Whether the sequence wants more events.
         var demand = true

@@ -18,11 +18,8 @@ import Synchronization
 /// whatever `rd_kafka_assignment` returns, group-assigned or not); it never receives a rebalance callback and
 /// assigns through ``assignManually(_:_:)`` instead.
 final class ConsumerContext: Sendable {
-    typealias Strategy = NIOAsyncSequenceProducerBackPressureStrategies.HighLowWatermark
-    typealias Sequence = NIOAsyncSequenceProducer<KafkaConsumerEvent, Strategy, ConsumerBackPressure>
-
     let backPressure: ConsumerBackPressure
-    let source: Sequence.Source
+    let source: ConsumerEventQueue
     /// The messages the current poll step took and has not yielded yet (only the poll thread touches it).
     private let batch = Mutex<[KafkaConsumerEvent]>([])
     let logger: Logger
@@ -34,7 +31,7 @@ final class ConsumerContext: Sendable {
 
     init(
         backPressure: ConsumerBackPressure,
-        source: Sequence.Source,
+        source: ConsumerEventQueue,
         logger: Logger,
         pauseDelay: Duration,
         revocationTimeout: Duration? = nil

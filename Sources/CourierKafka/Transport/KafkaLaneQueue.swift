@@ -45,6 +45,11 @@ final class KafkaLaneQueue<Element: Sendable>: Sendable {
         reader?.resume(returning: nil)
     }
 
+    /// The next element if one is buffered; never waits (nil also once finished).
+    func nextIfBuffered() -> Element? {
+        state.withLock { $0.buffer.popFirst() }
+    }
+
     /// The next element, waiting for one; `nil` once the queue is finished and drained. One reader at a time.
     ///
     /// A cancelled reader is not woken: the lanes end by ``finish()``, which every owner calls.

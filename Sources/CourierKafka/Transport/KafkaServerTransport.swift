@@ -104,32 +104,42 @@ public final class KafkaServerTransport: ServerTransport {
         )
         await withDiscardingTaskGroup { group in
             var lanes: [KafkaTopicPartition: Lane] = [:]
+            // The lane of the previous message: consecutive records mostly come from one partition (the poll
+            // thread takes them in fetched batches), so this spares hashing the topic name for each of them.
+            var recent: (topic: String, partition: Int32, lane: Lane?)?
             for await event in consumer.events {
                 if let message = event.message {
-                    if Self.isForeignReply(message.topic, subscribed: subscriptions) {
+                    let lane: Lane?
+                    if let recent, recent.partition == message.partition, recent.topic == message.topic {
+                        lane = recent.lane
+                    } else if Self.isForeignReply(message.topic, subscribed: subscriptions) {
+                        lane = nil
+                    } else if let existing = lanes[message.topicPartition] {
+                        lane = existing
+                    } else {
+                        let new = Lane(records: KafkaLaneQueue(), finished: OneShot<Void>())
+                        lanes[message.topicPartition] = new
+                        group.addTask {
+                            await Self.runLane(new.records, context: laneContext)
+                            new.finished.deliver(())
+                        }
+                        lane = new
+                    }
+                    recent = (message.topic, message.partition, lane)
+                    guard let lane else {
                         // A wildcard (`orders.*`) also matches reply topics (`orders.reply`): replies are not work.
                         try? consumer.storeOffset(message)
                         continue
                     }
                     guard await budget.acquire() else { break }
-                    let partition = message.topicPartition
-                    if let lane = lanes[partition] {
-                        lane.records.push(message)
-                    } else {
-                        let lane = Lane(records: KafkaLaneQueue(), finished: OneShot<Void>())
-                        lanes[partition] = lane
-                        lane.records.push(message)
-                        group.addTask {
-                            await Self.runLane(lane.records, context: laneContext)
-                            lane.finished.deliver(())
-                        }
-                    }
+                    lane.records.push(message)
                 } else if event.assigned != nil {
                     assigned.deliver(())
                 } else if let revoked = event.revoked {
                     // The consumer holds the rebalance (up to `revocationTimeout`) while the lanes of these
                     // partitions finish the records they hold and store their offsets; librdkafka then commits
                     // them as it gives the partitions up.
+                    recent = nil
                     let finishing = revoked.compactMap { lanes.removeValue(forKey: $0) }
                     for lane in finishing { lane.records.finish() }
                     group.addTask {
@@ -177,7 +187,8 @@ public final class KafkaServerTransport: ServerTransport {
     /// done yet to its acknowledger, which waits for records strictly in offset order and stores their offsets, so
     /// a record that is not done holds back every later offset of the partition. A record already done when its
     /// handler returns (an event, or a request whose replies were acknowledged), with nothing before it waiting in
-    /// the acknowledger, is acknowledged at once without the hand-off. With a concurrency above 1, up to that many
+    /// the acknowledger, is acknowledged at once without the hand-off, and its offset stored with the rest of its
+    /// run (see `unstored` below). With a concurrency above 1, up to that many
     /// handlers of the partition run at once (started in offset order, every record through the acknowledger). Each
     /// record holds a permit of the worker's `budget` until it is acknowledged.
     private static func runLane(_ records: KafkaLaneQueue<KafkaConsumerMessage>, context: LaneContext) async {
@@ -192,7 +203,20 @@ public final class KafkaServerTransport: ServerTransport {
                 }
             }
             let slots = context.concurrency > 1 ? AsyncSemaphore(permits: context.concurrency) : nil
-            while let record = await records.next() {
+            // The last record the lane acknowledged itself whose offset is not stored yet. Offsets are stored once
+            // for a run of records instead of once per record (each store builds a partition list and takes
+            // librdkafka's locks): before the lane waits for more records, before a record goes to the
+            // acknowledger (so stored offsets only grow), when the lane ends (before a revocation goes on), and
+            // every ``storeEvery`` records while the lane never runs dry, so the auto-commit keeps up.
+            var unstored: KafkaConsumerMessage?
+            var unstoredRun = 0
+            while true {
+                var next = records.nextIfBuffered()
+                if next == nil {
+                    store(&unstored, context: context)
+                    next = await records.next()
+                }
+                guard let record = next else { break }
                 if stop.isRaised {
                     // Left unacknowledged: it comes back after a restart or a rebalance.
                     context.budget.release()
@@ -203,8 +227,24 @@ public final class KafkaServerTransport: ServerTransport {
                     pending.handled(await process(pending, context: context, in: &group))
                     // In order: only when nothing earlier still waits in the acknowledger.
                     if waiting.isEmpty, let outcome = pending.finishedOutcome {
-                        acknowledge(pending, outcome, stop: stop, context: context)
+                        defer { context.budget.release() }
+                        if stop.isRaised {
+                            // The acknowledger stopped the lane while this record ran: store nothing more.
+                        } else if outcome.shouldAcknowledge {
+                            unstored = record
+                            unstoredRun += 1
+                            if unstoredRun == storeEvery {
+                                unstoredRun = 0
+                                store(&unstored, context: context)
+                            }
+                        } else {
+                            // Not finished: storing a later offset would skip it, so this lane stores nothing
+                            // more after the records before it.
+                            store(&unstored, context: context)
+                            stop.raise()
+                        }
                     } else {
+                        store(&unstored, context: context)
                         waiting.added()
                         acknowledging.push(pending)
                     }
@@ -224,7 +264,22 @@ public final class KafkaServerTransport: ServerTransport {
                     pending.handled(outcome)
                 }
             }
+            store(&unstored, context: context)
             acknowledging.finish()
+        }
+    }
+
+    /// The most records a busy lane acknowledges before it stores their offset.
+    static let storeEvery = 64
+
+    /// Stores the offset of `record`, if any, and clears it.
+    private static func store(_ record: inout KafkaConsumerMessage?, context: LaneContext) {
+        guard let message = record else { return }
+        record = nil
+        do {
+            try context.consumer.storeOffset(message)
+        } catch {
+            context.logger.debug("could not store offset \(message.offset) of \(message.topicPartition): \(error)")
         }
     }
 
@@ -243,13 +298,8 @@ public final class KafkaServerTransport: ServerTransport {
             stop.raise()
             return
         }
-        do {
-            try context.consumer.storeOffset(pending.record)
-        } catch {
-            context.logger.debug(
-                "could not store offset \(pending.record.offset) of \(pending.record.topicPartition): \(error)"
-            )
-        }
+        var record: KafkaConsumerMessage? = pending.record
+        store(&record, context: context)
     }
 
     /// Runs one record's handler (retrying a failing event in place, then dead-lettering it as the policy says);
