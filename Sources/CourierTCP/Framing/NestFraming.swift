@@ -124,7 +124,8 @@ enum NestFraming {
         buffer.moveWriterIndex(forwardBy: prefixRoom)
         buffer.moveReaderIndex(forwardBy: prefixRoom)
         NestJSEnvelope.encode(reply, into: &buffer)
-        return prefixed(buffer)
+        prefix(&buffer)
+        return buffer
     }
 
     /// Frames a request or event as `<utf16 length>#<json>`.
@@ -133,11 +134,13 @@ enum NestFraming {
         buffer.moveWriterIndex(forwardBy: prefixRoom)
         buffer.moveReaderIndex(forwardBy: prefixRoom)
         NestJSEnvelope.encode(request, into: &buffer)
-        return prefixed(buffer)
+        prefix(&buffer)
+        return buffer
     }
 
-    private static func prefixed(_ body: ByteBuffer) -> ByteBuffer {
-        var buffer = body
+    /// Writes the `<length>#` prefix into the room in front of the body. In place: a copy of the buffer (as a
+    /// parameter taken by value and then modified would be) makes the write copy the whole frame's storage.
+    private static func prefix(_ buffer: inout ByteBuffer) {
         let units = buffer.withUnsafeReadableBytes { utf16Length(of: $0) }
         let digits = PieceWriter.decimalLength(Int64(units))
         // One write of the prefix into the room left in front of the body (not a checked write per digit).
@@ -155,7 +158,6 @@ enum NestFraming {
             _ = buffer.setBytes(UnsafeRawBufferPointer(rebasing: raw[0...digits]), at: start)
         }
         buffer.moveReaderIndex(to: start)
-        return buffer
     }
 
     /// The declared body length of a frame built by this type.
