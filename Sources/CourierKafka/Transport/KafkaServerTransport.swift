@@ -222,11 +222,14 @@ public final class KafkaServerTransport: ServerTransport {
                     context.budget.release()
                     continue
                 }
-                let pending = KafkaPendingRecord(record)
                 guard let slots else {
-                    pending.handled(await process(pending, context: context, in: &group))
+                    // A record gets a pending state only if its handler replies (an event's outcome is final).
+                    var replying: KafkaPendingRecord?
+                    let handled = await process(record, &replying, context: context, in: &group)
+                    replying?.handled(handled)
+                    let finished: HandlingOutcome? = if let replying { replying.finishedOutcome } else { handled }
                     // In order: only when nothing earlier still waits in the acknowledger.
-                    if waiting.isEmpty, let outcome = pending.finishedOutcome {
+                    if waiting.isEmpty, let outcome = finished {
                         defer { context.budget.release() }
                         if stop.isRaised {
                             // The acknowledger stopped the lane while this record ran: store nothing more.
@@ -244,12 +247,15 @@ public final class KafkaServerTransport: ServerTransport {
                             stop.raise()
                         }
                     } else {
+                        let pending = replying ?? KafkaPendingRecord(record)
+                        if replying == nil { pending.handled(handled) }
                         store(&unstored, context: context)
                         waiting.added()
                         acknowledging.push(pending)
                     }
                     continue
                 }
+                let pending = KafkaPendingRecord(record)
                 waiting.added()
                 acknowledging.push(pending)
                 guard await slots.acquire() else {
@@ -258,7 +264,8 @@ public final class KafkaServerTransport: ServerTransport {
                 }
                 group.addTask {
                     let outcome = await withDiscardingTaskGroup { handlers in
-                        await process(pending, context: context, in: &handlers)
+                        var replying: KafkaPendingRecord? = pending
+                        return await process(record, &replying, context: context, in: &handlers)
                     }
                     slots.release()
                     pending.handled(outcome)
@@ -304,15 +311,18 @@ public final class KafkaServerTransport: ServerTransport {
 
     /// Runs one record's handler (retrying a failing event in place, then dead-lettering it as the policy says);
     /// returns once the handler finished and its replies are enqueued.
+    ///
+    /// `pending` is the record's pending state: a handler that replies needs one (its replies' delivery reports
+    /// go there), and one is created if it is nil.
     private static func process(
-        _ pending: KafkaPendingRecord,
+        _ record: KafkaConsumerMessage,
+        _ pending: inout KafkaPendingRecord?,
         context: LaneContext,
         in handlers: inout DiscardingTaskGroup
     ) async -> HandlingOutcome {
-        let record = pending.record
         let policy = context.policy
         let inbound = KafkaRecordCodec.decodeRequest(KafkaRecordModel(record))
-        var outcome = await handle(pending, inbound, context: context, in: &handlers)
+        var outcome = await handle(record, &pending, inbound, context: context, in: &handlers)
         guard inbound.request.isEvent, outcome.isFailure else { return outcome }
         // Retry in place: the partition's order is kept, and the backoff bounds how long it waits.
         var attempts = 1
@@ -320,7 +330,7 @@ public final class KafkaServerTransport: ServerTransport {
             try? await Task.sleep(for: policy.backoff(before: attempts))
             if Task.isCancelled { break }
             attempts += 1
-            outcome = await handle(pending, inbound, context: context, in: &handlers)
+            outcome = await handle(record, &pending, inbound, context: context, in: &handlers)
         }
         if Task.isCancelled, outcome.isFailure { return .abandoned }
         if outcome.isFailure, let suffix = policy.deadLetterSuffix {
@@ -358,16 +368,18 @@ public final class KafkaServerTransport: ServerTransport {
     }
 
     private static func handle(
-        _ pending: KafkaPendingRecord,
+        _ record: KafkaConsumerMessage,
+        _ pending: inout KafkaPendingRecord?,
         _ inbound: KafkaRecordCodec.InboundRequest,
         context: LaneContext,
         in handlers: inout DiscardingTaskGroup
     ) async -> HandlingOutcome {
-        let record = pending.record
         var writer: (any ReplyWriter)?
         if let replyTo = inbound.replyTo, let correlation = inbound.correlationBytes {
+            let replying = pending ?? KafkaPendingRecord(record)
+            pending = replying
             writer = KafkaReplyWriter(producer: context.producer, address: replyTo, correlationBytes: correlation,
-                                      pending: pending, waitsForEachAcknowledgement: !context.repliesKeepOrder)
+                                      pending: replying, waitsForEachAcknowledgement: !context.repliesKeepOrder)
         }
         let metadata = TransportMetadata(
             transport: "kafka",
