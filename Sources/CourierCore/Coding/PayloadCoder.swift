@@ -42,9 +42,10 @@ public struct PayloadCoder: Sendable {
     public func encode<Value: Encodable>(_ value: Value) throws -> ByteBuffer {
         // Metatype comparisons, not `as?` casts: a dynamic cast per call cost more than encoding a small value.
         if Value.self == JSONValue.self, let json = value as? JSONValue {
-            var buffer = ByteBuffer()
-            NestJSEnvelope.writeJSON(json, into: &buffer)
-            return buffer
+            var bytes: [UInt8] = []
+            JSONWriter.append(json, to: &bytes)
+            // One allocation of the right size (writing into an empty buffer grows it first).
+            return ByteBuffer(bytes: bytes)
         }
         if Value.self == ByteBuffer.self, let raw = value as? ByteBuffer { return raw }
         do {

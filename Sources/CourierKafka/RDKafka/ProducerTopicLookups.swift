@@ -18,6 +18,9 @@ import Synchronization
 final class ProducerTopicLookups: Sendable {
     private struct State {
         var seen: Set<String> = []
+        /// The topic of the last message: most messages go where the one before went, and comparing spares hashing
+        /// the name into `seen` for each of them.
+        var last = ""
         var pending: [String] = []
         /// Until when new topics are left to librdkafka's scan, after a look-up failed.
         var pausedUntil: ContinuousClock.Instant?
@@ -36,6 +39,8 @@ final class ProducerTopicLookups: Sendable {
     /// keeps an object per topic too.
     func produced(to topic: String) -> Bool {
         state.withLock { state in
+            if state.last == topic { return false }
+            state.last = topic
             guard state.seen.insert(topic).inserted else { return false }
             state.pending.append(topic)
             return true

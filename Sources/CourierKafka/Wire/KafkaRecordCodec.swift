@@ -302,6 +302,8 @@ public enum KafkaRecordCodec {
         _ source: [String: String],
         to headers: inout [KafkaRecordModel.Header]
     ) {
+        // Most messages carry none: skip sorting (it went through generic code for an empty dictionary too).
+        if source.isEmpty { return }
         for (name, value) in source.sorted(by: { $0.key < $1.key }) where !KafkaHeaderName.isReserved(name) {
             headers.append(.init(name: name, text: value))
         }
