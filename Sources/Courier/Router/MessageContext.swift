@@ -20,12 +20,15 @@ public struct MessageContext: Sendable {
         let transport: TransportMetadata
         let client: CourierClient?
         let baseLogger: Logger
-        let deadlineState: DeadlineState?
+        /// Whether the caller announced a deadline, and then the deadline (a handler can extend it). Held here
+        /// rather than in an object of its own: one allocation per request fewer.
+        let hasDeadline: Bool
+        let deadline: Mutex<NIODeadline>
         let replies: ReplyEmitter?
 
         init(pattern: String, route: String, correlationID: String?, headers: [String: String],
              transport: TransportMetadata, client: CourierClient?, baseLogger: Logger,
-             deadlineState: DeadlineState?, replies: ReplyEmitter?) {
+             deadline: NIODeadline?, replies: ReplyEmitter?) {
             self.pattern = pattern
             self.route = route
             self.correlationID = correlationID
@@ -33,7 +36,8 @@ public struct MessageContext: Sendable {
             self.transport = transport
             self.client = client
             self.baseLogger = baseLogger
-            self.deadlineState = deadlineState
+            self.hasDeadline = deadline != nil
+            self.deadline = Mutex(deadline ?? .distantFuture)
             self.replies = replies
         }
     }
@@ -42,10 +46,10 @@ public struct MessageContext: Sendable {
 
     init(pattern: String, route: String, correlationID: String?, headers: [String: String],
          transport: TransportMetadata, client: CourierClient?, baseLogger: Logger,
-         deadlineState: DeadlineState?, replies: ReplyEmitter?) {
+         deadline: NIODeadline?, replies: ReplyEmitter?) {
         storage = Storage(pattern: pattern, route: route, correlationID: correlationID, headers: headers,
                           transport: transport, client: client, baseLogger: baseLogger,
-                          deadlineState: deadlineState, replies: replies)
+                          deadline: deadline, replies: replies)
     }
 
     /// The concrete pattern the message was sent to.
@@ -58,8 +62,9 @@ public struct MessageContext: Sendable {
     public var headers: [String: String] { storage.headers }
     /// What the transport knows about the message's origin (remote address, partition, offset, channel, …).
     public var transport: TransportMetadata { storage.transport }
-    /// A client for onward calls, if the microservice was given one. Calls made from a handler never wait past
-    /// this handler's own deadline.
+    /// A client for onward calls, if the microservice was given one. Calls made from an `async` handler (and from
+    /// the tasks it starts) never wait past this handler's own deadline. A synchronous handler cannot await a
+    /// call; a task it starts outlives its request and gets no deadline from it.
     public var client: CourierClient? { storage.client }
     /// A logger with the pattern and correlation id attached.
     public var logger: Logger {
@@ -71,7 +76,8 @@ public struct MessageContext: Sendable {
     }
 
     var baseLogger: Logger { storage.baseLogger }
-    var deadlineState: DeadlineState? { storage.deadlineState }
+    /// The caller's deadline as it stands now (a handler may have extended it); `nil` when it announced none.
+    var deadline: NIODeadline? { storage.hasDeadline ? storage.deadline.withLock { $0 } : nil }
     var replies: ReplyEmitter? { storage.replies }
 
     /// Whether the message is an event (no reply is ever sent).
@@ -80,8 +86,8 @@ public struct MessageContext: Sendable {
     /// The time left before the caller gives up, or `nil` when the caller announced no deadline (an event, or a
     /// caller that is not Courier, such as a NestJS client).
     public var remainingTime: Duration? {
-        deadlineState.map { state in
-            let left = state.deadline.withLock { $0 } - .now()
+        deadline.map { deadline in
+            let left = deadline - .now()
             return .nanoseconds(max(0, left.nanoseconds))
         }
     }
@@ -93,17 +99,11 @@ public struct MessageContext: Sendable {
     ///
     /// - Throws: ``CourierError`` when the extension cannot be sent (the caller's connection is gone).
     public func extendDeadline(by duration: Duration) async throws {
-        guard let deadlineState, let replies else { return }
+        guard storage.hasDeadline, let replies else { return }
         let proposed = NIODeadline.now() + .nanoseconds(duration.nanosecondCount)
-        deadlineState.deadline.withLock { $0 = max($0, proposed) }
+        storage.deadline.withLock { $0 = max($0, proposed) }
         try await replies.write(WireReply(correlationID: replies.correlationID, extendDeadline: duration))
     }
-}
-
-/// The mutable deadline of one request, shared by the context's copies.
-final class DeadlineState: Sendable {
-    let deadline: Mutex<NIODeadline>
-    init(_ deadline: NIODeadline) { self.deadline = Mutex(deadline) }
 }
 
 /// Writes the reply packets of one request.
@@ -126,7 +126,8 @@ struct ReplyEmitter: Sendable {
 /// so a fast producer is paced by the connection.
 public struct StreamWriter<Element: Encodable & Sendable>: Sendable {
     let replies: ReplyEmitter?
-    let deadline: DeadlineState?
+    /// The handler's context, for the caller's deadline as it stands (the handler may extend it).
+    let context: MessageContext
     let coder: PayloadCoder
 
     /// Sends one element to the caller.
@@ -136,7 +137,7 @@ public struct StreamWriter<Element: Encodable & Sendable>: Sendable {
     ///   handler should stop producing).
     public func send(_ element: Element) async throws {
         guard let replies else { return }
-        if let deadline, deadline.deadline.withLock({ $0 }) < .now() {
+        if let deadline = context.deadline, deadline < .now() {
             throw CourierError(.timedOut, "the caller's deadline passed; it no longer listens")
         }
         let payload = try coder.encode(element)

@@ -261,7 +261,7 @@ final class HandlerDispatcher: InboundDispatcher {
         let context = makeContext(for: message, route: route, replies: replies)
         let value: ByteBuffer?
         do {
-            let deadline = context.deadlineState?.deadline.withLock { $0 }
+            let deadline = context.deadline
             if deadline == nil, CallDeadline.current == nil {
                 // Events and calls without a timeout: nothing to bind, which spares a task-local push per message.
                 value = try await handler.run(request.payload, context)
@@ -340,13 +340,10 @@ final class HandlerDispatcher: InboundDispatcher {
         }
         let context = makeContext(for: message, route: route, replies: replies)
         do {
-            let deadline = context.deadlineState?.deadline.withLock { $0 }
-            let value: ByteBuffer?
-            if deadline == nil, CallDeadline.current == nil {
-                value = try run(request.payload, context)
-            } else {
-                value = try CallDeadline.$current.withValue(deadline) { try run(request.payload, context) }
-            }
+            // The deadline is not bound for onward calls (`CallDeadline`): a synchronous handler makes none (calls
+            // are async), and a task it starts outlives its request. Binding a task-local also allocates twice when
+            // the handler runs outside any task, as it does when a TCP or Redis reader hands it over at once.
+            let value = try run(request.payload, context)
             guard let replies else { return (.succeeded, nil) }
             let response = kind == .message ? value : nil
             return (.succeeded, WireReply(correlationID: replies.correlationID, response: response, isDisposed: true))
@@ -380,7 +377,7 @@ final class HandlerDispatcher: InboundDispatcher {
             transport: message.metadata,
             client: client,
             baseLogger: logger,
-            deadlineState: deadline.map(DeadlineState.init),
+            deadline: deadline,
             replies: replies
         )
     }
