@@ -10,12 +10,15 @@ import Synchronization
 /// Runs a microservice's handlers for what its transport receives: routing, decoding, bounded concurrency,
 /// replies and errors, and the bookkeeping that lets a graceful shutdown wait for in-flight work.
 final class HandlerDispatcher: InboundDispatcher {
+    /// Waiters are unsafe continuations, each removed under the lock and resumed once: a checked continuation's
+    /// layout is not known outside the standard library, and handling the (usually empty) idle waiters after every
+    /// message went through value witnesses.
     private struct DrainState {
         var isDraining = false
         var inFlight = 0
-        var drainWaiters: [(UInt64, CheckedContinuation<Void, Never>)] = []
+        var drainWaiters: [(UInt64, UnsafeContinuation<Void, Never>)] = []
         var nextWaiterID: UInt64 = 0
-        var idleWaiters: [CheckedContinuation<Void, Never>] = []
+        var idleWaiters: [UnsafeContinuation<Void, Never>] = []
     }
 
     private let routes: RouteTable<RegisteredHandler>
@@ -131,7 +134,7 @@ final class HandlerDispatcher: InboundDispatcher {
             return state.nextWaiterID
         }
         await withTaskCancellationHandler {
-            await withCheckedContinuation { continuation in
+            await withUnsafeContinuation { continuation in
                 let now = state.withLock { state -> Bool in
                     if state.isDraining || Task.isCancelled { return true }
                     state.drainWaiters.append((id, continuation))
@@ -140,7 +143,7 @@ final class HandlerDispatcher: InboundDispatcher {
                 if now { continuation.resume() }
             }
         } onCancel: {
-            let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            let waiter = state.withLock { state -> UnsafeContinuation<Void, Never>? in
                 guard let index = state.drainWaiters.firstIndex(where: { $0.0 == id }) else { return nil }
                 return state.drainWaiters.remove(at: index).1
             }
@@ -162,7 +165,7 @@ final class HandlerDispatcher: InboundDispatcher {
 
     /// Stops taking new work: messages dispatched from now on are held back.
     func beginDraining() {
-        let waiters = state.withLock { state -> [(UInt64, CheckedContinuation<Void, Never>)] in
+        let waiters = state.withLock { state -> [(UInt64, UnsafeContinuation<Void, Never>)] in
             state.isDraining = true
             defer { state.drainWaiters.removeAll() }
             return state.drainWaiters
@@ -174,7 +177,7 @@ final class HandlerDispatcher: InboundDispatcher {
     func waitUntilIdle(timeout: Duration) async -> Bool {
         await withTaskGroup(of: Bool.self) { group in
             group.addTask {
-                await withCheckedContinuation { continuation in
+                await withUnsafeContinuation { continuation in
                     let idle = self.state.withLock { state -> Bool in
                         if state.inFlight == 0 { return true }
                         state.idleWaiters.append(continuation)
@@ -215,7 +218,7 @@ final class HandlerDispatcher: InboundDispatcher {
     /// Gives back the handler slot ``admit()`` took.
     private func finishedOne() {
         permits.release()
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+        let waiters = state.withLock { state -> [UnsafeContinuation<Void, Never>] in
             state.inFlight -= 1
             guard state.inFlight == 0 else { return [] }
             defer { state.idleWaiters.removeAll() }

@@ -6,10 +6,13 @@
 import Synchronization
 
 /// A value delivered once, from any thread, to one waiting task; delivery may come before the wait.
+///
+/// Its continuation is unsafe (the state machine resumes it exactly once): a checked one's layout is not known
+/// outside the standard library, so each copy of it goes through value witnesses.
 package final class OneShot<Value: Sendable>: Sendable {
     private enum State {
         case empty
-        case waiting(CheckedContinuation<Value, Never>)
+        case waiting(UnsafeContinuation<Value, Never>)
         case delivered(Value)
     }
 
@@ -19,7 +22,7 @@ package final class OneShot<Value: Sendable>: Sendable {
     package init() {}
 
     package func deliver(_ value: Value) {
-        let waiter = state.withLock { state -> CheckedContinuation<Value, Never>? in
+        let waiter = state.withLock { state -> UnsafeContinuation<Value, Never>? in
             switch state {
             case .empty:
                 state = .delivered(value)
@@ -37,7 +40,7 @@ package final class OneShot<Value: Sendable>: Sendable {
     /// Waits for the value.
     package var value: Value {
         get async {
-            await withCheckedContinuation { continuation in
+            await withUnsafeContinuation { continuation in
                 let ready = state.withLock { state -> Value? in
                     if case .delivered(let value) = state { return value }
                     state = .waiting(continuation)

@@ -24,28 +24,37 @@ public final class ReplyCorrelator: ReplyReceiver, Sendable {
         // Unsafe: the state machine hands each entry's sink out exactly once (delivery, failure, timeout or
         // cancellation), which is what the checked variant would verify at a cost per call.
         case single(UnsafeContinuation<ByteBuffer?, any Error>)
-        case stream(AsyncThrowingStream<ByteBuffer, any Error>.Continuation)
+        /// Boxed: a stream continuation's layout is not known outside the standard library, which made every copy
+        /// of a sink (and of the correlation table's entries) go through runtime value witnesses, on every call.
+        case stream(StreamBox)
+
+        final class StreamBox: Sendable {
+            let continuation: AsyncThrowingStream<ByteBuffer, any Error>.Continuation
+            init(_ continuation: AsyncThrowingStream<ByteBuffer, any Error>.Continuation) {
+                self.continuation = continuation
+            }
+        }
 
         func deliver(_ value: ByteBuffer) {
             switch self {
             case .single(let continuation): continuation.resume(returning: value)
-            case .stream(let continuation): continuation.yield(value)
+            case .stream(let box): box.continuation.yield(value)
             }
         }
 
         func complete(_ value: ByteBuffer?) {
             switch self {
             case .single(let continuation): continuation.resume(returning: value)
-            case .stream(let continuation):
-                if let value { continuation.yield(value) }
-                continuation.finish()
+            case .stream(let box):
+                if let value { box.continuation.yield(value) }
+                box.continuation.finish()
             }
         }
 
         func fail(_ error: CourierError) {
             switch self {
             case .single(let continuation): continuation.resume(throwing: error)
-            case .stream(let continuation): continuation.finish(throwing: error)
+            case .stream(let box): box.continuation.finish(throwing: error)
             }
         }
     }
@@ -119,7 +128,8 @@ public final class ReplyCorrelator: ReplyReceiver, Sendable {
                 onCancel()
             }
         }
-        _ = shard.register(id: id, pattern: pattern, mode: .stream, deadline: deadline, sink: .stream(continuation))
+        _ = shard.register(id: id, pattern: pattern, mode: .stream, deadline: deadline,
+                           sink: .stream(Sink.StreamBox(continuation)))
         return stream
     }
 

@@ -14,12 +14,13 @@ import Synchronization
 final class KafkaPendingRecord: Sendable {
     let record: KafkaConsumerMessage
 
+    /// Waiters are unsafe continuations (each taken out under the lock and resumed once): see `OneShot`.
     private struct State {
         var outcome: HandlingOutcome?
         var outstanding = 0
         var deliveryFailure: (any Error)?
-        var settledWaiters: [CheckedContinuation<Void, Never>] = []
-        var finishedWaiters: [CheckedContinuation<Void, Never>] = []
+        var settledWaiters: [UnsafeContinuation<Void, Never>] = []
+        var finishedWaiters: [UnsafeContinuation<Void, Never>] = []
     }
 
     private let state = Mutex(State())
@@ -65,7 +66,7 @@ final class KafkaPendingRecord: Sendable {
             state.outstanding == 0 ? .some(state.deliveryFailure) : .none
         }
         if case .some(let failure) = settled { return failure }
-        await withCheckedContinuation { continuation in
+        await withUnsafeContinuation { continuation in
             let now = state.withLock { state -> Bool in
                 if state.outstanding == 0 { return true }
                 state.settledWaiters.append(continuation)
@@ -80,7 +81,7 @@ final class KafkaPendingRecord: Sendable {
     /// acknowledge the record by: ``HandlingOutcome/abandoned`` if a reply could not be delivered (its caller may not
     /// have the answer, so the record must come back).
     func finished() async -> HandlingOutcome {
-        await withCheckedContinuation { continuation in
+        await withUnsafeContinuation { continuation in
             let now = state.withLock { state -> Bool in
                 if state.outcome != nil, state.outstanding == 0 { return true }
                 state.finishedWaiters.append(continuation)
@@ -105,7 +106,7 @@ final class KafkaPendingRecord: Sendable {
     }
 
     /// Removes and returns the waiters whose condition now holds.
-    private static func takeReady(_ state: inout State) -> [CheckedContinuation<Void, Never>] {
+    private static func takeReady(_ state: inout State) -> [UnsafeContinuation<Void, Never>] {
         guard state.outstanding == 0 else { return [] }
         var ready = state.settledWaiters
         state.settledWaiters = []
@@ -116,7 +117,7 @@ final class KafkaPendingRecord: Sendable {
         return ready
     }
 
-    private func resume(_ waiters: [CheckedContinuation<Void, Never>]) {
+    private func resume(_ waiters: [UnsafeContinuation<Void, Never>]) {
         for waiter in waiters { waiter.resume() }
     }
 }

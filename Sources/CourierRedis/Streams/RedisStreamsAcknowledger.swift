@@ -22,7 +22,9 @@ final class RedisStreamsAcknowledger: Sendable {
     private struct State {
         var acknowledgements: [String: [String]] = [:]
         var deadLetters: [DeadLetter] = []
-        var waiter: CheckedContinuation<Void, Never>?
+        /// Unsafe: taken out under the lock and resumed once (a checked continuation's copies go through value
+        /// witnesses, and every acknowledgement looks at it).
+        var waiter: UnsafeContinuation<Void, Never>?
         var finished = false
         var isEmpty: Bool { acknowledgements.isEmpty && deadLetters.isEmpty }
     }
@@ -56,7 +58,7 @@ final class RedisStreamsAcknowledger: Sendable {
     /// Sends queued acknowledgements and dead letters until ``finish()``.
     func run() async {
         while true {
-            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            await withUnsafeContinuation { (continuation: UnsafeContinuation<Void, Never>) in
                 let ready = state.withLock { state -> Bool in
                     if !state.isEmpty || state.finished { return true }
                     state.waiter = continuation
@@ -116,7 +118,7 @@ final class RedisStreamsAcknowledger: Sendable {
     }
 
     private func wake(_ change: (inout State) -> Void) {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+        let waiter = state.withLock { state -> UnsafeContinuation<Void, Never>? in
             change(&state)
             defer { state.waiter = nil }
             return state.waiter
