@@ -125,8 +125,7 @@ struct ReplyEmitter: Sendable {
 /// Sends the elements of a streamed reply. Each ``send(_:)`` returns once the element is handed to the network,
 /// so a fast producer is paced by the connection.
 public struct StreamWriter<Element: Encodable & Sendable>: Sendable {
-    let replies: ReplyEmitter?
-    /// The handler's context, for the caller's deadline as it stands (the handler may extend it).
+    /// The handler's context: its replies, and the caller's deadline as it stands (the handler may extend it).
     let context: MessageContext
     let coder: PayloadCoder
 
@@ -136,7 +135,7 @@ public struct StreamWriter<Element: Encodable & Sendable>: Sendable {
     ///   ``CourierError/Code/timedOut`` once the caller's deadline has passed (it stopped listening, so the
     ///   handler should stop producing).
     public func send(_ element: Element) async throws {
-        guard let replies else { return }
+        guard let replies = context.replies else { return }
         if let deadline = context.deadline, deadline < .now() {
             throw CourierError(.timedOut, "the caller's deadline passed; it no longer listens")
         }

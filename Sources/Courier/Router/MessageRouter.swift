@@ -78,7 +78,7 @@ public struct MessageRouter: Sendable {
         let coder = self.coder
         register(pattern.name, kind: .stream) { payload, context in
             let request = try coder.decode(Request.self, from: payload)
-            try await handler(request, context, StreamWriter(replies: context.replies, context: context, coder: coder))
+            try await handler(request, context, StreamWriter(context: context, coder: coder))
             return nil
         }
     }

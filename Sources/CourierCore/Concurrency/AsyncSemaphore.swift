@@ -79,7 +79,8 @@ package final class AsyncSemaphore: Sendable {
     /// Returns a permit, waking the longest waiter.
     package func release() {
         let waiter = state.withLock { state -> Waiter? in
-            // Most releases find nobody waiting.
+            // Checked first: most releases find nobody waiting, and `popFirst` on an empty buffer goes through
+            // CircularBuffer's generic code, which is not specialized outside NIOCore.
             if state.waiters.isEmpty {
                 state.available += 1
                 return nil
