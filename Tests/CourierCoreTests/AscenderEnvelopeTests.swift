@@ -126,6 +126,11 @@ import Testing
         #expect(try decode(#"{"correlationId": "defer-s1", "payload": "defer"}"#, channel: "sum") == nil)
     }
 
+    @Test func hugeDeadlineExtensionIsCappedNotFatal() throws {
+        let packet = #"{"correlationId":"defer-s1","pattern":"_rpc:response","payload":"defer","courier-extend-ms":1e300}"#
+        #expect(try reply(decode(packet)).extendDeadline == .milliseconds(1e15))
+    }
+
     @Test func rejectsWhatIsNotAnAscenderPacket() {
         for bad in ["not json", "[1,2]", #"{"correlationId":"x","payload":"1"}"#, ""] {
             #expect(throws: WireFormatError.self, "\(bad)") { try decode(bad) }

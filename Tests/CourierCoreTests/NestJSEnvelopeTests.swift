@@ -343,6 +343,28 @@ import Testing
         #expect(roundTrip.correlationID == "y")
     }
 
+    @Test func hugeOrNegativeDeadlineExtensionsAreCappedNotFatal() throws {
+        // From the network: `Duration.milliseconds(1e30)` would trap, and 1e400 parses as infinity.
+        for huge in ["1e30", "1e400", "179769313486231570000000000000000000"] {
+            let reply = try decodeReply(#"{"courier-extend-ms":\#(huge),"id":"x"}"#)
+            #expect(reply.extendDeadline == .milliseconds(1e15))
+        }
+        #expect(try decodeReply(#"{"courier-extend-ms":-5,"id":"x"}"#).extendDeadline == .zero)
+        // A request carrying one is decoded too (the key is read on every packet).
+        #expect(try decodeRequest(#"{"pattern":"p","data":1,"id":"1","courier-extend-ms":1e300}"#).pattern == "p")
+    }
+
+    @Test func millisecondsOfDurationsTooLongToCountSaturate() {
+        #expect(Duration.seconds(Int64.max).milliseconds == .max)
+        #expect(Duration.seconds(-5).milliseconds == 0)
+        #expect(Duration.milliseconds(1500).milliseconds == 1500)
+        let request = WireRequest(pattern: "p", payload: ByteBuffer(string: "1"), correlationID: "1", headers: [:],
+                                  timeout: .seconds(Int64.max))
+        #expect(text(request).contains(#""courier-timeout-ms":"9223372036854775807""#))
+        #expect(text(WireReply(correlationID: "x", extendDeadline: .seconds(Int64.max)))
+            == #"{"courier-extend-ms":9223372036854775807,"id":"x"}"#)
+    }
+
     @Test func unknownKeysAreIgnored() throws {
         let reply = try decodeReply(#"{"response":1,"future":{"x":[1]},"id":"a"}"#)
         #expect(json(reply.response) == "1")
@@ -477,6 +499,18 @@ import Testing
         #expect(NestPatternNormalizer.routeString(for: nil) == "null")
         let nested: JSONValue = ["b": ["y": false, "x": nil], "a": 1.5]
         #expect(NestPatternNormalizer.routeString(for: nested) == #"{"a":1.5,"b":{"x":null,"y":false}}"#)
+    }
+
+    @Test func integersBeyondInt64AreWrittenInFullAsJavaScriptDoes() throws {
+        // `Int64(1e20)` traps: a pattern number from the network must not.
+        #expect(NestPatternNormalizer.javaScriptNumber(1e20) == "100000000000000000000")
+        #expect(NestPatternNormalizer.javaScriptNumber(-1e19) == "-10000000000000000000")
+        #expect(NestPatternNormalizer.javaScriptNumber(9_223_372_036_854_775_808) == "9223372036854776000")
+        #expect(NestPatternNormalizer.javaScriptNumber(123_456_789_012_345_683_968) == "123456789012345680000")
+        #expect(NestPatternNormalizer.javaScriptNumber(1e21) == "1e+21")
+        #expect(try decodeRequest(#"{"pattern":{"cmd":1e20},"data":1,"id":"1"}"#).pattern
+            == #"{"cmd":100000000000000000000}"#)
+        #expect(try decodeRequest(#"{"pattern":[-1e19],"data":1}"#).pattern == #"{"0":-10000000000000000000}"#)
     }
 
     @Test func stringValuesAreNotEscaped() {

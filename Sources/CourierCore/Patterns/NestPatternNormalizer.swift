@@ -44,9 +44,18 @@ public enum NestPatternNormalizer {
         return text + "}"
     }
 
-    private static func javaScriptNumber(_ value: Double) -> String {
-        if value.isFinite, value == value.rounded(), abs(value) < 1e21 { return String(Int64(value)) }
-        return String(value)
+    /// `String(value)` as JavaScript writes it (for the numbers Swift and JavaScript write alike).
+    static func javaScriptNumber(_ value: Double) -> String {
+        guard value.isFinite, value == value.rounded(), abs(value) < 1e21 else { return String(value) }
+        if let integer = Int64(exactly: value) { return String(integer) }
+        // An integer beyond Int64 (the number came from the network; `Int64(value)` would trap): JavaScript writes
+        // it in full, its shortest round-trip digits followed by zeros. Swift writes the same digits as "d.ddde+XX".
+        let text = String(value)
+        guard let e = text.firstIndex(of: "e"), let exponent = Int(text[text.index(after: e)...]) else { return text }
+        let sign = value < 0 ? "-" : ""
+        let digits = text[..<e].filter { $0 != "." && $0 != "-" }
+        let zeros = exponent - (digits.count - 1)
+        return zeros >= 0 ? sign + digits + String(repeating: "0", count: zeros) : text
     }
 
     /// An approximation of `a.localeCompare(b) < 0` under ICU's root collation, exact for ASCII.

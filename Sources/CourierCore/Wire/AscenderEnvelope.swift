@@ -151,7 +151,7 @@ public enum AscenderEnvelope {
         if let id, id.hasPrefix(deferPrefix) {
             guard let ms = object[NestJSEnvelope.extendKey]?.doubleValue else { return nil }
             return .reply(WireReply(correlationID: String(id.dropFirst(deferPrefix.count)),
-                                    extendDeadline: .milliseconds(max(0, ms))))
+                                    extendDeadline: .wireMilliseconds(ms)))
         }
         guard let pattern = channel ?? object["pattern"]?.stringValue else {
             throw WireFormatError(reason: "an Ascender request needs a 'pattern'")

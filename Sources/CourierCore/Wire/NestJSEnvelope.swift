@@ -274,7 +274,7 @@ public enum NestJSEnvelope {
                 }
             case .extend:
                 if kind == .number, let ms = try JSONScanner.parseValue(in: bytes, range: value).doubleValue {
-                    extend = .milliseconds(max(0, ms))
+                    extend = .wireMilliseconds(ms)
                 }
             case .other:
                 break
@@ -443,10 +443,26 @@ public struct WireFormatError: Error, Sendable, Hashable, CustomStringConvertibl
 }
 
 extension Duration {
-    /// Whole milliseconds, rounded down, never negative.
+    /// Whole milliseconds, rounded down, never negative, and `Int64.max` for a longer duration than that holds.
     public var milliseconds: Int64 {
         let (seconds, attoseconds) = components
-        return max(0, seconds * 1000 + attoseconds / 1_000_000_000_000_000)
+        guard seconds >= 0 else { return 0 }
+        let (scaled, overflow) = seconds.multipliedReportingOverflow(by: 1000)
+        if overflow { return .max }
+        let (total, sumOverflow) = scaled.addingReportingOverflow(attoseconds / 1_000_000_000_000_000)
+        return sumOverflow ? .max : total
+    }
+
+    /// The longest duration read from a number on the wire: about 31,700 years, far past any deadline, and far
+    /// below what `Duration` and the deadline arithmetic can hold.
+    static let longestWireMilliseconds: Double = 1e15
+
+    /// A duration from a number of milliseconds received from a peer: negative and NaN become zero and anything
+    /// longer than ``longestWireMilliseconds`` is capped to it (`Duration.milliseconds(_:)` traps on huge values,
+    /// and the number comes from the network).
+    package static func wireMilliseconds(_ milliseconds: Double) -> Duration {
+        guard milliseconds > 0 else { return .zero }  // also NaN
+        return .milliseconds(min(milliseconds, longestWireMilliseconds))
     }
 }
 
