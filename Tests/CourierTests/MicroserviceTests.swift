@@ -14,6 +14,7 @@ import Testing
 @Suite struct MicroserviceTests {
     static let slow = MessagePattern<Int, String>("test.slow")
     static let onward = MessagePattern<NoPayload, String>("test.onward")
+    static let extendedOnward = MessagePattern<NoPayload, String>("test.extended-onward")
     static let failingEvent = EventPattern<Int>("test.event")
 
     static var quietLogger: Logger {
@@ -52,6 +53,17 @@ import Testing
             do {
                 _ = try await context.client!.send(slow, 5_000)
                 return "onward call finished"
+            } catch let error as CourierError {
+                return "onward call failed: \(error.code)"
+            }
+        }
+        router.on(extendedOnward) { _, context in
+            // Asks for more time, works past the caller's original deadline, then calls onward: the onward call
+            // gets the extended deadline, not the original one.
+            try await context.extendDeadline(by: .seconds(5))
+            try await Task.sleep(for: .milliseconds(600))
+            do {
+                return try await context.client!.send(slow, 100)
             } catch let error as CourierError {
                 return "onward call failed: \(error.code)"
             }
@@ -166,6 +178,28 @@ import Testing
             case .failure(let error as CourierError): #expect(error.code == .timedOut)
             case .failure(let error): Issue.record("unexpected \(error)")
             }
+            group.cancelAll()
+        }
+        await client.shutdown()
+        await onwardClient.shutdown()
+    }
+
+    @Test func onwardCallsFollowAnExtendedDeadline() async throws {
+        let memory = InMemoryTransport()
+        let onwardClient = CourierClient(transport: memory.makeClient())
+        let worker = Microservice(
+            router: Self.router(gauge: Gauge()),
+            transport: memory.server,
+            client: onwardClient,
+            logger: Self.quietLogger
+        )
+        let client = CourierClient(transport: memory.makeClient())
+        await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await worker.run() }
+            await memory.waitUntilServing()
+            // The caller allows 300 ms; the handler extends that by 5 s before its onward call at 600 ms.
+            let reply = await capture { try await client.send(Self.extendedOnward, NoPayload(), timeout: .milliseconds(300)) }
+            #expect((try? reply.get()) == "slept", "\(reply)")
             group.cancelAll()
         }
         await client.shutdown()

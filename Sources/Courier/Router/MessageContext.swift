@@ -151,5 +151,10 @@ public struct StreamWriter<Element: Encodable & Sendable>: Sendable {
 
 /// The deadline of the handler running in the current task, for onward calls.
 enum CallDeadline {
-    @TaskLocal static var current: NIODeadline?
+    /// The context of the handler running in the current task. The context, not its deadline, is bound, so that
+    /// onward calls follow ``MessageContext/extendDeadline(by:)``.
+    @TaskLocal static var context: MessageContext?
+
+    /// The deadline as it stands now; `nil` outside a handler or for a caller that announced none.
+    static var current: NIODeadline? { context?.deadline }
 }

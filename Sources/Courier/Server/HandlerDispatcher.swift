@@ -269,7 +269,7 @@ final class HandlerDispatcher: InboundDispatcher {
                 // Events and calls without a timeout: nothing to bind, which spares a task-local push per message.
                 value = try await handler.run(request.payload, context)
             } else {
-                value = try await CallDeadline.$current.withValue(deadline) {
+                value = try await CallDeadline.$context.withValue(context) {
                     try await handler.run(request.payload, context)
                 }
             }
