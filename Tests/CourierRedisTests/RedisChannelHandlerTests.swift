@@ -5,6 +5,7 @@
 
 import CourierCore
 import NIOCore
+import Synchronization
 import NIOEmbedded
 import Testing
 
@@ -107,6 +108,23 @@ import Testing
         #expect(behind.courierError?.message.contains("could no longer be matched") == true)
         #expect(!harness.channel.isActive)
         #expect(harness.closeReasons.count == 1)
+    }
+
+    @Test func aTimedOutCommandCompletesOnceWhenTheConnectionCloses() throws {
+        let harness = try Harness()
+        final class Outcomes: Sendable { let list = Mutex<[String]>([]) }
+        let outcomes = Outcomes()
+        for (name, timeout) in [("slow", Duration.milliseconds(200)), ("behind", nil)] {
+            let request = try RedisRequest(["GET", RESPArgument(name)], timeout: timeout, completion: .callback { result in
+                outcomes.list.withLock { $0.append("\(name): \((try? result.get()) == nil ? "failed" : "answered")") }
+            })
+            try harness.channel.writeOutbound(request)
+            _ = try harness.channel.readOutbound(as: ByteBuffer.self)
+        }
+        harness.channel.embeddedEventLoop.advanceTime(by: .milliseconds(200))
+        #expect(!harness.channel.isActive)
+        // Each completion ran once: the timed-out command is not failed again as the connection closes.
+        #expect(outcomes.list.withLock { $0 } == ["slow: failed", "behind: failed"])
     }
 
     @Test func aLaterDeadlineDoesNotHideAnEarlierOne() throws {

@@ -144,6 +144,41 @@ import Testing
         }
     }
 
+    /// Redis sends a message once per matching subscription (an exact channel and each glob): a worker whose
+    /// routes overlap handles it once, with the handler the router picks.
+    @Test func overlappingRoutesHandleEachPublishedMessageOnce() async throws {
+        try await withRedis { redis in
+            let prefix = uniqueName("overlap")
+            let counts = Mutex<[String: Int]>([:])
+            var router = MessageRouter()
+            for route in ["\(prefix).orders.created", "\(prefix).orders.*", "\(prefix).*.created", "\(prefix).done"] {
+                router.onEvent(route) { (_: JSONValue, _) in counts.withLock { $0[route, default: 0] += 1 } }
+            }
+            let configuration = RedisPubSubConfiguration(connection: redis)
+            let server = RedisServerTransport(configuration: configuration, logger: Self.quietLogger)
+            try await Self.withWorker(server, router: router) {
+                try await server.waitUntilSubscribed()
+                let client = CourierClient(transport: RedisClientTransport(configuration: configuration,
+                                                                           logger: Self.quietLogger))
+                for channel in ["orders.created", "orders.shipped", "users.created", "done"] {
+                    try await client.emit("\(prefix).\(channel)", json: 1)
+                }
+                // One subscriber connection receives in publication order: once the last is handled, any second
+                // copy of the others has been too.
+                let clock = ContinuousClock()
+                let deadline = clock.now + .seconds(10)
+                while counts.withLock({ $0["\(prefix).done"] }) == nil, clock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+                try await Task.sleep(for: .milliseconds(100))
+                #expect(counts.withLock { $0 } == [
+                    "\(prefix).orders.created": 1, "\(prefix).orders.*": 1, "\(prefix).*.created": 1, "\(prefix).done": 1,
+                ])
+                await client.shutdown()
+            }
+        }
+    }
+
     /// `unwrap` hands out the connection the transport uses, on which any command runs.
     @Test func unwrapGivesAConnectionForAnyCommand() async throws {
         try await withRedis { connection in

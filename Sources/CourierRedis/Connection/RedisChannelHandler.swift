@@ -198,14 +198,25 @@ final class RedisChannelHandler: ChannelDuplexHandler {
             guard let deadline = entry.deadline else { continue }
             if deadline <= now {
                 firstOverdue = firstOverdue ?? entry
-                entry.completion.fail(
-                    CourierError(.timedOut, "Redis command '\(entry.name)' got no reply within \(entry.timeout!)")
-                )
             } else {
                 nextDeadline = min(nextDeadline ?? deadline, deadline)
             }
         }
         if let firstOverdue {
+            // Overdue commands fail with a timeout and leave the queue, so that closing the connection fails only
+            // the others: a command's completion runs once (a counted or callback command's more than once would
+            // miscount what is unanswered).
+            var remaining = CircularBuffer<Pending>(initialCapacity: pending.count)
+            while let entry = pending.popFirst() {
+                if let deadline = entry.deadline, deadline <= now {
+                    entry.completion.fail(
+                        CourierError(.timedOut, "Redis command '\(entry.name)' got no reply within \(entry.timeout!)")
+                    )
+                } else {
+                    remaining.append(entry)
+                }
+            }
+            pending = remaining
             let reason = CourierError.unavailable(
                 "connection to \(endpoint) closed: command '\(firstOverdue.name)' got no reply within "
                     + "\(firstOverdue.timeout!), so the replies after it could no longer be matched"

@@ -58,6 +58,7 @@ public final class RedisServerTransport: ServerTransport {
     public func serve(patterns: [RoutePattern], dispatcher: any InboundDispatcher) async throws {
         let exact = patterns.filter { !$0.isWildcard }.map(\.text)
         let globs = patterns.filter(\.isWildcard).map(Self.glob(for:))
+        let subscriptions = Subscriptions(patterns)
         let publisher: RedisConnection
         let subscriber: RedisSubscriber
         // Both connections share one event loop, so a reply published from a handler on it stays on its thread.
@@ -104,7 +105,9 @@ public final class RedisServerTransport: ServerTransport {
                 await subscriber.close()
             }
             for await message in subscriber.messages {
-                if message.pattern != nil, !Self.isServed(message.channel, by: patterns) { continue }
+                if let glob = message.pattern, !subscriptions.accepts(channel: message.channel, throughGlob: glob) {
+                    continue
+                }
                 let request: WireRequest
                 do {
                     guard let decoded = try format.decodeInbound(message.payload, channel: message.channel) else {
@@ -138,11 +141,27 @@ public final class RedisServerTransport: ServerTransport {
         await publisher.close()
     }
 
-    /// Whether a message that came through a glob subscription is for one of `patterns`: Redis globs match more
-    /// (`*` spans dots), and reply channels are never work.
-    static func isServed(_ channel: String, by patterns: [RoutePattern]) -> Bool {
-        if channel.hasSuffix(RedisWireFormat.replySuffix) || channel.hasPrefix("_rpc:") { return false }
-        return patterns.contains { $0.matches(channel) }
+    /// Which copy of a published message a worker handles. Redis sends a message once per subscription that
+    /// matches its channel: a `message` for an exact route's channel and a `pmessage` for each matching glob.
+    /// The exact copy is handled, else the copy of the first wildcard route that matches, so that a message is
+    /// handled once however many routes overlap (`orders.created` and `orders.*`, or `orders.*` and `*.created`).
+    struct Subscriptions: Sendable {
+        private let exact: Set<String>
+        private let wildcards: [(route: RoutePattern, glob: String)]
+
+        init(_ patterns: [RoutePattern]) {
+            exact = Set(patterns.filter { !$0.isWildcard }.map(\.text))
+            wildcards = patterns.filter(\.isWildcard).map { ($0, RedisServerTransport.glob(for: $0)) }
+        }
+
+        /// Whether the copy of a message on `channel` delivered through the subscription to `glob` is the one to
+        /// handle. Redis globs match more than routes (`*` spans dots), and reply channels are never work.
+        func accepts(channel: String, throughGlob glob: String) -> Bool {
+            if channel.hasSuffix(RedisWireFormat.replySuffix) || channel.hasPrefix("_rpc:") { return false }
+            if exact.contains(channel) { return false }
+            guard let first = wildcards.first(where: { $0.route.matches(channel) }) else { return false }
+            return first.glob == glob
+        }
     }
 
     /// The Redis glob for a wildcard route: `*` and `**` become `*`; glob characters in literal segments are
