@@ -177,8 +177,8 @@ public final class TCPClientTransport: ClientTransport {
                     eventLoop: channel.eventLoop
                 )
                 // Publish the connection before anyone waiting on the connect future resumes and sends.
-                self?.state.withLock { state in
-                    guard case .connecting = state else { return }
+                let published = self?.state.withLock { state -> Bool in
+                    guard case .connecting = state else { return false }
                     let writer = WriteCoalescer<TCPClientHandler.Outbound>(
                         channel: channel,
                         onUnwritten: { item in
@@ -191,6 +191,12 @@ public final class TCPClientTransport: ClientTransport {
                         writeOnLoop: { item, promise in handler.value.write(item, promise: promise) }
                     )
                     state = .connected(channel, writer)
+                    return true
+                } ?? false
+                guard published else {
+                    // The transport was closed (or released) while connecting: nobody would ever close this one.
+                    channel.close(promise: nil)
+                    throw CourierError.unavailable("the TCP client was closed while connecting to \(endpoint)")
                 }
                 channel.closeFuture.whenComplete { [weak self] _ in
                     self?.state.withLock { state in

@@ -25,7 +25,8 @@ public struct TCPConfiguration: Sendable {
     /// Default: `16 * 1024 * 1024`
     public var maxFrameLength: Int
 
-    /// How long a frame may stay half-received before the connection is closed; `nil` waits forever.
+    /// How long a frame may stay half-received before the connection is closed; `nil` waits forever. The clock
+    /// does not close a worker's connection while the worker itself holds reads back (all its handler slots busy).
     ///
     /// Default: `.seconds(30)` (NestJS's `incompleteMessageTimeout`)
     public var incompleteFrameTimeout: Duration?
@@ -111,8 +112,6 @@ public struct TCPConfiguration: Sendable {
 }
 
 extension Duration {
-    var timeAmount: TimeAmount {
-        let (seconds, attoseconds) = components
-        return .nanoseconds(seconds &* 1_000_000_000 &+ attoseconds / 1_000_000_000)
-    }
+    /// Saturating: a timeout too long for `TimeAmount` waits as long as it can instead of wrapping to a negative one.
+    var timeAmount: TimeAmount { .nanoseconds(nanosecondCount) }
 }

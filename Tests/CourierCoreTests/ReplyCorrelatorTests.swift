@@ -256,10 +256,10 @@ import Testing
         for try await value in stream { values.append(String(buffer: value)) }
         #expect(values == ["3", "2", "1"])
         #expect(correlator.pendingCount == 0)
-        #expect(cancels.count == 0, "onCancel must not run when the stream ends normally")
+        #expect(cancels.count == 0, "onRelease must not run when the stream ends normally")
     }
 
-    @Test func streamOnCancelRunsWhenIterationStopsEarly() async throws {
+    @Test func streamOnReleaseRunsWhenIterationStopsEarly() async throws {
         let correlator = ReplyCorrelator()
         let cancels = Flag()
         func consumeOne() async throws -> String? {
@@ -270,7 +270,7 @@ import Testing
             return nil
         }
         #expect(try await consumeOne() == "1")
-        #expect(try await Self.eventually { cancels.count == 1 }, "onCancel did not run")
+        #expect(try await Self.eventually { cancels.count == 1 }, "onRelease did not run")
         #expect(correlator.pendingCount == 0)
         // Further replies for the forgotten call are dropped.
         correlator.receive(Self.reply("s", "3", disposed: true))
@@ -279,7 +279,8 @@ import Testing
 
     @Test func streamTimesOut() async throws {
         let correlator = ReplyCorrelator()
-        let stream = correlator.openStream(id: "s", pattern: "slow.stream", timeout: .milliseconds(50)) {}
+        let releases = Flag()
+        let stream = correlator.openStream(id: "s", pattern: "slow.stream", timeout: .milliseconds(50)) { releases.set() }
         correlator.receive(Self.reply("s", "1", disposed: false))
         var values: [String] = []
         let error = await Self.courierError {
@@ -288,6 +289,8 @@ import Testing
         #expect(values == ["1"])
         #expect(error?.code == .timedOut)
         #expect(correlator.pendingCount == 0)
+        // The transport is told to forget the id (TCP keeps each pending id until then).
+        #expect(releases.count == 1)
     }
 
     @Test func streamErrorEndsIteration() async throws {

@@ -80,6 +80,31 @@ import Testing
         _ = try await channel.close()
     }
 
+    /// While the queue withholds reads, the rest of a half-read frame waits in the kernel through no fault of the
+    /// peer: the incomplete-frame timeout must not close the connection (and fail every call on it) meanwhile.
+    @Test func aFrameLeftIncompleteWhileReadsAreWithheldIsNotTimedOut() async throws {
+        let channel = EmbeddedChannel()
+        try channel.pipeline.syncOperations.addHandler(
+            NestFrameDecoder(maxFrameLength: 1 << 20, incompleteFrameTimeout: .milliseconds(200)))
+        let queue = try InboundFrameQueue.install(on: channel)
+        try await channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).get()
+        channel.read()
+        var bytes = ""
+        for index in 0..<InboundFrameQueue.highWatermark { bytes += "\(String(index).count)#\(index)" }
+        try channel.writeInbound(ByteBuffer(string: bytes + "10#{\"half"))
+        channel.read()  // withheld: the queue is full
+        channel.embeddedEventLoop.advanceTime(by: .seconds(2))
+        #expect(channel.isActive, "timed out while the worker, not the peer, held the rest of the frame back")
+
+        let toResume = InboundFrameQueue.highWatermark - InboundFrameQueue.lowWatermark
+        for index in 0..<toResume { #expect(Self.text(await queue.next()) == "\(index)") }
+        // Reading again: the frame gets a full timeout, and a peer that still sends nothing is then cut off.
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(199))
+        #expect(channel.isActive)
+        channel.embeddedEventLoop.advanceTime(by: .milliseconds(1))
+        #expect(!channel.isActive)
+    }
+
     @Test func aClosedConnectionReleasesItsQueue() async throws {
         weak var released: InboundFrameQueue?
         do {

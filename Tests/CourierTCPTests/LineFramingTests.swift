@@ -68,6 +68,13 @@ import Testing
         #expect(throws: CourierError.self) { try TCPConfiguration(url: TransportURL("tcp://h:1?format=grpc")) }
     }
 
+    @Test func timeoutsTooLongForNIOSaturateInsteadOfWrapping() throws {
+        // 10^13 ms wrapped to a negative TimeAmount, which made every frame split across two reads time out at once.
+        let configuration = try TCPConfiguration(url: TransportURL("tcp://h:1?incompleteFrameTimeoutMs=10000000000000"))
+        #expect(configuration.incompleteFrameTimeout?.timeAmount == .nanoseconds(.max))
+        #expect(Duration.milliseconds(1500).timeAmount == .milliseconds(1500))
+    }
+
     @Test func framesEndInANewlineAndCountTheirLimitInBytes() {
         let request = WireRequest(pattern: "sum", payload: ByteBuffer(string: "[1]"), correlationID: "c0ffee")
         let frame = TCPWireFormat.ascender.frame(request)

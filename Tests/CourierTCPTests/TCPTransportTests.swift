@@ -6,6 +6,7 @@
 import Courier
 import CourierExample
 import CourierTCP
+import Dispatch
 import Logging
 import NIOCore
 import NIOPosix
@@ -638,6 +639,44 @@ import Testing
         #expect(clock.now - start < .seconds(20))
         #expect(client.pendingCalls == 0)
         await client.shutdown()
+    }
+
+    /// Closing the transport while its connection is being made must not leave that connection open.
+    @Test func aConnectionMadeWhileTheClientClosesIsClosedToo() async throws {
+        final class Connections: ChannelInboundHandler, Sendable {
+            typealias InboundIn = ByteBuffer
+            let counts = Mutex((opened: 0, closed: 0))
+            func channelActive(context: ChannelHandlerContext) { counts.withLock { $0.opened += 1 } }
+            func channelInactive(context: ChannelHandlerContext) { counts.withLock { $0.closed += 1 } }
+        }
+        let connections = Connections()
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { $0.pipeline.addHandler(connections) }
+            .bind(host: "127.0.0.1", port: 0)
+            .get()
+        let port = try #require(server.localAddress?.port)
+        // The client's event loop is held up, so that its connect is surely still in progress at `close()`.
+        let clientLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let held = DispatchSemaphore(value: 0)
+        clientLoops.next().execute { held.wait() }
+        let transport = TCPClientTransport(configuration: TCPConfiguration(host: "127.0.0.1", port: port),
+                                           eventLoopGroup: clientLoops)
+        let connecting = Task { try await transport.connect(replies: ReplyCorrelator()) }
+        try await Task.sleep(for: .milliseconds(50))
+        await transport.close()
+        held.signal()
+        let outcome = await connecting.result
+        #expect((try? outcome.get()) == nil, "a connect that finishes after close() must fail")
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(5)
+        while connections.counts.withLock({ $0.opened == 0 || $0.opened != $0.closed }), clock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        let counts = connections.counts.withLock { $0 }
+        #expect(counts.opened == 1)
+        #expect(counts.opened == counts.closed, "connections left open: \(counts.opened - counts.closed)")
+        try await server.close()
+        try await clientLoops.shutdownGracefully()
     }
 
     // MARK: (e) Oversized outgoing requests

@@ -113,19 +113,26 @@ public final class ReplyCorrelator: ReplyReceiver, Sendable {
     /// Registers a call expecting a stream of replies and returns the stream of raw reply values.
     ///
     /// The caller must run `send` after this returns. The stream ends on the end-of-stream marker; it throws on
-    /// error or timeout; when the consumer stops iterating, the call is forgotten (`onCancel` runs).
+    /// error or timeout; when the consumer stops iterating, the call is forgotten. `onRelease` runs when the caller
+    /// stops waiting before the end-of-stream marker (it stopped iterating, or the stream failed: timeout, error,
+    /// lost connection), so that the transport can forget the id too.
     public func openStream(
         id: String,
         pattern: String,
         timeout: Duration,
-        onCancel: @escaping @Sendable () -> Void
+        onRelease: @escaping @Sendable () -> Void
     ) -> AsyncThrowingStream<ByteBuffer, any Error> {
         let deadline = NIODeadline.now() + TimeAmount.nanoseconds(timeout.nanosecondCount)
         let (stream, continuation) = AsyncThrowingStream<ByteBuffer, any Error>.makeStream()
         let shard = shard(for: id)
         continuation.onTermination = { [weak shard] termination in
-            if case .cancelled = termination, let shard, shard.forget(id: id) {
-                onCancel()
+            switch termination {
+            case .cancelled:
+                if let shard, shard.forget(id: id) { onRelease() }
+            case .finished(let error):
+                if error != nil { onRelease() }
+            @unknown default:
+                break
             }
         }
         _ = shard.register(id: id, pattern: pattern, mode: .stream, deadline: deadline,

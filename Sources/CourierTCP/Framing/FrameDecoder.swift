@@ -16,15 +16,22 @@ public struct FrameError: Error, Sendable, Hashable, CustomStringConvertible {
 /// Cuts one kind of frame out of a TCP byte stream (the ``FrameParser`` decides which), and guards the connection:
 /// a malformed or oversized frame, or one left half-sent for longer than `incompleteFrameTimeout`, fires a
 /// ``FrameError`` down the pipeline and closes the connection.
-package final class FrameDecoder<Parser: FrameParser>: ChannelInboundHandler, RemovableChannelHandler {
+///
+/// The incomplete-frame timeout never ends a connection while a handler after this one withholds reads (it says so
+/// with ``ReadsWithheld``): the rest of the frame then waits in the kernel through no fault of the peer. A timer
+/// that falls due meanwhile is armed again, for a full timeout, when reading resumes.
+package final class FrameDecoder<Parser: FrameParser>: ChannelDuplexHandler, RemovableChannelHandler {
     package typealias InboundIn = ByteBuffer
     package typealias InboundOut = ByteBuffer
+    package typealias OutboundIn = Never
 
     private var parser: Parser
     private let incompleteFrameTimeout: TimeAmount?
     private var cumulation: ByteBuffer?
     private var idleTimer: Scheduled<Void>?
     private var failed = false
+    /// False from a ``ReadsWithheld`` until the next read passes by.
+    private var reading = true
 
     package init(parser: Parser, incompleteFrameTimeout: TimeAmount?) {
         self.parser = parser
@@ -68,6 +75,21 @@ package final class FrameDecoder<Parser: FrameParser>: ChannelInboundHandler, Re
         updateIdleTimer(context: context)
     }
 
+    package func read(context: ChannelHandlerContext) {
+        reading = true
+        updateIdleTimer(context: context)
+        context.read()
+    }
+
+    package func triggerUserOutboundEvent(context: ChannelHandlerContext, event: Any, promise: EventLoopPromise<Void>?) {
+        guard event is ReadsWithheld else {
+            context.triggerUserOutboundEvent(event, promise: promise)
+            return
+        }
+        reading = false
+        promise?.succeed(())
+    }
+
     package func channelInactive(context: ChannelHandlerContext) {
         idleTimer?.cancel()
         idleTimer = nil
@@ -93,7 +115,9 @@ package final class FrameDecoder<Parser: FrameParser>: ChannelInboundHandler, Re
             let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             idleTimer = context.eventLoop.scheduleTask(in: timeout) {
                 let (decoder, context) = bound.value
-                guard (decoder.cumulation?.readableBytes ?? 0) > 0 else { return }
+                decoder.idleTimer = nil
+                // Reads withheld: not the peer's fault; the next read arms the timer again.
+                guard (decoder.cumulation?.readableBytes ?? 0) > 0, decoder.reading else { return }
                 decoder.fail(context: context, FrameError(reason: "a frame was left incomplete for \(timeout)"))
             }
         } else if !partial, let timer = idleTimer {
@@ -111,6 +135,12 @@ package final class FrameDecoder<Parser: FrameParser>: ChannelInboundHandler, Re
         context.fireErrorCaught(error)
         context.close(promise: nil)
     }
+}
+
+/// Tells a ``FrameDecoder`` before it in the pipeline that a read was withheld (an outbound user event): until the
+/// next read, a frame left incomplete is not the peer's fault.
+package struct ReadsWithheld: Sendable {
+    package init() {}
 }
 
 /// How ``FrameDecoder`` finds frames in the bytes received so far.

@@ -192,7 +192,11 @@ final class InboundFrameQueue: Sendable {
         }
 
         func read(context: ChannelHandlerContext) {
-            if queue?.withholdsRead() == true { return }
+            if queue?.withholdsRead() == true {
+                // The frame decoder must not blame the peer for a frame left incomplete meanwhile.
+                context.triggerUserOutboundEvent(ReadsWithheld(), promise: nil)
+                return
+            }
             context.read()
         }
 
