@@ -313,7 +313,8 @@ public final class KafkaProducer: Sendable {
                 let code = rd_kafka_error_code(error)
                 if code == RD_KAFKA_RESP_ERR__QUEUE_FULL { return .queueFull }
                 let detail = rd_kafka_error_string(error).map { String(cString: $0) }
-                return .failed(RDKafkaConfig.error(.unprocessable, "producing to '\(topic)'", code, detail: detail))
+                return .failed(RDKafkaConfig.error(PendingDeliveries.code(of: code), "producing to '\(topic)'", code,
+                                                   detail: detail))
             }
         }
         switch result {

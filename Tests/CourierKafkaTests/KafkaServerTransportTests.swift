@@ -154,6 +154,27 @@ import Testing
         }
     }
 
+    /// A reply the producer refuses for what it is (an illegal reply topic, a reply partition that does not exist)
+    /// would be refused again after redelivery: the record is acknowledged, and its partition goes on.
+    @Test func aRefusedReplyDoesNotStopItsPartition() async throws {
+        try await Self.withWorker { fixture in
+            func send(_ id: String, replyTopic: String, replyPartition: String) async throws {
+                let headers: [(String, [UInt8])] = [
+                    (KafkaHeaderName.correlationID, Array(id.utf8)),
+                    (KafkaHeaderName.replyTopic, Array(replyTopic.utf8)),
+                    (KafkaHeaderName.replyPartition, Array(replyPartition.utf8)),
+                ]
+                _ = try await fixture.producer.send(topic: "math.sum", partition: 0, value: Array("[1,2,3]".utf8),
+                                                    headers: headers)
+            }
+            try await send("illegal-topic", replyTopic: "bad topic", replyPartition: "0")
+            try await send("missing-partition", replyTopic: Self.replyTopic, replyPartition: "7")
+            try await send("after-them", replyTopic: Self.replyTopic, replyPartition: "0")
+            let reply = try await fixture.replies.await("after-them")
+            #expect(reply.first?.0.response.map { String(buffer: $0) } == "6")
+        }
+    }
+
     @Test func failingEventsAreRetriedThenDeadLettered() async throws {
         let cluster = try EmbeddedKafkaCluster(topics: ["audit.bad": 1, "audit.bad.dlq": 1])
         defer { cluster.close() }

@@ -306,6 +306,8 @@ final class HandlerDispatcher: InboundDispatcher {
         guard let reply, let writer else { return outcome }
         do {
             return try writer.writeFinalWithoutWaiting(reply) ? outcome : nil
+        } catch let error as CourierError where error.rejectsTheMessageItself {
+            return nil  // awaited instead, where the caller can be told (`replyRejected`)
         } catch {
             return replyLost(error, after: outcome)
         }
@@ -318,6 +320,8 @@ final class HandlerDispatcher: InboundDispatcher {
         do {
             try await writer.write(reply)
             return outcome
+        } catch let error as CourierError where error.rejectsTheMessageItself {
+            return await replyRejected(error, of: reply, writer: writer)
         } catch {
             return replyLost(error, after: outcome)
         }
@@ -328,6 +332,22 @@ final class HandlerDispatcher: InboundDispatcher {
     private func replyLost(_ error: any Error, after outcome: HandlingOutcome) -> HandlingOutcome {
         logger.debug("could not send the reply: \(error)")
         return outcome.isSuccess ? .abandoned : outcome
+    }
+
+    /// The outcome of a message whose reply the transport refused for what it is (too large for the transport,
+    /// or addressed to an illegal reply topic): handling the message again would give the same reply, so it is
+    /// not left unacknowledged (on Kafka that would stop its partition for good); the caller gets the error
+    /// instead of waiting for its timeout, if that reply gets through.
+    private func replyRejected(_ error: CourierError, of reply: WireReply, writer: any ReplyWriter) async
+        -> HandlingOutcome
+    {
+        logger.warning("a reply was refused; the caller gets an error instead", metadata: [
+            "correlation-id": "\(reply.correlationID)", "error": "\(error)",
+        ])
+        if reply.error == nil {
+            try? await writer.write(.failure(correlationID: reply.correlationID, error: error))
+        }
+        return .failed(error)
     }
 
     /// Runs a synchronous handler; returns how it went and the final reply to send (`nil` for events).
@@ -431,6 +451,10 @@ final class HandlerDispatcher: InboundDispatcher {
                 try await replies.write(WireReply(correlationID: replies.correlationID, isDisposed: true))
             }
             return .succeeded
+        } catch let error as CourierError where error.rejectsTheMessageItself {
+            let final = WireReply(correlationID: replies.correlationID, response: kind == .message ? value : nil,
+                                  isDisposed: true)
+            return await replyRejected(error, of: final, writer: replies.writer)
         } catch {
             // The work is done but the caller did not get the answer: leave the message unacknowledged so that a
             // transport with redelivery delivers it again (at-least-once).

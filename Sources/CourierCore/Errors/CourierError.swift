@@ -131,3 +131,12 @@ extension CourierError {
         return CourierError(code, "\(message): \(error)", underlying: error)
     }
 }
+
+extension CourierError {
+    /// Whether this error says that a message itself cannot be sent, now or ever (too large, not encodable, or
+    /// refused for what it is, such as a reply address that is not legal), as opposed to a transport that could
+    /// not take it now. Sending the same message again cannot help.
+    package var rejectsTheMessageItself: Bool {
+        !isRemote && (code == .payloadTooLarge || code == .unprocessable || code == .encodingFailed)
+    }
+}

@@ -59,6 +59,21 @@ final class PendingDeliveries: Sendable {
         for waiter in waiting.values { waiter(.failure(error)) }
     }
 
+    /// The code of a failed delivery: whether the message itself was refused (sending it again cannot help) or
+    /// the broker could not take it (`transportUnavailable`: timed out, unreachable).
+    static func code(of err: rd_kafka_resp_err_t) -> CourierError.Code {
+        switch err {
+        case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, RD_KAFKA_RESP_ERR_RECORD_LIST_TOO_LARGE:
+            .payloadTooLarge
+        case RD_KAFKA_RESP_ERR__UNKNOWN_PARTITION, RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC,
+            RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED, RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION,
+            RD_KAFKA_RESP_ERR_INVALID_MSG, RD_KAFKA_RESP_ERR_INVALID_RECORD, RD_KAFKA_RESP_ERR__INVALID_ARG:
+            .unprocessable
+        default:
+            .transportUnavailable
+        }
+    }
+
     /// Handles an `RD_KAFKA_EVENT_DR` batch: resumes the waiters it answers and logs failed `produce`s.
     func deliver(_ event: OpaquePointer, logger: Logger) {
         while let message = rd_kafka_event_message_next(event) {
@@ -75,7 +90,7 @@ final class PendingDeliveries: Sendable {
                 )
                 waiter?(.success(report))
             } else {
-                let error = RDKafkaConfig.error(.transportUnavailable, "delivering message \(id) to '\(topic)'", err)
+                let error = RDKafkaConfig.error(Self.code(of: err), "delivering message \(id) to '\(topic)'", err)
                 if let waiter {
                     waiter(.failure(error))
                 } else {

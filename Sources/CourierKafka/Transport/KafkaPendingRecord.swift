@@ -92,6 +92,15 @@ final class KafkaPendingRecord: Sendable {
         return finishedOutcome ?? .abandoned
     }
 
+    /// The outcome of a finished record whose reply failed to reach the broker: a reply the broker refused for what
+    /// it is (too large for it, or its topic unknown or not allowed) would be refused again after redelivery, so
+    /// the record counts as failed and is acknowledged; after any other failure (the broker unreachable) it is
+    /// abandoned, and its partition stops until it is delivered again.
+    private static func outcome(after failure: any Error) -> HandlingOutcome {
+        if let error = failure as? CourierError, error.rejectsTheMessageItself { return .failed(error) }
+        return .abandoned
+    }
+
     /// The first delivery failure of a reply of this record so far, without waiting for the others.
     var deliveryFailure: (any Error)? {
         state.withLock { $0.deliveryFailure }
@@ -101,7 +110,7 @@ final class KafkaPendingRecord: Sendable {
     var finishedOutcome: HandlingOutcome? {
         state.withLock { state in
             guard let outcome = state.outcome, state.outstanding == 0 else { return nil }
-            return state.deliveryFailure == nil ? outcome : .abandoned
+            return state.deliveryFailure.map(Self.outcome(after:)) ?? outcome
         }
     }
 

@@ -244,7 +244,7 @@ public final class KafkaServerTransport: ServerTransport {
                             // Not finished: storing a later offset would skip it, so this lane stores nothing
                             // more after the records before it.
                             store(&unstored, context: context)
-                            stop.raise()
+                            stopLane(stop, at: record, context: context)
                         }
                     } else {
                         let pending = replying ?? KafkaPendingRecord(record)
@@ -276,6 +276,18 @@ public final class KafkaServerTransport: ServerTransport {
         }
     }
 
+    /// Stops a lane at a record that was not finished. While the worker stops, that is expected (the record comes
+    /// back after the restart); otherwise the record's reply could not reach the broker, and the partition waits
+    /// for a rebalance or a restart to deliver the record again: say so, as its lag will grow meanwhile.
+    private static func stopLane(_ stop: KafkaLaneStop, at record: KafkaConsumerMessage, context: LaneContext) {
+        stop.raise()
+        guard !Task.isCancelled else { return }
+        context.logger.warning(
+            "a record's reply could not be delivered; its partition stops until the record comes again (rebalance or restart)",
+            metadata: ["topic": "\(record.topic)", "partition": "\(record.partition)", "offset": "\(record.offset)"]
+        )
+    }
+
     /// The most records a busy lane acknowledges before it stores their offset.
     static let storeEvery = 64
 
@@ -302,7 +314,7 @@ public final class KafkaServerTransport: ServerTransport {
         if stop.isRaised { return }
         guard outcome.shouldAcknowledge else {
             // Not finished: storing a later offset would skip it, so this lane stores nothing more.
-            stop.raise()
+            stopLane(stop, at: pending.record, context: context)
             return
         }
         var record: KafkaConsumerMessage? = pending.record
