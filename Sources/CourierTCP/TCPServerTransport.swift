@@ -95,7 +95,14 @@ public final class TCPServerTransport: ServerTransport {
             throw failure
         }
         publish(.success(server.channel))
-        defer { listener.withLock { $0.channel = nil } }
+        defer {
+            // Asked after the worker stopped, the listening channel is gone for good (until `serve` runs again).
+            let stopped = CourierError.unavailable("the TCP worker on \(configuration.host):\(configuration.port) stopped")
+            listener.withLock { state in
+                state.channel = nil
+                state.failure = stopped
+            }
+        }
 
         try await withThrowingDiscardingTaskGroup { group in
             group.addTask {
@@ -195,7 +202,9 @@ public final class TCPServerTransport: ServerTransport {
     private func publish(_ result: Result<any Channel, any Error>) {
         let waiters = listener.withLock { state -> [CheckedContinuation<any Channel, any Error>] in
             switch result {
-            case .success(let channel): state.channel = channel
+            case .success(let channel):
+                state.channel = channel
+                state.failure = nil
             case .failure(let error): state.failure = error
             }
             defer { state.waiters.removeAll() }

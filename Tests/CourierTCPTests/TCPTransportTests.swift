@@ -546,6 +546,9 @@ import Testing
         #expect(elapsed < .seconds(2), "the pending call failed only after \(elapsed)")
         #expect(client.pendingCalls == 0)
         #expect(try await Self.eventually { !firstChannel.isActive }, "the worker left the connection open")
+        // Its listener is gone: asking for it fails instead of waiting for ever.
+        let stopped = await Self.courierError { _ = try await first.transport.localAddress() }
+        #expect(stopped?.code == .transportUnavailable)
 
         // While nothing listens, calls fail fast.
         let refused = await Self.courierError { _ = try await client.send(ExampleService.sum, [1]) }

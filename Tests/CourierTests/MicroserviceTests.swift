@@ -124,6 +124,34 @@ import Testing
         await client.shutdown()
     }
 
+    /// With no time for a graceful shutdown, the timeout can win before the idle waiter is even registered; the
+    /// shutdown must still cancel the handlers and end, every time.
+    @Test(.timeLimit(.minutes(1))) func aShutdownWithNoGraceEndsEveryTime() async throws {
+        for _ in 0..<30 {
+            let memory = InMemoryTransport()
+            let gauge = Gauge()
+            let worker = Microservice(
+                router: Self.router(gauge: gauge),
+                transport: memory.server,
+                configuration: MicroserviceConfiguration(gracefulShutdownTimeout: .zero),
+                logger: Self.quietLogger
+            )
+            let group = ServiceGroup(services: [worker], logger: Self.quietLogger)
+            let client = CourierClient(transport: memory.makeClient())
+            try await withThrowingTaskGroup(of: Void.self) { tasks in
+                tasks.addTask { try await group.run() }
+                await memory.waitUntilServing()
+                let call = Task { try await client.send(Self.slow, 60_000, timeout: .seconds(90)) }
+                while worker.inFlightHandlers == 0 { try await Task.sleep(for: .milliseconds(1)) }
+                await group.triggerGracefulShutdown()
+                try await tasks.next()
+                #expect(gauge.cancelled == 1)
+                _ = await call.result
+            }
+            await client.shutdown()
+        }
+    }
+
     @Test func messagesArrivingWhileDrainingAreNotHandled() async throws {
         let memory = InMemoryTransport()
         let gauge = Gauge()

@@ -11,8 +11,9 @@ import NIOCore
 ///
 /// A client connects lazily on its first call and reconnects on the next call after a connection is lost. Every
 /// call has a deadline: the per-call `timeout`, else ``ClientConfiguration/defaultTimeout``, and never later than
-/// the deadline of the handler making the call. Cancelling the calling task ends the call with
-/// ``CourierError/Code/cancelled``; replies arriving after a call ended are dropped.
+/// the deadline of the handler making the call. Cancelling the calling task ends a `send` with
+/// ``CourierError/Code/cancelled``; a streamed call ends when its consumer stops iterating or its task is cancelled
+/// (iteration then simply ends, as for any `AsyncThrowingStream`). Replies arriving after a call ended are dropped.
 ///
 /// It is safe to use from many tasks at once; calls are multiplexed over the transport.
 public final class CourierClient: Sendable {

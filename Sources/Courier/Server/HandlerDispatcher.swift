@@ -178,14 +178,16 @@ final class HandlerDispatcher: InboundDispatcher {
         await withTaskGroup(of: Bool.self) { group in
             group.addTask {
                 await withUnsafeContinuation { continuation in
-                    let idle = self.state.withLock { state -> Bool in
-                        if state.inFlight == 0 { return true }
+                    // Not registered once the timeout won (cancelled before the waiters are released below, under
+                    // the same lock): a waiter registered after that release would wait until the last handler ends.
+                    let resumeNow = self.state.withLock { state -> Bool in
+                        if state.inFlight == 0 || Task.isCancelled { return true }
                         state.idleWaiters.append(continuation)
                         return false
                     }
-                    if idle { continuation.resume() }
+                    if resumeNow { continuation.resume() }
                 }
-                return true
+                return !Task.isCancelled
             }
             group.addTask {
                 try? await Task.sleep(for: timeout)
