@@ -235,13 +235,16 @@ public final class KafkaProducer: Sendable {
     /// Delivers what is queued (waiting at most `flushTimeout`), then stops the poll thread and frees the handle.
     ///
     /// New messages are refused from the moment this is called. Messages still undelivered after the flush fail
-    /// with ``CourierError/Code/transportUnavailable``. Idempotent; concurrent calls all return once closed.
+    /// with ``CourierError/Code/transportUnavailable``. The flush runs even when the calling task is cancelled (as a
+    /// service's is when it stops): messages `emit` already accepted are delivered, within `flushTimeout`.
+    /// Idempotent; concurrent calls all return once closed.
     ///
     /// - Parameter flushTimeout: The longest to wait for queued messages. Default: `.seconds(10)`.
     public func close(flushTimeout: Duration = .seconds(10)) async {
         if deliveries.stopAccepting() {
             do {
-                try await flush(timeout: flushTimeout)
+                // In a task of its own, which the caller's cancellation does not reach.
+                try await Task { try await self.flush(timeout: flushTimeout) }.value
             } catch {
                 logger.warning("closing the Kafka producer without delivering everything: \(error)")
             }

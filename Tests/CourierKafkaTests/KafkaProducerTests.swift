@@ -204,6 +204,24 @@ import Testing
         #expect(read.allSatisfy { $0.partition == Int32($0.value![0] % 2) && $0.key == nil })
     }
 
+    @Test func closeFromACancelledTaskStillDeliversWhatIsQueued() async throws {
+        let cluster = try EmbeddedKafkaCluster(topics: ["cancelled-close": 1])
+        defer { cluster.close() }
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
+        for index in 0..<200 { try producer.produce(topic: "cancelled-close", value: [UInt8(index % 256)]) }
+        let closing = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            await producer.close()
+        }
+        await closing.value
+
+        let servers = cluster.bootstrapServers
+        let read = try await offThePool {
+            try readBlocking(bootstrapServers: servers, topic: "cancelled-close", partitions: 1, count: 200)
+        }
+        #expect(read.map(\.offset) == Array(0..<200))
+    }
+
     @Test func concurrentClosesBothWaitForTheFlush() async throws {
         let cluster = try EmbeddedKafkaCluster(topics: ["closing": 1])
         defer { cluster.close() }

@@ -9,6 +9,7 @@ import CourierExample
 import CourierRedis
 import Foundation
 import Logging
+import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -176,6 +177,50 @@ import Testing
                 ])
                 await client.shutdown()
             }
+        }
+    }
+
+    /// Entries whose handlers finish during a graceful shutdown are acknowledged before the worker stops: none is
+    /// left pending to be handled again.
+    @Test func aGracefulShutdownAcknowledgesTheEntriesItLetFinish() async throws {
+        try await withRedis { redis in
+            let stream = uniqueName("drain")
+            var configuration = RedisStreamsConfiguration(connection: redis, blockTime: .milliseconds(200))
+            configuration.claimInterval = .seconds(60)
+            let started = Atomic(0)
+            var router = MessageRouter()
+            router.onEvent(stream) { (_: JSONValue, _) in
+                started.add(1, ordering: .relaxed)
+                try? await Task.sleep(for: .milliseconds(300))
+            }
+            let worker = Microservice(
+                router: router,
+                transport: RedisStreamsServerTransport(configuration: configuration, logger: Self.quietLogger),
+                configuration: MicroserviceConfiguration(gracefulShutdownTimeout: .seconds(10)),
+                logger: Self.quietLogger
+            )
+            let group = ServiceGroup(services: [worker], logger: Self.quietLogger)
+            let running = Task { try await group.run() }
+            let client = CourierClient(transport: RedisStreamsClientTransport(configuration: configuration,
+                                                                              logger: Self.quietLogger))
+            let redisClient = try await RedisConnection.connect(configuration: redis)
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(10)
+            // The group exists once the worker reads.
+            while (try? await redisClient.send(["XINFO", "GROUPS", RESPArgument(stream)]))?.array?.isEmpty != false,
+                clock.now < deadline
+            {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            for index in 0..<5 { try await client.emit(stream, json: .integer(Int64(index))) }
+            while started.load(ordering: .relaxed) < 5, clock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
+            await group.triggerGracefulShutdown()
+            try await running.value
+            let pending = try await redisClient.send(["XPENDING", RESPArgument(stream), RESPArgument(configuration.group)])
+            #expect(pending.array?.first?.int == 0, "entries left pending: \(pending)")
+            _ = try await redisClient.send(["DEL", RESPArgument(stream)])
+            await redisClient.close()
+            await client.shutdown()
         }
     }
 

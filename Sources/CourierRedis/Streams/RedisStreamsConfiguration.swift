@@ -44,7 +44,7 @@ public struct RedisStreamsConfiguration: Sendable {
     public var blockTime: Duration
 
     /// How long an entry may stay delivered but unacknowledged (its worker died, or its event handler failed)
-    /// before another worker claims it (`XAUTOCLAIM`). Longer than your slowest handler.
+    /// before another worker claims it (`XPENDING … IDLE`, then `XCLAIM`). Longer than your slowest handler.
     ///
     /// Default: 30 seconds
     public var claimIdleTime: Duration

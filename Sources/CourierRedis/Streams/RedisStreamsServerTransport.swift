@@ -99,7 +99,10 @@ public final class RedisStreamsServerTransport: ServerTransport {
                                                              "consumer": "\(configuration.consumer)"])
         let acknowledger = RedisStreamsAcknowledger(commands: commands, configuration: configuration, logger: logger)
         await withDiscardingTaskGroup { outer in
-            outer.addTask { await acknowledger.run() }
+            // In a task of its own, which cancelling the worker does not reach: after a graceful shutdown the
+            // worker is cancelled as soon as its handlers are done, and their acknowledgements must still be sent
+            // (each command is bounded by `commandTimeout`).
+            outer.addTask { await Task { await acknowledger.run() }.value }
             let stopping = Atomic(false)
             let watcher = Task {
                 // Draining: stop reading at once; entries read but not handled stay pending and are claimed later.

@@ -100,7 +100,8 @@ public final class RedisServerTransport: ServerTransport {
         await withTaskExecutorPreference(executor) {
         await withDiscardingTaskGroup { group in
             group.addTask {
-                // Draining: stop receiving; the loop below ends after the messages already received.
+                // Draining: stop receiving. Messages already received are refused by the draining dispatcher (pub/sub
+                // has no redelivery: a message that arrives while the worker stops is lost).
                 await dispatcher.draining()
                 await subscriber.close()
             }
