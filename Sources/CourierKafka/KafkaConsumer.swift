@@ -145,10 +145,21 @@ public final class KafkaConsumer: Sendable {
 
     /// Lets a pending revocation go on: call it once the records of the partitions in the last `revoked` event are
     /// finished and their offsets stored. Only meaningful with a `revocationTimeout`; otherwise it does nothing.
+    /// Prefer ``revocationHandled(for:)``, which cannot release a later revocation by mistake.
     ///
     /// Non-blocking and safe from any task.
     public func revocationHandled() {
         context.revocation?.gate.release()
+    }
+
+    /// Lets the revocation `event` announced go on, if the consumer still holds it: call it once the records of
+    /// its partitions are finished and their offsets stored. A call for a revocation that already timed out does
+    /// nothing, so it cannot cut a later one short. Only meaningful with a `revocationTimeout`.
+    ///
+    /// Non-blocking and safe from any task.
+    public func revocationHandled(for event: KafkaConsumerEvent) {
+        guard let revocation = event.revocation else { return }
+        context.revocation?.gate.release(revocation: revocation)
     }
 
     /// Leaves the group and stops: the final revocation is delivered, stored offsets are committed, and then

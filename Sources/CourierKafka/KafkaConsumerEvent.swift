@@ -15,7 +15,8 @@ public struct KafkaConsumerEvent: Sendable, Hashable {
     private enum Storage: Sendable, Hashable {
         case message(KafkaConsumerMessage)
         case assigned([KafkaTopicPartition])
-        case revoked([KafkaTopicPartition])
+        /// `revocation` tells one revocation from another (see ``KafkaConsumer/revocationHandled(for:)``).
+        case revoked([KafkaTopicPartition], revocation: UInt64)
     }
 
     private let storage: Storage
@@ -31,7 +32,12 @@ public struct KafkaConsumerEvent: Sendable, Hashable {
     }
     /// The group took these partitions away; no more messages of theirs follow until they are assigned again.
     public static func revoked(_ partitions: [KafkaTopicPartition]) -> KafkaConsumerEvent {
-        .init(.revoked(partitions))
+        .init(.revoked(partitions, revocation: 0))
+    }
+
+    /// A revocation that the consumer holds until ``KafkaConsumer/revocationHandled(for:)`` names it.
+    static func revoked(_ partitions: [KafkaTopicPartition], revocation: UInt64) -> KafkaConsumerEvent {
+        .init(.revoked(partitions, revocation: revocation))
     }
 
     /// The message, if this event is one.
@@ -48,7 +54,13 @@ public struct KafkaConsumerEvent: Sendable, Hashable {
 
     /// The partitions revoked, if this event is a revocation.
     public var revoked: [KafkaTopicPartition]? {
-        if case .revoked(let partitions) = storage { return partitions }
+        if case .revoked(let partitions, _) = storage { return partitions }
+        return nil
+    }
+
+    /// Which revocation this is, if it is one.
+    var revocation: UInt64? {
+        if case .revoked(_, let revocation) = storage { return revocation }
         return nil
     }
 }

@@ -195,8 +195,8 @@ final class ConsumerContext: Sendable {
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
             // Emitted before unassigning so the reader sees it after every message of these partitions.
             if let (gate, timeout) = revocation {
-                gate.arm()
-                if emit(.revoked(list)) {
+                let revocation = gate.arm()
+                if emit(.revoked(list, revocation: revocation)) {
                     if !gate.wait(timeout: timeout) {
                         logger.warning(
                             "revoking partitions without waiting longer for their records to finish",

@@ -18,13 +18,18 @@ final class RevocationGate: @unchecked Sendable {
     private let condition = NSCondition()
     private var armed = false
     private var released = false
+    /// The number of the revocation armed last; a release naming an earlier one (that timed out) is ignored.
+    private var revocation: UInt64 = 0
 
     /// Called before the revocation is announced, so a release that comes before ``wait(timeout:)`` counts.
-    func arm() {
+    /// Returns the revocation's number, for ``release(revocation:)``.
+    func arm() -> UInt64 {
         condition.lock()
+        defer { condition.unlock() }
         armed = true
         released = false
-        condition.unlock()
+        revocation += 1
+        return revocation
     }
 
     /// Disarms without waiting (the revocation could not be announced to anyone).
@@ -48,10 +53,11 @@ final class RevocationGate: @unchecked Sendable {
         return released
     }
 
-    /// Lets the waiting callback go on; ignored when nothing is armed.
-    func release() {
+    /// Lets the waiting callback go on; ignored when nothing is armed, or when `revocation` names another one than
+    /// the one armed (the late release of a revocation that timed out must not cut a later one short).
+    func release(revocation: UInt64? = nil) {
         condition.lock()
-        if armed {
+        if armed, revocation == nil || revocation == self.revocation {
             released = true
             condition.signal()
         }

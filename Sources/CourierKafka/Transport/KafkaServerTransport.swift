@@ -104,6 +104,9 @@ public final class KafkaServerTransport: ServerTransport {
         )
         await withDiscardingTaskGroup { group in
             var lanes: [KafkaTopicPartition: Lane] = [:]
+            // Lanes of revoked partitions, which may still be finishing (after `revocationTimeout`): a lane for the
+            // same partition, assigned again, starts after them, so that one partition never runs in two lanes.
+            var revokedLanes: [KafkaTopicPartition: OneShot<Void>] = [:]
             // The lane of the previous message: consecutive records mostly come from one partition (the poll
             // thread takes them in fetched batches), so this spares hashing the topic name for each of them.
             var recent: (topic: String, partition: Int32, lane: Lane?)?
@@ -119,7 +122,9 @@ public final class KafkaServerTransport: ServerTransport {
                     } else {
                         let new = Lane(records: KafkaLaneQueue(), finished: OneShot<Void>())
                         lanes[message.topicPartition] = new
+                        let previous = revokedLanes.removeValue(forKey: message.topicPartition)
                         group.addTask {
+                            await previous?.value
                             await Self.runLane(new.records, context: laneContext)
                             new.finished.deliver(())
                         }
@@ -140,11 +145,16 @@ public final class KafkaServerTransport: ServerTransport {
                     // partitions finish the records they hold and store their offsets; librdkafka then commits
                     // them as it gives the partitions up.
                     recent = nil
-                    let finishing = revoked.compactMap { lanes.removeValue(forKey: $0) }
-                    for lane in finishing { lane.records.finish() }
+                    var finishing: [Lane] = []
+                    for partition in revoked {
+                        guard let lane = lanes.removeValue(forKey: partition) else { continue }
+                        lane.records.finish()
+                        revokedLanes[partition] = lane.finished
+                        finishing.append(lane)
+                    }
                     group.addTask {
                         for lane in finishing { await lane.finished.value }
-                        consumer.revocationHandled()
+                        consumer.revocationHandled(for: event)
                     }
                 }
             }
