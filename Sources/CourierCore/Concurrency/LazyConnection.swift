@@ -46,15 +46,17 @@ package final class LazyConnection<Connection: Sendable>: Sendable {
         }
         if let connection = found.0 { return connection }
         guard let task = found.1 else { throw CourierError.unavailable(closedMessage) }
+        // Only this attempt's outcome changes the state: a caller resuming late from a failed attempt must not
+        // reset a newer attempt (another caller would start a third, whose connection nobody would close).
         do {
             let connection = try await task.value
             state.withLock { state in
-                if case .connecting = state { state = .connected(connection) }
+                if case .connecting(let current) = state, current == task { state = .connected(connection) }
             }
             return connection
         } catch {
             state.withLock { state in
-                if case .connecting = state { state = .idle }
+                if case .connecting(let current) = state, current == task { state = .idle }
             }
             throw error
         }
