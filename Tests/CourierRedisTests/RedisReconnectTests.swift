@@ -98,6 +98,42 @@ import Testing
             await redis.close()
         }
     }
+
+    /// An unsubscribe while a new connection's handshake is under way (it may already have subscribed the name)
+    /// is sent after the handshake: the name stays unsubscribed.
+    @Test func unsubscribingDuringAReconnectionHandshakeIsHonoured() async throws {
+        try await withRedisServer { server in
+            var configuration = server.configuration
+            configuration.reconnectBackoff = .init(initialDelay: .milliseconds(20), maximumDelay: .milliseconds(50))
+            let admin = try await RedisConnection.connect(configuration: configuration)
+            let subscriber = try await RedisSubscriber.connect(configuration: configuration)
+            let collector = MessageCollector(subscriber)
+            try await subscriber.subscribe(["kept", "dropped"])
+            // Drop the subscriber's connection, and hold every command (the new connection's handshake too).
+            _ = try await admin.send(["CLIENT", "KILL", "TYPE", "pubsub"])
+            _ = try await admin.send(["CLIENT", "PAUSE", "1500", "ALL"])
+            try await Task.sleep(for: .milliseconds(500))
+            try await subscriber.unsubscribe(["dropped"])
+            // Once the pause ends, the handshake subscribes both names again, then the UNSUBSCRIBE follows.
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(10)
+            var kept = 0
+            while kept != 1, clock.now < deadline {
+                kept = try await admin.send(["PUBLISH", "kept", "ping"]).int ?? 0
+                if kept != 1 { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(kept == 1, "the subscriber did not come back")
+            var dropped = -1
+            while dropped != 0, clock.now < deadline {
+                dropped = try await admin.send(["PUBLISH", "dropped", "unwanted"]).int ?? -1
+                if dropped != 0 { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(dropped == 0, "still subscribed to a channel it unsubscribed from")
+            _ = try await collector.waitFor(count: 1)
+            await subscriber.close()
+            await admin.close()
+        }
+    }
 }
 
 /// What the background traffic saw, shared by its tasks.

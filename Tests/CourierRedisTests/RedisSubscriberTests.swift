@@ -90,6 +90,33 @@ import Testing
         }
     }
 
+    /// While the consumer is behind (its buffer full, reads held back), a SUBSCRIBE still gets its confirmation
+    /// instead of timing out and closing the connection, and no message is lost.
+    @Test func subscribingWhileTheConsumerIsBehindIsConfirmed() async throws {
+        try await withRedis { configuration in
+            var configuration = configuration
+            configuration.subscriberBufferSize = 4
+            configuration.commandTimeout = .seconds(2)
+            let subscriber = try await RedisSubscriber.connect(configuration: configuration)
+            let publisher = try await RedisConnection.connect(configuration: configuration)
+            let first = uniqueName("behind")
+            let second = uniqueName("later")
+            try await subscriber.subscribe([first])
+            for index in 0..<50 { _ = try await publisher.send(["PUBLISH", RESPArgument(first), RESPArgument(index)]) }
+            try await Task.sleep(for: .milliseconds(100))  // the buffer fills and reads are held back
+            try await subscriber.subscribe([second])
+            #expect(try await publisher.send(["PUBLISH", RESPArgument(second), "last"]).int == 1)
+            var received: [String] = []
+            for await message in subscriber.messages {
+                received.append(String(buffer: message.payload))
+                if received.count == 51 { break }
+            }
+            #expect(received == (0..<50).map(String.init) + ["last"])
+            await subscriber.close()
+            await publisher.close()
+        }
+    }
+
     @Test func closingEndsTheMessageSequence() async throws {
         try await withRedis { configuration in
             let subscriber = try await RedisSubscriber.connect(configuration: configuration)

@@ -189,7 +189,9 @@ final class ReconnectingRedisChannel: Sendable {
     /// Subscribes to or unsubscribes from `names`; completes once Redis confirmed every name.
     ///
     /// Subscribed names are remembered (once confirmed) and subscribed again after every reconnection.
-    /// Unsubscribing forgets them at once, so it succeeds without a round trip while disconnected.
+    /// Unsubscribing forgets them at once, so it succeeds without a round trip while disconnected; while a
+    /// connection is being made, whose handshake may already have subscribed them, the UNSUBSCRIBE waits for it and
+    /// follows. It succeeds even if the connection drops meanwhile: the next one does not subscribe them.
     func changeSubscription(subscribe: Bool, target: SubscriptionTarget, names: [String]) async throws {
         guard !names.isEmpty else { return }
         try await eventLoop.flatSubmit { () -> EventLoopFuture<Void> in
@@ -200,7 +202,10 @@ final class ReconnectingRedisChannel: Sendable {
                 case .channels: self.state.value.channels.subtract(names)
                 case .patterns: self.state.value.patterns.subtract(names)
                 }
-                guard case .connected = self.state.value.phase else { return self.eventLoop.makeSucceededVoidFuture() }
+                switch self.state.value.phase {
+                case .connected, .connecting: break
+                case .waitingToReconnect, .idle, .closed: return self.eventLoop.makeSucceededVoidFuture()
+                }
             }
             let promise = self.eventLoop.makePromise(of: RESPValue.self)
             do {
@@ -215,8 +220,14 @@ final class ReconnectingRedisChannel: Sendable {
             } catch {
                 return self.eventLoop.makeFailedFuture(error)
             }
+            guard subscribe else {
+                // Forgotten already: a connection that drops before confirming is replaced by one without them.
+                return promise.futureResult.map { _ in }.flatMapErrorThrowing { error in
+                    guard let lost = error as? CourierError, lost.code == .transportUnavailable || lost.code == .timedOut
+                    else { throw error }
+                }
+            }
             return promise.futureResult.assumeIsolated().map { _ in
-                guard subscribe else { return }
                 switch target {
                 case .channels: self.state.value.channels.formUnion(names)
                 case .patterns: self.state.value.patterns.formUnion(names)

@@ -88,11 +88,18 @@ final class RedisChannelHandler: ChannelDuplexHandler {
         )
         if let deadline { armTimeout(at: deadline, context: context) }
         context.write(wrapOutboundOut(request.command), promise: promise)
+        if isReadHeldBack {
+            // The command's reply must be read even while the consumer is behind (see `read`).
+            isReadHeldBack = false
+            context.read()
+        }
     }
 
     func read(context: ChannelHandlerContext) {
-        // Backpressure for subscribers: hold the read back until the consumer catches up.
-        if let pushes, !pushes.wantsMore {
+        // Backpressure for subscribers: hold the read back until the consumer catches up, unless a command waits
+        // for its reply (a SUBSCRIBE, or a new connection's handshake): its reply comes after the messages Redis
+        // queued before it, which are then buffered past the high watermark rather than left to time it out.
+        if let pushes, !pushes.wantsMore, pending.isEmpty {
             isReadHeldBack = true
             return
         }
