@@ -177,6 +177,16 @@ public final class KafkaConsumer: Sendable {
         return try body(client.handle)
     }
 
+    /// The fatal error that ended ``events`` early, if one did: librdkafka's (the consumer was fenced, for example),
+    /// or one given to ``fail(_:)``. Such a consumer can do nothing more.
+    public var fatalError: CourierError? { context.fatal.error }
+
+    /// Ends ``events`` (after the events already buffered) because of `error`, for example its worker's producer's
+    /// fatal error, which leaves the worker unable to reply; ``fatalError`` then returns it.
+    func fail(_ error: CourierError) {
+        context.fail(error)
+    }
+
     /// How many times the consumer paused its partitions because the reader fell behind.
     var pauseCount: Int { context.backPressure.state.withLock { $0.pauses } }
 

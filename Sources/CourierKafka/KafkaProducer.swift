@@ -255,6 +255,15 @@ public final class KafkaProducer: Sendable {
         await client.shutdown()
     }
 
+    /// The producer's fatal error, once librdkafka reported one (an idempotent producer's broken sequence, for
+    /// example): from then on every message fails.
+    public var fatalError: CourierError? { client.fatal.error }
+
+    /// Runs `body` (on the poll thread) once the producer has a fatal error, or now if it has one.
+    func whenFatal(_ body: @escaping @Sendable (CourierError) -> Void) {
+        client.fatal.onRaise(body)
+    }
+
     /// Calls `body` with the raw `rd_kafka_t *` for librdkafka functions Courier does not wrap.
     ///
     /// The handle is owned by the producer: do not destroy it, do not poll its main queue (the producer's thread

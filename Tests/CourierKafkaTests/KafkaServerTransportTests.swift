@@ -3,6 +3,7 @@
 // Licensed under Apache License v2.0. See LICENSE for license information.
 //===----------------------------------------------------------------------===//
 
+import CRdKafka
 import Courier
 import CourierExample
 import Logging
@@ -173,6 +174,42 @@ import Testing
             let reply = try await fixture.replies.await("after-them")
             #expect(reply.first?.0.response.map { String(buffer: $0) } == "6")
         }
+    }
+
+    /// After a fatal librdkafka error (here an idempotent producer's broken sequence) the worker can do nothing
+    /// more: it stops with the error instead of looking alive, so that its process can be restarted. (A consumer's
+    /// fatal error, such as being fenced, takes the same path; `rd_kafka_test_fatal_error` on a consumer makes
+    /// librdkafka 2.0.2's main thread spin, so it is not tested here.)
+    @Test func aFatalErrorStopsTheWorkerWithIt() async throws {
+        let cluster = try EmbeddedKafkaCluster(topics: ["math.sum": 1])
+        defer { cluster.close() }
+        var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "fatal")
+        configuration.consumerProperties.merge(KafkaConsumerTests.fastGroup) { _, new in new }
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let transport = KafkaServerTransport(configuration: configuration, logger: logger)
+        let worker = Microservice(router: ExampleService.router(), transport: transport, logger: logger)
+        let running = Task { try await worker.run() }
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(10)
+        var native: (KafkaConsumer, KafkaProducer)?
+        while native == nil, clock.now < deadline {
+            native = try? await transport.nativeServer() as? (KafkaConsumer, KafkaProducer)
+            if native == nil { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        let producer = try #require(native).1
+        let triggered = producer.withUnsafeHandle {
+            rd_kafka_test_fatal_error($0, RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER, "sequence")
+        }
+        #expect(triggered == RD_KAFKA_RESP_ERR_NO_ERROR)
+        let stopped = Task {
+            try await Task.sleep(for: .seconds(20))
+            running.cancel()
+        }
+        let error = await #expect(throws: CourierError.self) { try await running.value }
+        stopped.cancel()
+        #expect(error?.code == .transportUnavailable)
+        #expect(error?.message.contains("fatal") == true, "\(String(describing: error))")
     }
 
     @Test func failingEventsAreRetriedThenDeadLettered() async throws {

@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 import CRdKafka
+import CourierCore
 import Foundation
 import Logging
 import NIOCore
@@ -28,6 +29,14 @@ final class ConsumerContext: Sendable {
 
     /// How long the reader may stay behind before the assignment is paused (see ``pollStep(_:)``).
     let pauseDelay: Duration
+    /// The consumer's fatal error (`RD_KAFKA_RESP_ERR__FATAL` from a poll), or its owner's (``fail(_:)``).
+    let fatal = FatalErrorWatch()
+
+    /// Ends the events after those already buffered, for `error`: the consumer can do nothing more.
+    func fail(_ error: CourierError) {
+        fatal.raise(error)
+        source.finish()
+    }
 
     init(
         backPressure: ConsumerBackPressure,
@@ -70,7 +79,11 @@ final class ConsumerContext: Sendable {
             timeout = 0
             let err = message.pointee.err
             guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
-                if err != RD_KAFKA_RESP_ERR__PARTITION_EOF {
+                if err == RD_KAFKA_RESP_ERR__FATAL, fatal.error == nil {
+                    let error = FatalErrorWatch.error(of: handle)
+                    logger.critical("\(error.message)")
+                    fail(error)
+                } else if err != RD_KAFKA_RESP_ERR__PARTITION_EOF {
                     let text = rd_kafka_message_errstr(message).map { String(cString: $0) } ?? ""
                     logger.warning(
                         "Kafka consumer error: \(text)",

@@ -38,6 +38,8 @@ final class RDKafkaClient: @unchecked Sendable {
     private let stopRequested = Atomic(false)
     private let started = Atomic(false)
     private let finished = Completion()
+    /// The client's fatal error, from an `RD_KAFKA_EVENT_ERROR` that says it is fatal.
+    let fatal = FatalErrorWatch()
 
     /// Creates the handle. librdkafka starts its own broker threads here; the poll thread starts in
     /// ``start(name:onEvent:poll:didStop:)``.
@@ -141,7 +143,9 @@ final class RDKafkaClient: @unchecked Sendable {
         guard let event = rd_kafka_queue_poll(queue, timeoutMilliseconds) else { return false }
         switch rd_kafka_event_type(event) {
         case RD_KAFKA_EVENT_LOG: RDKafkaLog.logEvent(event, to: logger)
-        case RD_KAFKA_EVENT_ERROR: RDKafkaLog.errorEvent(event, to: logger)
+        case RD_KAFKA_EVENT_ERROR:
+            RDKafkaLog.errorEvent(event, to: logger)
+            if rd_kafka_event_error_is_fatal(event) != 0 { fatal.raise(from: handle) }
         default: onEvent(event)
         }
         rd_kafka_event_destroy(event)

@@ -88,6 +88,11 @@ public final class KafkaServerTransport: ServerTransport {
             throw error
         }
         clients.withLock { $0 = (consumer, producer) }
+        // Without its producer the worker cannot reply: a fatal producer error stops it as the consumer's own does.
+        producer.whenFatal { [logger] error in
+            logger.critical("\(error.message)")
+            consumer.fail(error)
+        }
         logger.info("kafka worker subscribed", metadata: ["group": "\(configuration.groupID)",
                                                          "topics": "\(subscriptions)"])
         let budget = AsyncSemaphore(permits: max(1, configuration.maxBufferedRecords))
@@ -161,6 +166,18 @@ public final class KafkaServerTransport: ServerTransport {
             for lane in lanes.values { lane.records.finish() }
         }
         clients.withLock { $0 = (nil, nil) }
+        if let fatal = consumer.fatalError {
+            // The worker stops with it, so that its service fails and its process can be restarted. Not waiting
+            // for a consumer that had one to close: librdkafka 2.0.2 was seen to hang destroying a consumer after
+            // `rd_kafka_test_fatal_error` (its main thread spinning).
+            if fatal == producer.fatalError {
+                await consumer.close()  // the producer's: the consumer itself closes normally
+            } else {
+                Task.detached { await consumer.close() }
+            }
+            await producer.close()
+            throw fatal
+        }
         await consumer.close()
         await producer.close()
     }
