@@ -19,9 +19,11 @@ struct CourierCommand: AsyncParsableCommand {
         commandName: "courier",
         abstract: "Call Courier and NestJS services, run the example worker, or watch a demo.",
         discussion: """
-            Transports are named by URL: tcp://HOST:PORT (NestJS TCP wire format), or
+            Transports are named by URL: tcp://HOST:PORT (NestJS TCP wire format),
             kafka://HOST:PORT[,HOST:PORT...][?group=G&replyTopic=T&replyPartition=P&<librdkafka property>=V]
-            (NestJS Kafka wire format).
+            (NestJS Kafka wire format), redis://[[USER]:PASSWORD@]HOST[:PORT][/DB] (NestJS Redis pub/sub), or
+            redis+streams://HOST[:PORT][?group=G] (Redis Streams with consumer groups). docs/getting-started.md
+            lists every URL option.
             """,
         subcommands: [Send.self, Emit.self, Stream.self, ExampleWorker.self, Demo.self, DevBroker.self, Bench.self,
                       BenchRawServer.self]
@@ -42,6 +44,11 @@ struct CallOptions: ParsableArguments {
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: String = "warning"
 
+    func validate() throws {
+        try validateSeconds(timeout, "--timeout")
+        try validateLogLevel(logLevel)
+    }
+
     func parsedHeaders() throws -> [String: String] {
         var result: [String: String] = [:]
         for header in headers {
@@ -53,7 +60,24 @@ struct CallOptions: ParsableArguments {
         return result
     }
 
-    var timeoutDuration: Duration { .milliseconds(Int64(timeout * 1000)) }
+    var timeoutDuration: Duration { .seconds(timeout) }
+}
+
+/// The longest a seconds option may be: about 31 years, far past any real timeout and far inside `Duration`.
+let longestSecondsOption: Double = 1e9
+
+/// Rejects a seconds option that is not a finite, positive number (or one too long to be meant).
+func validateSeconds(_ value: Double, _ name: String, allowZero: Bool = false) throws {
+    guard value.isFinite, allowZero ? value >= 0 : value > 0, value <= longestSecondsOption else {
+        throw ValidationError("\(name) must be a number of seconds \(allowZero ? "≥ 0" : "> 0") and at most 1e9, got \(value)")
+    }
+}
+
+/// Rejects a log level `Logger.Level` does not name.
+func validateLogLevel(_ level: String) throws {
+    guard Logger.Level(rawValue: level.lowercased()) != nil else {
+        throw ValidationError("--log-level must be one of trace, debug, info, notice, warning, error, critical, got '\(level)'")
+    }
 }
 
 struct PayloadArgument: ParsableArguments {
@@ -69,6 +93,16 @@ struct PayloadArgument: ParsableArguments {
         } catch {
             throw ValidationError("the payload is not valid JSON: \(error)")
         }
+    }
+}
+
+/// The payload and headers of a calling command, or a one-line error and exit status 2 (as for a bad URL).
+func parsedInput(_ payload: PayloadArgument, _ options: CallOptions) throws -> (JSONValue, [String: String]) {
+    do {
+        return (try payload.payload(), try options.parsedHeaders())
+    } catch {
+        printError(error)
+        throw ExitCode(2)
     }
 }
 
@@ -169,8 +203,7 @@ struct Send: AsyncParsableCommand {
     }
 
     func run() async throws {
-        let json = try payload.payload()
-        let headers = try options.parsedHeaders()
+        let (json, headers) = try parsedInput(payload, options)
         let pattern = payload.pattern
         let count = self.count
         let inFlight = self.inFlight
@@ -265,8 +298,7 @@ struct Emit: AsyncParsableCommand {
     @OptionGroup var payload: PayloadArgument
 
     func run() async throws {
-        let json = try payload.payload()
-        let headers = try options.parsedHeaders()
+        let (json, headers) = try parsedInput(payload, options)
         let pattern = payload.pattern
         try await runClientCommand(options: options) { client in
             try await client.emit(pattern, json: json, headers: headers)
@@ -283,8 +315,7 @@ struct Stream: AsyncParsableCommand {
     @OptionGroup var payload: PayloadArgument
 
     func run() async throws {
-        let json = try payload.payload()
-        let headers = try options.parsedHeaders()
+        let (json, headers) = try parsedInput(payload, options)
         let pattern = payload.pattern
         try await runClientCommand(options: options) { client in
             for try await element in try await client.sendStream(pattern, json: json, headers: headers) {

@@ -33,6 +33,8 @@ struct Demo: AsyncParsableCommand {
         guard ["tcp", "kafka"].contains(transport) else {
             throw ValidationError("--transport must be tcp or kafka, got '\(transport)'")
         }
+        try validateSeconds(seconds, "--seconds")
+        guard inFlight >= 1 else { throw ValidationError("--in-flight must be at least 1, got \(inFlight)") }
     }
 
     func run() async throws {
@@ -60,6 +62,7 @@ struct Demo: AsyncParsableCommand {
                 printLine("Courier demo: embedded Kafka cluster at \(cluster.bootstrapServers) (NestJS Kafka wire format)")
                 printLine("(the example worker joins its consumer group: about 3 s on the embedded cluster)\n")
                 await kafka.waitUntilAssigned()
+                _ = try await kafka.nativeServer()  // throws if the worker stopped instead (its error follows)
                 client = CourierClient(
                     transport: KafkaClientTransport(
                         configuration: KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)
@@ -74,6 +77,9 @@ struct Demo: AsyncParsableCommand {
                 try await tour(client: client, audit: audit)
             } catch {
                 printError(error)
+                await client.shutdown()
+                group.cancelAll()
+                throw ExitCode(1)
             }
             await client.shutdown()
             group.cancelAll()
@@ -140,7 +146,7 @@ struct Demo: AsyncParsableCommand {
     private func measure(client: CourierClient) async throws -> (Int, Double) {
         let clock = ContinuousClock()
         let start = clock.now
-        let end = start + .milliseconds(Int64(seconds * 1000))
+        let end = start + .seconds(seconds)
         let total = try await withThrowingTaskGroup(of: Int.self) { group in
             for worker in 0..<inFlight {
                 group.addTask {

@@ -44,6 +44,14 @@ struct ExampleWorker: AsyncParsableCommand {
     )
     var journal: String?
 
+    func validate() throws {
+        guard maxConcurrentHandlers >= 1 else {
+            throw ValidationError("--max-concurrent-handlers must be at least 1, got \(maxConcurrentHandlers)")
+        }
+        try validateSeconds(shutdownTimeout, "--shutdown-timeout", allowZero: true)
+        try validateLogLevel(logLevel)
+    }
+
     func run() async throws {
         bootstrapLogging(level: logLevel)
         let logger = Logger(label: "courier.example-worker")
@@ -61,7 +69,7 @@ struct ExampleWorker: AsyncParsableCommand {
             transport: server,
             configuration: MicroserviceConfiguration(
                 maxConcurrentHandlers: maxConcurrentHandlers,
-                gracefulShutdownTimeout: .milliseconds(Int64(shutdownTimeout * 1000))
+                gracefulShutdownTimeout: .seconds(shutdownTimeout)
             ),
             logger: logger
         )
@@ -76,7 +84,9 @@ struct ExampleWorker: AsyncParsableCommand {
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await group.run() }
                 tasks.addTask {
-                    printLine("ready \(try await TransportFactory.readyURL(of: server))")
+                    // Not printed when the worker stopped or failed before it was ready (the group reports why).
+                    guard let url = try? await TransportFactory.readyURL(of: server) else { return }
+                    printLine("ready \(url)")
                 }
                 try await tasks.waitForAll()
             }

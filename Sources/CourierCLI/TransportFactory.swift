@@ -47,6 +47,7 @@ enum TransportFactory {
         if let kafka = server as? KafkaServerTransport {
             // Ready means the group assigned this worker its partitions: records now reach it.
             await kafka.waitUntilAssigned()
+            _ = try await kafka.nativeServer()  // throws when serving ended instead (it failed, or stopped first)
             return kafka.url
         }
         if let redis = server as? RedisServerTransport {

@@ -71,11 +71,20 @@ public struct TCPConfiguration: Sendable {
         self.runsHandlersOnEventLoop = runsHandlersOnEventLoop
     }
 
+    /// The query options a `tcp://` URL may have.
+    static let urlOptions: Set<String> = [
+        "maxFrameLength", "incompleteFrameTimeoutMs", "connectTimeoutMs", "handlersOnEventLoop", "format",
+    ]
+
     /// Reads a `tcp://host:port` URL. Query options: `maxFrameLength` (characters), `incompleteFrameTimeoutMs`,
-    /// `connectTimeoutMs`, `handlersOnEventLoop` (`true`/`false`), `format` (`nestjs` or `ascender`).
+    /// `connectTimeoutMs`, `handlersOnEventLoop` (`true`/`false`), `format` (`nestjs` or `ascender`); any other
+    /// option is an error (a misspelt one would otherwise do nothing).
     public init(url: TransportURL) throws {
         guard url.scheme == "tcp" else {
             throw CourierError(.unprocessable, "not a TCP URL: \(url)")
+        }
+        if let unknown = url.options.keys.sorted().first(where: { !Self.urlOptions.contains($0) }) {
+            throw CourierError(.unprocessable, "unknown TCP URL option '\(unknown)'")
         }
         self.init(host: url.host, port: url.port(default: 3000))
         if let value = url.options["maxFrameLength"] {

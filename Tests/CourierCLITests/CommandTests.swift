@@ -218,8 +218,55 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async t
         #expect(badURL.status == 2)
         #expect(badURL.stderr.contains("unsupported transport 'nope'"))
         let badJSON = try await Self.run(["send", "--transport", "tcp://127.0.0.1:1", "math.sum", "[1,"])
-        #expect(badJSON.status != 0)
-        #expect(badJSON.stderr.contains("not valid JSON"))
+        #expect(badJSON.status == 2)
+        #expect(badJSON.stderr.hasPrefix("error: the payload is not valid JSON"))
+        #expect(badJSON.stderr.filter { $0 == "\n" }.count == 1, "one error line: \(badJSON.stderr)")
+        let badHeader = try await Self.run(["emit", "--transport", "tcp://127.0.0.1:1", "--header", "novalue", "x"])
+        #expect(badHeader.status == 2)
+        #expect(badHeader.stderr.hasPrefix("error: header 'novalue' is not key=value"))
+    }
+
+    /// Numbers that would crash a conversion, or make no sense, are refused before anything runs.
+    @Test(arguments: [
+        ["send", "--transport", "tcp://127.0.0.1:1", "--timeout", "inf", "math.sum"],
+        ["send", "--transport", "tcp://127.0.0.1:1", "--timeout", "nan", "math.sum"],
+        ["send", "--transport", "tcp://127.0.0.1:1", "--timeout", "1e300", "math.sum"],
+        ["send", "--transport", "tcp://127.0.0.1:1", "--log-level", "bogus", "math.sum"],
+        ["example-worker", "--transport", "tcp://127.0.0.1:0", "--shutdown-timeout", "inf"],
+        ["example-worker", "--transport", "tcp://127.0.0.1:0", "--max-concurrent-handlers", "0"],
+        ["demo", "--transport", "tcp", "--in-flight=-1"],
+        ["demo", "--transport", "tcp", "--seconds", "inf"],
+        ["bench", "--seconds", "inf"],
+    ])
+    func badNumbersAreRefused(_ arguments: [String]) async throws {
+        let output = try await Self.run(arguments)
+        #expect(output.status == 64, "\(arguments): status \(output.status), \(output.stderr)")
+        #expect(output.stderr.hasPrefix("Error: "), "\(output.stderr)")
+    }
+
+    @Test func aMisspeltTCPOptionIsRejected() async throws {
+        let output = try await Self.run(["send", "--transport", "tcp://127.0.0.1:1?maxFrameLen=5", "math.sum", "[1]"])
+        #expect(output.status == 2)
+        #expect(output.stderr.contains("unknown TCP URL option 'maxFrameLen'"))
+    }
+
+    /// A Kafka worker that never gets its partitions (nothing listens at the broker address) still stops on SIGTERM
+    /// instead of waiting for ever to print its ready line.
+    @Test func aKafkaWorkerThatIsNeverReadyStillStopsOnSIGTERM() async throws {
+        let process = Process()
+        process.executableURL = Self.executable
+        process.arguments = ["example-worker", "--transport", "kafka://127.0.0.1:1", "--log-level", "critical",
+                             "--shutdown-timeout", "1"]
+        process.standardOutput = Pipe()
+        process.standardError = Pipe()
+        try process.run()
+        try await Task.sleep(for: .seconds(2))
+        process.terminate()
+        let deadline = ContinuousClock.now + .seconds(20)
+        while process.isRunning, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        #expect(!process.isRunning, "still running 20 s after SIGTERM")
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
     }
 
     @Test func sigtermStopsTheWorkerCleanly() async throws {

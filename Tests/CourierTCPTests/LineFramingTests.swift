@@ -66,6 +66,11 @@ import Testing
         #expect(try TCPConfiguration(url: TransportURL("tcp://127.0.0.1:8888?format=ascender")).format == .ascender)
         #expect(try TCPConfiguration(url: TransportURL("tcp://127.0.0.1:3000")).format == .nestJS)
         #expect(throws: CourierError.self) { try TCPConfiguration(url: TransportURL("tcp://h:1?format=grpc")) }
+        // A misspelt option is an error, not silently nothing.
+        let misspelt = #expect(throws: CourierError.self) {
+            try TCPConfiguration(url: TransportURL("tcp://h:1?maxFrameLen=5"))
+        }
+        #expect(misspelt?.message == "unknown TCP URL option 'maxFrameLen'")
     }
 
     @Test func timeoutsTooLongForNIOSaturateInsteadOfWrapping() throws {

@@ -82,7 +82,8 @@ struct Bench: AsyncParsableCommand {
         for name in selectedTransports where !Self.allTransports.contains(name) {
             throw ValidationError("unknown transport '\(name)'; known: \(Self.allTransports.joined(separator: ", "))")
         }
-        guard seconds > 0, warmup >= 0 else { throw ValidationError("--seconds must be > 0 and --warmup ≥ 0") }
+        try validateSeconds(seconds, "--seconds")
+        try validateSeconds(warmup, "--warmup", allowZero: true)
         guard !inFlightCounts.isEmpty, inFlightCounts.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--in-flight must list positive numbers, e.g. 1,16,64,256")
         }

@@ -227,11 +227,11 @@ struct BenchRunner {
         processes: BenchProcesses
     ) async -> BenchReport.Side {
         var side = BenchReport.Side()
-        let seconds = Duration.milliseconds(Int64(options.seconds * 1000))
+        let seconds = Duration.seconds(options.seconds)
         if options.warmup > 0 {
             do {
                 _ = try await step("\(label): warm-up", timeout: .seconds(60), processes: processes) { counter in
-                    try await subject.roundTrips(inFlight: 64, until: clock.now + .milliseconds(Int64(options.warmup * 1000)),
+                    try await subject.roundTrips(inFlight: 64, until: clock.now + .seconds(options.warmup),
                                                  counter: counter, latencies: nil)
                 }
             } catch {
@@ -353,18 +353,26 @@ struct BenchRunner {
             arguments: ["example-worker", "--transport", "tcp://127.0.0.1:0", "--log-level", "error",
                         "--max-concurrent-handlers", "\(calls)"]
         )
-        let client = CourierClient(transport: try TransportFactory.client(for: worker.ready),
+        let client: CourierClient
+        let answered: Int
+        let idle: Double?
+        do {
+            client = CourierClient(transport: try TransportFactory.client(for: worker.ready),
                                    configuration: ClientConfiguration(defaultTimeout: .seconds(60)))
-        _ = try? await client.send(ExampleService.sum, [1])
-        let idle = worker.rssMiB
-        let (answered, _, _) = try await step("memory: \(calls) calls holding 2 s", timeout: .seconds(120)) { counter in
-            await withDiscardingTaskGroup { group in
-                for _ in 0..<calls {
-                    group.addTask {
-                        if (try? await client.send(ExampleService.loadHold, 2_000)) != nil { counter.add() }
+            _ = try? await client.send(ExampleService.sum, [1])
+            idle = worker.rssMiB
+            (answered, _, _) = try await step("memory: \(calls) calls holding 2 s", timeout: .seconds(120)) { counter in
+                await withDiscardingTaskGroup { group in
+                    for _ in 0..<calls {
+                        group.addTask {
+                            if (try? await client.send(ExampleService.loadHold, 2_000)) != nil { counter.add() }
+                        }
                     }
                 }
             }
+        } catch {
+            await worker.stop()  // a worker this step started is stopped whatever happens
+            throw error
         }
         let failed = calls - answered
         let peak = worker.peakRSSMiB

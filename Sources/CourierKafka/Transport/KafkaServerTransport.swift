@@ -48,7 +48,8 @@ public final class KafkaServerTransport: ServerTransport {
     /// The cluster as a URL, for messages: `kafka://host:port[,…]?group=…`.
     public var url: String { "kafka://\(configuration.bootstrapServers)?group=\(configuration.groupID)" }
 
-    /// Returns once the group has assigned this worker its first partitions (it then receives records).
+    /// Returns once the group has assigned this worker its first partitions (it then receives records), or once
+    /// ``serve(patterns:dispatcher:)`` ended without that (it failed, or the worker stopped first).
     ///
     /// Useful in tests and tools: a group join takes seconds (about 3 s on the embedded cluster).
     public func waitUntilAssigned() async {
@@ -65,6 +66,8 @@ public final class KafkaServerTransport: ServerTransport {
     }
 
     public func serve(patterns: [RoutePattern], dispatcher: any InboundDispatcher) async throws {
+        // Whoever waits for the assignment is not left waiting once serving ended (OneShot: the first delivery wins).
+        defer { assigned.deliver(()) }
         let subscriptions = try patterns.map(KafkaTopicName.subscription(for:))
         // Regex subscriptions (`^…`) name no topic to create.
         try await topics.ensure(subscriptions.filter { !$0.hasPrefix("^") })
