@@ -9,6 +9,7 @@ import CourierExample
 import CourierRedis
 import Foundation
 import Logging
+import NIOCore
 import ServiceLifecycle
 import Synchronization
 import Testing
@@ -221,6 +222,48 @@ import Testing
             _ = try await redisClient.send(["DEL", RESPArgument(stream)])
             await redisClient.close()
             await client.shutdown()
+        }
+    }
+
+    /// A request claimed from a worker that died is handled again even if the caller's original timeout has
+    /// passed: that worker's handler may have extended the deadline, and the caller may still be waiting.
+    @Test func aClaimedRequestIsHandledEvenPastItsOriginalTimeout() async throws {
+        try await withRedis { redis in
+            let stream = uniqueName("claimed")
+            var configuration = RedisStreamsConfiguration(connection: redis, blockTime: .milliseconds(200))
+            configuration.claimIdleTime = .milliseconds(300)
+            configuration.claimInterval = .milliseconds(100)
+            let redisClient = try await RedisConnection.connect(configuration: redis)
+            _ = try await redisClient.send(["XGROUP", "CREATE", RESPArgument(stream), RESPArgument(configuration.group),
+                                            "0", "MKSTREAM"])
+            var packet = ByteBuffer()
+            NestJSEnvelope.encode(WireRequest(pattern: stream, payload: ByteBuffer(string: "1"), correlationID: "c1",
+                                              timeout: .milliseconds(100)), into: &packet)
+            _ = try await redisClient.send(["XADD", RESPArgument(stream), "*", "packet", RESPArgument(String(buffer: packet)),
+                                            "reply-to", RESPArgument(uniqueName("nobody"))])
+            // A worker that took it, then died.
+            _ = try await redisClient.send(["XREADGROUP", "GROUP", RESPArgument(configuration.group), "dead",
+                                            "COUNT", "1", "STREAMS", RESPArgument(stream), ">"])
+            try await Task.sleep(for: .milliseconds(200))  // past the caller's original 100 ms
+
+            let handled = Atomic(0)
+            var router = MessageRouter()
+            router.on(MessagePattern<Int, Int>(stream)) { value, _ in
+                handled.add(1, ordering: .relaxed)
+                return value
+            }
+            let server = RedisStreamsServerTransport(configuration: configuration, logger: Self.quietLogger)
+            try await Self.withWorker(server, router: router) {
+                try await server.waitUntilReading()
+                let clock = ContinuousClock()
+                let deadline = clock.now + .seconds(10)
+                while handled.load(ordering: .relaxed) == 0, clock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+                #expect(handled.load(ordering: .relaxed) == 1)
+            }
+            _ = try await redisClient.send(["DEL", RESPArgument(stream)])
+            await redisClient.close()
         }
     }
 

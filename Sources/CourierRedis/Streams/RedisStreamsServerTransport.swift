@@ -203,10 +203,11 @@ public final class RedisStreamsServerTransport: ServerTransport {
         }
         request.pattern = String(entry.stream.dropFirst(configuration.streamPrefix.count))
         let replyTo = entry.field(RedisStreamEntry.replyToField).map { String(buffer: $0) }
-        if request.correlationID != nil, let timeout = request.timeout, let added = entry.addedAtMilliseconds,
-            Self.nowMilliseconds() - added > timeout.milliseconds
+        if deliveries == 1, request.correlationID != nil, let timeout = request.timeout,
+            let added = entry.addedAtMilliseconds, Self.nowMilliseconds() - added > timeout.milliseconds
         {
-            // Its caller gave up before any worker took it.
+            // Its caller gave up before any worker took it. Not for a claimed entry: a worker took it, and its
+            // handler may have extended the caller's deadline, so it is handled again (at least once).
             logger.debug("skipping an expired request", metadata: ["stream": "\(entry.stream)", "id": "\(entry.id)"])
             acknowledger.acknowledge(entry)
             return
