@@ -50,6 +50,13 @@ public final class TCPClientTransport: ClientTransport {
         _ = try await channel(replies: replies)
     }
 
+    public var isConnected: Bool {
+        state.withLock { state in
+            if case .connected(let channel, _) = state { return channel.isActive }
+            return false
+        }
+    }
+
     public func nativeClient(replies: any ReplyReceiver) async throws -> any Sendable {
         try await channel(replies: replies)
     }

@@ -127,6 +127,8 @@ public final class InMemoryTransport: Sendable {
             receiver.withLock { $0 = replies }
         }
 
+        var isConnected: Bool { receiver.withLock { $0 != nil } }
+
         func send(_ request: WireRequest) {
             let replies = receiver.withLock { $0 }
             if !hub.deliver(request, replies: replies), let id = request.correlationID {

@@ -682,6 +682,38 @@ import Testing
         try await clientLoops.shutdownGracefully()
     }
 
+    /// Connecting counts against a call's deadline, and a cancelled call stops waiting for the connection.
+    @Test func aCallWaitsForItsConnectionNoLongerThanItsTimeoutOrItsTask() async throws {
+        let server = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .bind(host: "127.0.0.1", port: 0)
+            .get()
+        let port = try #require(server.localAddress?.port)
+        // The client's event loop is held up, so its connection cannot be made until the test lets it go.
+        let clientLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let held = DispatchSemaphore(value: 0)
+        clientLoops.next().execute { held.wait() }
+        let client = CourierClient(transport: TCPClientTransport(
+            configuration: TCPConfiguration(host: "127.0.0.1", port: port), eventLoopGroup: clientLoops))
+        let clock = ContinuousClock()
+        let started = clock.now
+        let timedOut = await Self.courierError {
+            _ = try await client.send(ExampleService.sum, [1], timeout: .milliseconds(300))
+        }
+        #expect(timedOut?.code == .timedOut, "\(String(describing: timedOut))")
+        #expect(clock.now - started < .seconds(5))
+
+        let call = Task { try await client.send(ExampleService.sum, [1], timeout: .seconds(60)) }
+        try await Task.sleep(for: .milliseconds(100))
+        call.cancel()
+        let cancelled = await Self.courierError { _ = try await call.value }
+        #expect(cancelled?.code == .cancelled, "\(String(describing: cancelled))")
+
+        held.signal()
+        await client.shutdown()
+        try await server.close()
+        try await clientLoops.shutdownGracefully()
+    }
+
     // MARK: (e) Oversized outgoing requests
 
     @Test func oversizedRequestFailsLocallyWithPayloadTooLarge() async throws {

@@ -192,6 +192,31 @@ public final class CourierClient: Sendable {
 
     // MARK: Internals
 
+    /// Connects, waiting at most `timeout` and only while the calling task is not cancelled. The attempt itself
+    /// goes on: other calls share it, and the next call finds it done.
+    private func connect(within timeout: Duration, pattern: String) async throws {
+        let outcome = OneShot<Result<Void, CourierError>>()
+        Task { [self] in
+            do {
+                try await connect()
+                outcome.deliver(.success(()))
+            } catch {
+                outcome.deliver(.failure(CourierError.wrapping(error, as: .transportUnavailable, "cannot connect")))
+            }
+        }
+        let name = transport.name
+        let timer = Task {
+            try await Task.sleep(for: timeout)
+            outcome.deliver(.failure(CourierError(.timedOut, "could not connect (\(name)) for '\(pattern)' within \(timeout)")))
+        }
+        defer { timer.cancel() }
+        try await withTaskCancellationHandler {
+            try await outcome.value.get()
+        } onCancel: {
+            outcome.deliver(.failure(CourierError(.cancelled, "the call to '\(pattern)' was cancelled while connecting")))
+        }
+    }
+
     private func connect() async throws {
         do {
             try await transport.connect(replies: correlator)
@@ -207,8 +232,19 @@ public final class CourierClient: Sendable {
         _ timeout: Duration?,
         _ headers: [String: String]
     ) async throws -> (WireRequest, id: String, timeout: Duration) {
-        let timeout = try effectiveTimeout(timeout, pattern: pattern)
-        try await connect()
+        var timeout = try effectiveTimeout(timeout, pattern: pattern)
+        if transport.isConnected {
+            try await connect()  // returns at once
+        } else {
+            // Connecting counts against the call's deadline.
+            let clock = ContinuousClock()
+            let started = clock.now
+            try await connect(within: timeout, pattern: pattern)
+            timeout -= clock.now - started
+            guard timeout > .zero else {
+                throw CourierError(.timedOut, "no time left for '\(pattern)' after connecting (\(transport.name))")
+            }
+        }
         let id = CorrelationID.make()
         let request = WireRequest(
             pattern: pattern,

@@ -18,6 +18,11 @@ public protocol ClientTransport: Sendable {
     /// - Throws: ``CourierError`` with ``CourierError/Code/transportUnavailable`` when the peer cannot be reached.
     func connect(replies: any ReplyReceiver) async throws
 
+    /// Whether the transport is connected now, so that ``connect(replies:)`` returns at once. Otherwise a caller
+    /// bounds its wait for the connection by the call's deadline (and its cancellation), which costs two tasks per
+    /// call; a transport that cannot tell may keep the default, `false`.
+    var isConnected: Bool { get }
+
     /// Starts sending a request. Must not suspend or block; a failure is reported to the receiver.
     func send(_ request: WireRequest)
 
@@ -36,5 +41,7 @@ public protocol ClientTransport: Sendable {
 }
 
 extension ClientTransport {
+    public var isConnected: Bool { false }
+
     public func release(correlationID: String) {}
 }

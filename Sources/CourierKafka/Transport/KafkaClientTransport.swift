@@ -60,6 +60,8 @@ public final class KafkaClientTransport: ClientTransport {
         _ = try await connection(replies: replies)
     }
 
+    public var isConnected: Bool { openConnection.withLock { $0 } != nil }
+
     public func nativeClient(replies: any ReplyReceiver) async throws -> any Sendable {
         let connection = try await connection(replies: replies)
         return (connection.producer, connection.listener)

@@ -45,6 +45,8 @@ public final class RedisStreamsClientTransport: ClientTransport {
         _ = try await connection(replies: replies)
     }
 
+    public var isConnected: Bool { connection.current != nil }
+
     public func nativeClient(replies: any ReplyReceiver) async throws -> any Sendable {
         try await connection(replies: replies).commands
     }
