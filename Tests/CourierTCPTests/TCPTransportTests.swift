@@ -644,6 +644,15 @@ import Testing
         await client.shutdown()
     }
 
+    /// A one-thread event loop group whose loop is busy until the semaphore is signalled: a connection made on it
+    /// stays in progress meanwhile.
+    static func heldEventLoop() -> (MultiThreadedEventLoopGroup, DispatchSemaphore) {
+        let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        let held = DispatchSemaphore(value: 0)
+        group.next().execute { held.wait() }
+        return (group, held)
+    }
+
     /// Closing the transport while its connection is being made must not leave that connection open.
     @Test func aConnectionMadeWhileTheClientClosesIsClosedToo() async throws {
         final class Connections: ChannelInboundHandler, Sendable {
@@ -659,9 +668,7 @@ import Testing
             .get()
         let port = try #require(server.localAddress?.port)
         // The client's event loop is held up, so that its connect is surely still in progress at `close()`.
-        let clientLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let held = DispatchSemaphore(value: 0)
-        clientLoops.next().execute { held.wait() }
+        let (clientLoops, held) = Self.heldEventLoop()
         let transport = TCPClientTransport(configuration: TCPConfiguration(host: "127.0.0.1", port: port),
                                            eventLoopGroup: clientLoops)
         let connecting = Task { try await transport.connect(replies: ReplyCorrelator()) }
@@ -689,9 +696,7 @@ import Testing
             .get()
         let port = try #require(server.localAddress?.port)
         // The client's event loop is held up, so its connection cannot be made until the test lets it go.
-        let clientLoops = MultiThreadedEventLoopGroup(numberOfThreads: 1)
-        let held = DispatchSemaphore(value: 0)
-        clientLoops.next().execute { held.wait() }
+        let (clientLoops, held) = Self.heldEventLoop()
         let client = CourierClient(transport: TCPClientTransport(
             configuration: TCPConfiguration(host: "127.0.0.1", port: port), eventLoopGroup: clientLoops))
         let clock = ContinuousClock()
