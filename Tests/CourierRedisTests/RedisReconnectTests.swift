@@ -3,7 +3,9 @@
 // Licensed under Apache License v2.0. See LICENSE for license information.
 //===----------------------------------------------------------------------===//
 
+import Courier
 import CourierCore
+import CourierExample
 import CourierRedis
 import NIOCore
 import Synchronization
@@ -99,6 +101,56 @@ import Testing
         }
     }
 
+    /// Closes every subscriber connection and pauses all clients, in one transaction, so that no subscriber can
+    /// reconnect before the pause holds its handshake.
+    static func dropSubscribersAndPause(_ admin: RedisConnection, milliseconds: Int) async throws {
+        _ = try await admin.send(["MULTI"])
+        _ = try await admin.send(["CLIENT", "KILL", "TYPE", "pubsub"])
+        _ = try await admin.send(["CLIENT", "PAUSE", RESPArgument(milliseconds), "ALL"])
+        _ = try await admin.send(["EXEC"])
+    }
+
+    /// While a client's reply connection reconnects, a call fails at once instead of publishing a request whose
+    /// reply nobody would receive and waiting for its timeout.
+    @Test func aCallWhileTheReplyConnectionReconnectsFailsAtOnce() async throws {
+        try await withRedisServer { server in
+            var configuration = RedisPubSubConfiguration(connection: server.configuration)
+            configuration.connection.reconnectBackoff = .init(initialDelay: .milliseconds(20),
+                                                              maximumDelay: .milliseconds(50))
+            let admin = try await RedisConnection.connect(configuration: server.configuration)
+            let worker = Microservice(router: ExampleService.router(),
+                                      transport: RedisServerTransport(configuration: configuration))
+            let running = Task { try await worker.run() }
+            let client = CourierClient(transport: RedisClientTransport(configuration: configuration))
+            let clock = ContinuousClock()
+            var first: Int?
+            let deadline = clock.now + .seconds(10)
+            while first == nil, clock.now < deadline {
+                first = try? await client.send(ExampleService.sum, [1, 2], timeout: .seconds(2))
+            }
+            #expect(first == 3)
+            // Drop the subscriber connections, and hold their handshakes (one transaction: no reconnection
+            // can slip in between).
+            try await Self.dropSubscribersAndPause(admin, milliseconds: 1500)
+            try await Task.sleep(for: .milliseconds(300))
+            let started = clock.now
+            let error = await courierError { _ = try await client.send(ExampleService.sum, [1], timeout: .seconds(20)) }
+            #expect(error?.code == .transportUnavailable, "\(String(describing: error))")
+            #expect(clock.now - started < .seconds(1), "waited \(clock.now - started)")
+            // Once reconnected, calls go through again.
+            var again: Int?
+            while again == nil, clock.now < deadline + .seconds(10) {
+                again = try? await client.send(ExampleService.sum, [2, 2], timeout: .seconds(2))
+                if again == nil { try await Task.sleep(for: .milliseconds(50)) }
+            }
+            #expect(again == 4)
+            await client.shutdown()
+            running.cancel()
+            _ = try? await running.value
+            await admin.close()
+        }
+    }
+
     /// An unsubscribe while a new connection's handshake is under way (it may already have subscribed the name)
     /// is sent after the handshake: the name stays unsubscribed.
     @Test func unsubscribingDuringAReconnectionHandshakeIsHonoured() async throws {
@@ -110,8 +162,7 @@ import Testing
             let collector = MessageCollector(subscriber)
             try await subscriber.subscribe(["kept", "dropped"])
             // Drop the subscriber's connection, and hold every command (the new connection's handshake too).
-            _ = try await admin.send(["CLIENT", "KILL", "TYPE", "pubsub"])
-            _ = try await admin.send(["CLIENT", "PAUSE", "1500", "ALL"])
+            try await Self.dropSubscribersAndPause(admin, milliseconds: 1500)
             try await Task.sleep(for: .milliseconds(500))
             try await subscriber.unsubscribe(["dropped"])
             // Once the pause ends, the handshake subscribes both names again, then the UNSUBSCRIBE follows.

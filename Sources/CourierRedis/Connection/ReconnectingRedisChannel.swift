@@ -63,6 +63,16 @@ final class ReconnectingRedisChannel: Sendable {
 
     private var endpoint: String { configuration.endpointDescription }
 
+    /// Whether a connection is open now (readable from any thread; the phase itself lives on the event loop).
+    var isConnected: Bool { connected.load(ordering: .relaxed) }
+    private let connected = Atomic(false)
+
+    /// Changes the phase; on the event loop.
+    private func setPhase(_ phase: Phase) {
+        state.value.phase = phase
+        if case .connected = phase { connected.store(true, ordering: .relaxed) } else { connected.store(false, ordering: .relaxed) }
+    }
+
     private var closedError: CourierError { .unavailable("the connection to \(endpoint) is closed") }
 
     // MARK: Lifecycle
@@ -103,7 +113,7 @@ final class ReconnectingRedisChannel: Sendable {
         var closed = eventLoop.makeSucceededVoidFuture()
         let previous = state.value.phase
         // Closed first, so the handler's closing callback sees a deliberate close, not a lost connection.
-        state.value.phase = .closed
+        setPhase(.closed)
         switch previous {
         case .connected(let channel):
             channel.triggerUserOutboundEvent(RedisChannelHandler.Close(reason: closedError), promise: nil)
@@ -241,7 +251,7 @@ final class ReconnectingRedisChannel: Sendable {
     /// Makes attempt number `number`; `outcome` is set only for the first connection, whose failure is reported
     /// to the caller instead of retried.
     private func attempt(_ number: Int, outcome: EventLoopPromise<Void>?) {
-        state.value.phase = .connecting(attempt: number)
+        setPhase(.connecting(attempt: number))
         connectAndHandshake().whenComplete { result in
             self.attemptFinished(number, result: result, outcome: outcome)
         }
@@ -259,7 +269,7 @@ final class ReconnectingRedisChannel: Sendable {
         }
         switch result {
         case .success(let channel):
-            state.value.phase = .connected(channel)
+            setPhase(.connected(channel))
             if outcome == nil { logger.info("reconnected to Redis", metadata: ["redis.attempt": "\(number)"]) }
             let queued = state.value.queued
             state.value.queued = []
@@ -270,7 +280,7 @@ final class ReconnectingRedisChannel: Sendable {
             let reason = connectError(error)
             failQueued(with: reason)
             if let outcome {
-                state.value.phase = .closed
+                setPhase(.closed)
                 state.value.pushes?.finish()
                 outcome.fail(reason)
                 return
@@ -285,7 +295,7 @@ final class ReconnectingRedisChannel: Sendable {
             let timer = eventLoop.assumeIsolated().scheduleTask(in: TimeAmount(delay)) {
                 self.attempt(number + 1, outcome: nil)
             }
-            state.value.phase = .waitingToReconnect(attempt: number + 1, lastError: reason, timer: timer)
+            setPhase(.waitingToReconnect(attempt: number + 1, lastError: reason, timer: timer))
         }
     }
 
@@ -303,6 +313,7 @@ final class ReconnectingRedisChannel: Sendable {
     /// Called by the connection's handler, on the event loop, the moment a connection starts closing.
     private func connectionClosing(_ channel: ObjectIdentifier, reason: CourierError) {
         guard case .connected(let current) = state.value.phase, ObjectIdentifier(current) == channel else { return }
+        connected.store(false, ordering: .relaxed)
         logger.warning("Redis connection lost, reconnecting: \(reason.message)")
         attempt(1, outcome: nil)
     }

@@ -57,6 +57,11 @@ public final class RedisStreamsClientTransport: ClientTransport {
             fail(id, .unavailable("the Redis Streams client is not connected"))
             return
         }
+        guard connection.subscriber.isConnected else {
+            // Its reply would be published while nobody listens for it: fail now rather than at the timeout.
+            fail(id, .unavailable("the Redis Streams client's reply connection is reconnecting"))
+            return
+        }
         // No task per call: a failure is reported from the connection's event loop.
         connection.commands.enqueue(addCommand(request, replyTo: replyChannel)) { result in
             guard case .failure(let error) = result else { return }

@@ -70,6 +70,11 @@ public final class RedisClientTransport: ClientTransport {
             fail(id, .unavailable("the Redis client is not connected"))
             return
         }
+        guard connection.subscriber.isConnected else {
+            // Its reply would be published while nobody listens for it: fail now rather than at the timeout.
+            fail(id, .unavailable("the Redis client's reply connection is reconnecting"))
+            return
+        }
         let channels = configuration.format.replyChannels(forRequestsOn: request.pattern)
         let publish: [RESPArgument] = ["PUBLISH", RESPArgument(request.pattern),
                                        RESPArgument(configuration.format.encode(request))]
