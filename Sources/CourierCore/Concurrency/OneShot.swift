@@ -5,14 +5,15 @@
 
 import Synchronization
 
-/// A value delivered once, from any thread, to one waiting task; delivery may come before the wait.
+/// A value delivered once, from any thread, to every task that waits for it; delivery may come before the waits.
 ///
-/// Its continuation is unsafe (the state machine resumes it exactly once): a checked one's layout is not known
-/// outside the standard library, so each copy of it goes through value witnesses.
+/// Its continuations are unsafe (the state machine resumes each exactly once): a checked one's layout is not known
+/// outside the standard library, so each copy of it goes through value witnesses. The first waiter is kept apart
+/// from any others, so that the usual single wait allocates nothing.
 package final class OneShot<Value: Sendable>: Sendable {
     private enum State {
         case empty
-        case waiting(UnsafeContinuation<Value, Never>)
+        case waiting(UnsafeContinuation<Value, Never>, more: [UnsafeContinuation<Value, Never>])
         case delivered(Value)
     }
 
@@ -22,19 +23,21 @@ package final class OneShot<Value: Sendable>: Sendable {
     package init() {}
 
     package func deliver(_ value: Value) {
-        let waiter = state.withLock { state -> UnsafeContinuation<Value, Never>? in
+        let waiters = state.withLock { state -> (UnsafeContinuation<Value, Never>, [UnsafeContinuation<Value, Never>])? in
             switch state {
             case .empty:
                 state = .delivered(value)
                 return nil
-            case .waiting(let continuation):
+            case .waiting(let first, let more):
                 state = .delivered(value)
-                return continuation
+                return (first, more)
             case .delivered:
                 return nil
             }
         }
-        waiter?.resume(returning: value)
+        guard let (first, more) = waiters else { return }
+        first.resume(returning: value)
+        for waiter in more { waiter.resume(returning: value) }
     }
 
     /// Waits for the value.
@@ -42,8 +45,17 @@ package final class OneShot<Value: Sendable>: Sendable {
         get async {
             await withUnsafeContinuation { continuation in
                 let ready = state.withLock { state -> Value? in
-                    if case .delivered(let value) = state { return value }
-                    state = .waiting(continuation)
+                    switch state {
+                    case .delivered(let value):
+                        return value
+                    case .empty:
+                        state = .waiting(continuation, more: [])
+                    case .waiting(let first, var more):
+                        // Several waiters (a partition's lane awaited by its revocation and by the lane that
+                        // follows it): none may replace another.
+                        more.append(continuation)
+                        state = .waiting(first, more: more)
+                    }
                     return nil
                 }
                 if let ready { continuation.resume(returning: ready) }
