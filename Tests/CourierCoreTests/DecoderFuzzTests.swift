@@ -13,17 +13,8 @@ import Testing
 /// packets (seeded, so a failure repeats) and may only return or throw. 5,000 inputs by default;
 /// `COURIER_FUZZ_COUNT=300000` ran clean on 2026-11-23 (it found nothing the review had not).
 @Suite struct DecoderFuzzTests {
-    /// A small deterministic generator (SplitMix64), so every run feeds the same inputs.
-    struct Seeded: RandomNumberGenerator {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-    }
+    /// The JSON consistency tests' generator: seeded, so every run feeds the same inputs.
+    typealias Seeded = JSONConsistencyTests.SplitMix
 
     static let seeds: [String] = [
         #"{"pattern":"math.sum","data":[1,2,3],"id":"7c1d3b0e"}"#,
