@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 import CourierCore
+import CourierTesting
 import NIOCore
 import NIOEmbedded
 import Testing
@@ -112,5 +113,32 @@ import Testing
         #expect(Array(encoded.readableBytesView.prefix(head.count)) == head)
         #expect(encoded.readableBytes == head.count + payload.count + 2)
         #expect(Array(encoded.readableBytesView.suffix(3)) == [UInt8(ascii: "x"), 13, 10])
+    }
+
+    /// Replies from the network never crash the decoder: mutated RESP (seeded, so a failure repeats), split at
+    /// random points, may only decode or throw.
+    @Test func mutatedRepliesNeverCrashTheDecoder() {
+        var random = SeededRandom(state: 0x5EED_0F_2E5)
+        let seeds = [
+            "+OK\r\n-ERR bad thing\r\n:-42\r\n$5\r\nhello\r\n$0\r\n\r\n$-1\r\n*-1\r\n*0\r\n",
+            "*3\r\n$7\r\nmessage\r\n$3\r\nabc\r\n$2\r\n{}\r\n*4\r\n$8\r\npmessage\r\n$1\r\n*\r\n$1\r\nx\r\n$0\r\n\r\n",
+            "*2\r\n*2\r\n:1\r\n:2\r\n*1\r\n$3\r\nabc\r\n",
+        ].map { Array($0.utf8) }
+        let pieces = ["\r\n", "$", "*", ":", "-", "+", "$-1", "*-1", "$99999999999", "*99999999999", ":9223372036854775808",
+                      String(repeating: "*1\r\n", count: 40)].map { Array($0.utf8) }
+        for _ in 0..<3_000 {
+            var bytes = seeds.randomElement(using: &random)!
+            for _ in 0..<Int.random(in: 1...4, using: &random) {
+                let at = Int.random(in: 0...bytes.count, using: &random)
+                switch Int.random(in: 0..<4, using: &random) {
+                case 0 where at < bytes.count: bytes[at] = UInt8.random(in: 0...255, using: &random)
+                case 1 where at < bytes.count: bytes.remove(at: at)
+                case 2: bytes = Array(bytes.prefix(at))
+                default: bytes.insert(contentsOf: pieces.randomElement(using: &random)!, at: at)
+                }
+            }
+            let split = Int.random(in: 0...bytes.count, using: &random)
+            _ = try? decode([Array(bytes[..<split]), Array(bytes[split...])])
+        }
     }
 }

@@ -5,6 +5,7 @@
 
 import CourierCore
 @testable import CourierTCP
+import CourierTesting
 import NIOCore
 import NIOEmbedded
 import Testing
@@ -356,6 +357,44 @@ import Testing
         defer { whole.finish() }
         try whole.feed("2#😀")
         #expect(try whole.frames() == ["😀"])
+    }
+
+    // MARK: Hostile bytes
+
+    /// Bytes from the network never crash the frame decoder or the packet decoder after it: mutated frames
+    /// (seeded, so a failure repeats), split at random points, are decoded, refused, or close the connection.
+    @Test func mutatedStreamsNeverCrashTheDecoders() throws {
+        var random = SeededRandom(state: 0x7C9_F4A3E)
+        let frames = [
+            #"{"pattern":"math.sum","data":[1,2,3],"id":"7c1d3b0e"}"#,
+            #"{"response":"😀é","isDisposed":true,"id":"x"}"#,
+            #"{"courier-extend-ms":1e30,"id":"x"}"#,
+        ]
+        let pieces = ["#", "99999999999999#", "-1#", "0#", "\\ud800", "😀", "\u{0}", "{"].map { Array($0.utf8) }
+        for _ in 0..<2_000 {
+            var bytes: [UInt8] = []
+            for _ in 0..<Int.random(in: 1...3, using: &random) {
+                let body = frames.randomElement(using: &random)!
+                bytes += Array("\(body.utf16.count)#\(body)".utf8)
+            }
+            for _ in 0..<Int.random(in: 1...3, using: &random) {
+                let at = Int.random(in: 0...bytes.count, using: &random)
+                switch Int.random(in: 0..<3, using: &random) {
+                case 0 where at < bytes.count: bytes[at] = UInt8.random(in: 0...255, using: &random)
+                case 1 where at < bytes.count: bytes.remove(at: at)
+                default: bytes.insert(contentsOf: pieces.randomElement(using: &random)!, at: at)
+                }
+            }
+            let decoder = try Decoder(maxFrameLength: 4096)
+            let split = Int.random(in: 0...bytes.count, using: &random)
+            for chunk in [bytes[..<split], bytes[split...]] where decoder.isActive {
+                try? decoder.feed(chunk)
+            }
+            while let frame = try? decoder.channel.readInbound(as: ByteBuffer.self) {
+                _ = try? TCPWireFormat.nestJS.decode(frame)
+            }
+            decoder.finish()
+        }
     }
 
     // MARK: Incomplete-frame timeout
