@@ -5,6 +5,7 @@
 
 import CourierCore
 import CourierKafka
+import CourierTesting
 import Foundation
 import NIOCore
 import Testing
@@ -953,6 +954,45 @@ import Testing
             #expect(KafkaRequestHeaderFormat(name: "Spring") == .spring)
             #expect(KafkaRequestHeaderFormat(name: "nestjs") == .nestJS)
             #expect(KafkaRequestHeaderFormat(name: "json") == nil)
+        }
+    }
+}
+
+/// Records from the broker never crash the codec: random and mutated headers and values (seeded, so a failure
+/// repeats) may only decode or be refused.
+@Suite struct KafkaRecordFuzzTests {
+    @Test func mutatedRecordsNeverCrashTheCodec() {
+        var random = SeededRandom(state: 0x4B_AF_CA_FE)
+        let names = [KafkaHeaderName.correlationID, KafkaHeaderName.replyTopic, KafkaHeaderName.replyPartition,
+                     KafkaHeaderName.nestError, KafkaHeaderName.nestIsDisposed, KafkaHeaderName.timeoutMilliseconds,
+                     KafkaHeaderName.extendMilliseconds, "kafka_correlationId", "kafka_replyTopic", "x-custom",
+                     "kafka_replyPartition"]
+        let values: [[UInt8]] = [
+            [], [0x00], [0x01], [0xFF, 0xFE], Array("7".utf8), Array("-1".utf8), Array("99999999999999999999".utf8),
+            Array("1e30".utf8), Array("math.sum.reply".utf8), Array("bad topic".utf8), Array(#"{"status":"error"}"#.utf8),
+            Array(#"{"message":1,"code":"x"}"#.utf8), Array("[1,2,3]".utf8), Array("\u{0}".utf8),
+            Array(String(repeating: "[", count: 700).utf8), Array("0b6f1c7e-0000-0000-0000-000000000000".utf8),
+        ]
+        for _ in 0..<5_000 {
+            var headers: [KafkaHeader] = []
+            for _ in 0..<Int.random(in: 0...6, using: &random) {
+                var value: [UInt8]? = values.randomElement(using: &random)!
+                if Bool.random(using: &random), var bytes = value, !bytes.isEmpty {
+                    bytes[Int.random(in: 0..<bytes.count, using: &random)] = UInt8.random(in: 0...255, using: &random)
+                    value = bytes
+                }
+                if Int.random(in: 0..<8, using: &random) == 0 { value = nil }
+                headers.append(KafkaHeader(name: names.randomElement(using: &random)!, value: value))
+            }
+            let value: [UInt8]? = Bool.random(using: &random) ? values.randomElement(using: &random)! : nil
+            let record = KafkaRecordModel(topic: "math.sum", partition: 0, value: value, headers: headers)
+            _ = KafkaRecordCodec.decodeRequest(record)
+            _ = KafkaRecordCodec.decodeReply(record)
+            _ = KafkaRecordCodec.decodeReply(record, format: .spring)
+            if let bytes = headers.first?.value {
+                _ = KafkaRecordCodec.correlationID(from: bytes)
+                _ = KafkaRecordCodec.errorValue(fromHeader: bytes)
+            }
         }
     }
 }
