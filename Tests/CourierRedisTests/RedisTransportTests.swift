@@ -267,6 +267,54 @@ import Testing
         }
     }
 
+    /// A worker whose handlers are all busy takes no more entries than it can start: none ages as idle in it, so
+    /// another worker never claims entries a healthy one still holds, and each entry is handled once.
+    @Test func aBusyWorkerHoldsNoEntriesAnotherWouldClaim() async throws {
+        try await withRedis { redis in
+            let stream = uniqueName("busy")
+            var configuration = RedisStreamsConfiguration(connection: redis, blockTime: .milliseconds(100))
+            configuration.claimIdleTime = .milliseconds(1_000)
+            configuration.claimInterval = .milliseconds(100)
+            let handled = Mutex<[Int: Int]>([:])
+            var router = MessageRouter()
+            router.onEvent(stream) { (job: JSONValue, _) in
+                let number = Int(job.intValue ?? -1)
+                handled.withLock { $0[number, default: 0] += 1 }
+                try? await Task.sleep(for: .milliseconds(400))
+            }
+            func worker() -> Microservice {
+                var one = configuration
+                one.consumer = uniqueName("consumer")
+                return Microservice(router: router,
+                                    transport: RedisStreamsServerTransport(configuration: one, logger: Self.quietLogger),
+                                    configuration: MicroserviceConfiguration(maxConcurrentHandlers: 1),
+                                    logger: Self.quietLogger)
+            }
+            let client = CourierClient(transport: RedisStreamsClientTransport(configuration: configuration,
+                                                                              logger: Self.quietLogger))
+            for job in 0..<8 { try await client.emit(stream, json: .integer(Int64(job))) }
+            let (workerA, workerB) = (worker(), worker())
+            let first = Task { try await workerA.run() }
+            try await Task.sleep(for: .milliseconds(300))  // the first worker has read what it reads at once
+            let second = Task { try await workerB.run() }
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(15)
+            while handled.withLock({ $0.count }) < 8, clock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
+            try await Task.sleep(for: .milliseconds(1_500))  // long enough for a claim of an entry held too long
+            first.cancel()
+            second.cancel()
+            _ = try? await first.value
+            _ = try? await second.value
+            let counts = handled.withLock { $0 }
+            #expect(counts.count == 8)
+            #expect(counts.values.allSatisfy { $0 == 1 }, "handled more than once: \(counts.filter { $0.value > 1 })")
+            let redisClient = try await RedisConnection.connect(configuration: redis)
+            _ = try await redisClient.send(["DEL", RESPArgument(stream)])
+            await redisClient.close()
+            await client.shutdown()
+        }
+    }
+
     /// `unwrap` hands out the connection the transport uses, on which any command runs.
     @Test func unwrapGivesAConnectionForAnyCommand() async throws {
         try await withRedis { connection in

@@ -30,6 +30,10 @@ final class HandlerDispatcher: InboundDispatcher {
     private let logger: Logger
     private let state = Mutex(DrainState())
     private let eventFailures = Atomic<Int>(0)
+    private let maxConcurrentHandlers: Int
+
+    /// The handler slots not taken now (by running handlers, or by messages past their admission).
+    var availableHandlerSlots: Int? { max(0, maxConcurrentHandlers - inFlight) }
 
     init(router: MessageRouter, configuration: MicroserviceConfiguration, client: CourierClient?, logger: Logger) {
         self.routes = router.routes
@@ -39,6 +43,7 @@ final class HandlerDispatcher: InboundDispatcher {
         }
         self.exactRoutes = exactRoutes
         self.permits = AsyncSemaphore(permits: configuration.maxConcurrentHandlers)
+        self.maxConcurrentHandlers = configuration.maxConcurrentHandlers
         self.client = client
         self.logger = logger
     }

@@ -176,11 +176,19 @@ public protocol InboundDispatcher: Sendable {
     /// Returns once the service has begun its graceful shutdown (stop taking new work).
     func draining() async
 
+    /// How many handlers could start now without waiting, or `nil` if the dispatcher cannot tell. A transport that
+    /// takes messages in batches (Redis Streams) takes no more than this, so that none waits long in the worker
+    /// for a slot (another worker would claim it as idle).
+    var availableHandlerSlots: Int? { get }
+
     /// Logs a problem with input the transport received (a malformed frame, an oversized message).
     func reportBadInput(_ reason: String, metadata: TransportMetadata)
 }
 
 extension InboundDispatcher {
+    /// `nil`: unknown.
+    public var availableHandlerSlots: Int? { nil }
+
     /// Returns `false`: every message goes through ``dispatch(_:in:)``.
     public func handleNowIfSynchronous(_ message: InboundMessage) -> Bool { false }
 

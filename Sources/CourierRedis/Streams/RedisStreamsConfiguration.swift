@@ -33,7 +33,8 @@ public struct RedisStreamsConfiguration: Sendable {
     /// Default: `nil` (no trimming)
     public var maxLength: Int?
 
-    /// How many entries a worker asks for per `XREADGROUP`.
+    /// The most entries a worker asks for per stream and `XREADGROUP`; it asks for fewer when fewer handler slots
+    /// are free (at least one), so that no entry waits long in it for a slot.
     ///
     /// Default: `100`
     public var readCount: Int

@@ -136,10 +136,9 @@ public final class RedisStreamsServerTransport: ServerTransport {
         handlers: inout DiscardingTaskGroup
     ) async {
         var streams = initialStreams
-        let readPrefix: [RESPArgument] = ["XREADGROUP", "GROUP", RESPArgument(configuration.group),
-                                          RESPArgument(configuration.consumer), "COUNT",
-                                          RESPArgument(configuration.readCount), "BLOCK",
-                                          RESPArgument(Int(configuration.blockTime.milliseconds)), "STREAMS"]
+        let group: [RESPArgument] = ["XREADGROUP", "GROUP", RESPArgument(configuration.group),
+                                     RESPArgument(configuration.consumer), "COUNT"]
+        let block: [RESPArgument] = ["BLOCK", RESPArgument(Int(configuration.blockTime.milliseconds)), "STREAMS"]
         let clock = ContinuousClock()
         var nextClaim = clock.now
         var failures = 0
@@ -160,7 +159,12 @@ public final class RedisStreamsServerTransport: ServerTransport {
                     try await Task.sleep(for: configuration.claimInterval)
                     continue
                 }
-                let read = readPrefix + streams.map { RESPArgument($0) } + streams.map { _ in ">" }
+                // No more entries per stream than handlers can take now (at least one, which then waits for the
+                // next free slot): an entry waiting here for a slot ages as pending, and another worker would claim
+                // it once it looked idle for `claimIdleTime`, and handle it a second time.
+                let free = dispatcher.availableHandlerSlots ?? configuration.readCount
+                let count = RESPArgument(min(configuration.readCount, max(1, free)))
+                let read = group + [count] + block + streams.map { RESPArgument($0) } + streams.map { _ in ">" }
                 let entries = try RedisStreamEntry.entries(fromRead: try await reader.send(read))
                 failures = 0
                 for entry in entries {
