@@ -273,7 +273,7 @@ import Testing
         try await withRedis { redis in
             let stream = uniqueName("busy")
             var configuration = RedisStreamsConfiguration(connection: redis, blockTime: .milliseconds(100))
-            configuration.claimIdleTime = .milliseconds(1_000)
+            configuration.claimIdleTime = .milliseconds(2_000)  // 8 jobs of 400 ms queued in one worker: 3.2 s
             configuration.claimInterval = .milliseconds(100)
             let handled = Mutex<[Int: Int]>([:])
             var router = MessageRouter()
@@ -300,7 +300,7 @@ import Testing
             let clock = ContinuousClock()
             let deadline = clock.now + .seconds(15)
             while handled.withLock({ $0.count }) < 8, clock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
-            try await Task.sleep(for: .milliseconds(1_500))  // long enough for a claim of an entry held too long
+            try await Task.sleep(for: .milliseconds(2_500))  // long enough for a claim of an entry held too long
             first.cancel()
             second.cancel()
             _ = try? await first.value

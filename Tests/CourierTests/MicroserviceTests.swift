@@ -60,8 +60,8 @@ import Testing
         router.on(extendedOnward) { _, context in
             // Asks for more time, works past the caller's original deadline, then calls onward: the onward call
             // gets the extended deadline, not the original one.
-            try await context.extendDeadline(by: .seconds(5))
-            try await Task.sleep(for: .milliseconds(600))
+            try await context.extendDeadline(by: .seconds(10))
+            try await Task.sleep(for: .milliseconds(2_500))
             do {
                 return try await context.client!.send(slow, 100)
             } catch let error as CourierError {
@@ -225,8 +225,9 @@ import Testing
         await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await worker.run() }
             await memory.waitUntilServing()
-            // The caller allows 300 ms; the handler extends that by 5 s before its onward call at 600 ms.
-            let reply = await capture { try await client.send(Self.extendedOnward, NoPayload(), timeout: .milliseconds(300)) }
+            // The caller allows 2 s (room for a loaded machine to deliver the extension in time); the handler
+            // extends that by 10 s and makes its onward call at 2.5 s, past the original deadline.
+            let reply = await capture { try await client.send(Self.extendedOnward, NoPayload(), timeout: .seconds(2)) }
             #expect((try? reply.get()) == "slept", "\(reply)")
             group.cancelAll()
         }
