@@ -194,9 +194,10 @@ import Testing
                 started.add(1, ordering: .relaxed)
                 try? await Task.sleep(for: .milliseconds(300))
             }
+            let server = RedisStreamsServerTransport(configuration: configuration, logger: Self.quietLogger)
             let worker = Microservice(
                 router: router,
-                transport: RedisStreamsServerTransport(configuration: configuration, logger: Self.quietLogger),
+                transport: server,
                 configuration: MicroserviceConfiguration(gracefulShutdownTimeout: .seconds(10)),
                 logger: Self.quietLogger
             )
@@ -205,14 +206,9 @@ import Testing
             let client = CourierClient(transport: RedisStreamsClientTransport(configuration: configuration,
                                                                               logger: Self.quietLogger))
             let redisClient = try await RedisConnection.connect(configuration: redis)
+            try await server.waitUntilReading()
             let clock = ContinuousClock()
             let deadline = clock.now + .seconds(10)
-            // The group exists once the worker reads.
-            while (try? await redisClient.send(["XINFO", "GROUPS", RESPArgument(stream)]))?.array?.isEmpty != false,
-                clock.now < deadline
-            {
-                try await Task.sleep(for: .milliseconds(20))
-            }
             for index in 0..<5 { try await client.emit(stream, json: .integer(Int64(index))) }
             while started.load(ordering: .relaxed) < 5, clock.now < deadline { try await Task.sleep(for: .milliseconds(5)) }
             await group.triggerGracefulShutdown()

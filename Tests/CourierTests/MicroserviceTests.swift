@@ -72,6 +72,47 @@ import Testing
         return router
     }
 
+    /// The test router on an in-memory transport, run as a `ServiceGroup` (so a test can shut it down gracefully),
+    /// with its gauge and a client.
+    struct GroupedWorker {
+        let memory = InMemoryTransport()
+        let gauge = Gauge()
+        let worker: Microservice
+        let group: ServiceGroup
+        let client: CourierClient
+
+        init(gracefulShutdownTimeout: Duration) {
+            worker = Microservice(
+                router: MicroserviceTests.router(gauge: gauge),
+                transport: memory.server,
+                configuration: MicroserviceConfiguration(gracefulShutdownTimeout: gracefulShutdownTimeout),
+                logger: MicroserviceTests.quietLogger
+            )
+            group = ServiceGroup(services: [worker], logger: MicroserviceTests.quietLogger)
+            client = CourierClient(transport: memory.makeClient())
+        }
+    }
+
+    /// The test router on an in-memory transport, with a client for its handlers' onward calls and one for the test.
+    struct OnwardWorker {
+        let memory = InMemoryTransport()
+        let onwardClient: CourierClient
+        let worker: Microservice
+        let client: CourierClient
+
+        init(gauge: Gauge = Gauge()) {
+            onwardClient = CourierClient(transport: memory.makeClient())
+            worker = Microservice(router: MicroserviceTests.router(gauge: gauge), transport: memory.server,
+                                  client: onwardClient, logger: MicroserviceTests.quietLogger)
+            client = CourierClient(transport: memory.makeClient())
+        }
+
+        func shutdown() async {
+            await client.shutdown()
+            await onwardClient.shutdown()
+        }
+    }
+
     @Test func concurrencyIsBoundedAndEveryCallIsServed() async throws {
         let memory = InMemoryTransport()
         let gauge = Gauge()
@@ -96,16 +137,9 @@ import Testing
     }
 
     @Test func gracefulShutdownCancelsHandlersThatOutliveTheTimeout() async throws {
-        let memory = InMemoryTransport()
-        let gauge = Gauge()
-        let worker = Microservice(
-            router: Self.router(gauge: gauge),
-            transport: memory.server,
-            configuration: MicroserviceConfiguration(gracefulShutdownTimeout: .milliseconds(200)),
-            logger: Self.quietLogger
-        )
-        let group = ServiceGroup(services: [worker], logger: Self.quietLogger)
-        let client = CourierClient(transport: memory.makeClient())
+        let fixture = GroupedWorker(gracefulShutdownTimeout: .milliseconds(200))
+        let (memory, gauge, worker, group, client) = (fixture.memory, fixture.gauge, fixture.worker, fixture.group,
+                                                      fixture.client)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             await memory.waitUntilServing()
@@ -128,16 +162,9 @@ import Testing
     /// shutdown must still cancel the handlers and end, every time.
     @Test(.timeLimit(.minutes(1))) func aShutdownWithNoGraceEndsEveryTime() async throws {
         for _ in 0..<30 {
-            let memory = InMemoryTransport()
-            let gauge = Gauge()
-            let worker = Microservice(
-                router: Self.router(gauge: gauge),
-                transport: memory.server,
-                configuration: MicroserviceConfiguration(gracefulShutdownTimeout: .zero),
-                logger: Self.quietLogger
-            )
-            let group = ServiceGroup(services: [worker], logger: Self.quietLogger)
-            let client = CourierClient(transport: memory.makeClient())
+            let fixture = GroupedWorker(gracefulShutdownTimeout: .zero)
+            let (memory, gauge, worker, group, client) = (fixture.memory, fixture.gauge, fixture.worker, fixture.group,
+                                                          fixture.client)
             try await withThrowingTaskGroup(of: Void.self) { tasks in
                 tasks.addTask { try await group.run() }
                 await memory.waitUntilServing()
@@ -153,16 +180,9 @@ import Testing
     }
 
     @Test func messagesArrivingWhileDrainingAreNotHandled() async throws {
-        let memory = InMemoryTransport()
-        let gauge = Gauge()
-        let worker = Microservice(
-            router: Self.router(gauge: gauge),
-            transport: memory.server,
-            configuration: MicroserviceConfiguration(gracefulShutdownTimeout: .seconds(5)),
-            logger: Self.quietLogger
-        )
-        let group = ServiceGroup(services: [worker], logger: Self.quietLogger)
-        let client = CourierClient(transport: memory.makeClient())
+        let fixture = GroupedWorker(gracefulShutdownTimeout: .seconds(5))
+        let (memory, gauge, worker, group, client) = (fixture.memory, fixture.gauge, fixture.worker, fixture.group,
+                                                      fixture.client)
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             tasks.addTask { try await group.run() }
             await memory.waitUntilServing()
@@ -181,16 +201,8 @@ import Testing
     }
 
     @Test func onwardCallsNeverOutliveTheCallersDeadline() async throws {
-        let memory = InMemoryTransport()
-        let gauge = Gauge()
-        let onwardClient = CourierClient(transport: memory.makeClient())
-        let worker = Microservice(
-            router: Self.router(gauge: gauge),
-            transport: memory.server,
-            client: onwardClient,
-            logger: Self.quietLogger
-        )
-        let client = CourierClient(transport: memory.makeClient())
+        let fixture = OnwardWorker()
+        let (memory, worker, client) = (fixture.memory, fixture.worker, fixture.client)
         await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await worker.run() }
             await memory.waitUntilServing()
@@ -208,20 +220,12 @@ import Testing
             }
             group.cancelAll()
         }
-        await client.shutdown()
-        await onwardClient.shutdown()
+        await fixture.shutdown()
     }
 
     @Test func onwardCallsFollowAnExtendedDeadline() async throws {
-        let memory = InMemoryTransport()
-        let onwardClient = CourierClient(transport: memory.makeClient())
-        let worker = Microservice(
-            router: Self.router(gauge: Gauge()),
-            transport: memory.server,
-            client: onwardClient,
-            logger: Self.quietLogger
-        )
-        let client = CourierClient(transport: memory.makeClient())
+        let fixture = OnwardWorker()
+        let (memory, worker, client) = (fixture.memory, fixture.worker, fixture.client)
         await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await worker.run() }
             await memory.waitUntilServing()
@@ -231,8 +235,7 @@ import Testing
             #expect((try? reply.get()) == "slept", "\(reply)")
             group.cancelAll()
         }
-        await client.shutdown()
-        await onwardClient.shutdown()
+        await fixture.shutdown()
     }
 
     @Test func failingEventHandlersAreCountedAndNeverAnswered() async throws {

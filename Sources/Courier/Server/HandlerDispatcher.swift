@@ -30,10 +30,9 @@ final class HandlerDispatcher: InboundDispatcher {
     private let logger: Logger
     private let state = Mutex(DrainState())
     private let eventFailures = Atomic<Int>(0)
-    private let maxConcurrentHandlers: Int
 
     /// The handler slots not taken now (by running handlers, or by messages past their admission).
-    var availableHandlerSlots: Int? { max(0, maxConcurrentHandlers - inFlight) }
+    var availableHandlerSlots: Int? { permits.availablePermits }
 
     init(router: MessageRouter, configuration: MicroserviceConfiguration, client: CourierClient?, logger: Logger) {
         self.routes = router.routes
@@ -43,7 +42,6 @@ final class HandlerDispatcher: InboundDispatcher {
         }
         self.exactRoutes = exactRoutes
         self.permits = AsyncSemaphore(permits: configuration.maxConcurrentHandlers)
-        self.maxConcurrentHandlers = configuration.maxConcurrentHandlers
         self.client = client
         self.logger = logger
     }
@@ -328,7 +326,8 @@ final class HandlerDispatcher: InboundDispatcher {
             try await writer.write(reply)
             return outcome
         } catch let error as CourierError where error.rejectsTheMessageItself {
-            return await replyRejected(error, of: reply, writer: writer)
+            return await replyRejected(error, correlationID: reply.correlationID, replyWasAnError: reply.error != nil,
+                                       writer: writer)
         } catch {
             return replyLost(error, after: outcome)
         }
@@ -345,14 +344,18 @@ final class HandlerDispatcher: InboundDispatcher {
     /// or addressed to an illegal reply topic): handling the message again would give the same reply, so it is
     /// not left unacknowledged (on Kafka that would stop its partition for good); the caller gets the error
     /// instead of waiting for its timeout, if that reply gets through.
-    private func replyRejected(_ error: CourierError, of reply: WireReply, writer: any ReplyWriter) async
-        -> HandlingOutcome
-    {
+    /// (An error reply that was refused is not followed by another.)
+    private func replyRejected(
+        _ error: CourierError,
+        correlationID: String,
+        replyWasAnError: Bool,
+        writer: any ReplyWriter
+    ) async -> HandlingOutcome {
         logger.warning("a reply was refused; the caller gets an error instead", metadata: [
-            "correlation-id": "\(reply.correlationID)", "error": "\(error)",
+            "correlation-id": "\(correlationID)", "error": "\(error)",
         ])
-        if reply.error == nil {
-            try? await writer.write(.failure(correlationID: reply.correlationID, error: error))
+        if !replyWasAnError {
+            try? await writer.write(.failure(correlationID: correlationID, error: error))
         }
         return .failed(error)
     }
@@ -459,9 +462,8 @@ final class HandlerDispatcher: InboundDispatcher {
             }
             return .succeeded
         } catch let error as CourierError where error.rejectsTheMessageItself {
-            let final = WireReply(correlationID: replies.correlationID, response: kind == .message ? value : nil,
-                                  isDisposed: true)
-            return await replyRejected(error, of: final, writer: replies.writer)
+            return await replyRejected(error, correlationID: replies.correlationID, replyWasAnError: false,
+                                       writer: replies.writer)
         } catch {
             // The work is done but the caller did not get the answer: leave the message unacknowledged so that a
             // transport with redelivery delivers it again (at-least-once).

@@ -30,6 +30,9 @@ package final class AsyncSemaphore: Sendable {
         state = Mutex(State(available: permits))
     }
 
+    /// The permits free now: how many acquires would succeed without waiting.
+    package var availablePermits: Int { state.withLock { $0.available } }
+
     /// Takes a permit, waiting for one if needed.
     ///
     /// - Returns: `false` if the task was cancelled before a permit was granted.

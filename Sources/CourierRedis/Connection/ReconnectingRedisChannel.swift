@@ -70,7 +70,8 @@ final class ReconnectingRedisChannel: Sendable {
     /// Changes the phase; on the event loop.
     private func setPhase(_ phase: Phase) {
         state.value.phase = phase
-        if case .connected = phase { connected.store(true, ordering: .relaxed) } else { connected.store(false, ordering: .relaxed) }
+        let isConnected = if case .connected = phase { true } else { false }
+        connected.store(isConnected, ordering: .relaxed)
     }
 
     private var closedError: CourierError { .unavailable("the connection to \(endpoint) is closed") }
@@ -313,7 +314,6 @@ final class ReconnectingRedisChannel: Sendable {
     /// Called by the connection's handler, on the event loop, the moment a connection starts closing.
     private func connectionClosing(_ channel: ObjectIdentifier, reason: CourierError) {
         guard case .connected(let current) = state.value.phase, ObjectIdentifier(current) == channel else { return }
-        connected.store(false, ordering: .relaxed)
         logger.warning("Redis connection lost, reconnecting: \(reason.message)")
         attempt(1, outcome: nil)
     }
