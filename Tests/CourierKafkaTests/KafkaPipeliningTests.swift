@@ -18,32 +18,14 @@ import Testing
     @Test func aPendingReplyDoesNotHoldBackTheNextHandlerButHoldsBackItsOffset() async throws {
         let cluster = try EmbeddedKafkaCluster(topics: ["pipe.req": 1, "pipe.replies": 2])
         defer { cluster.close() }
-        var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "pipe-workers")
-        configuration.consumerProperties.merge(KafkaConsumerTests.fastGroup) { _, new in new }
-        configuration.consumerProperties["auto.commit.interval.ms"] = "50"
         let handled = Mutex<[Int]>([])
-        var router = MessageRouter()
-        router.on(MessagePattern<Int, Int>("pipe.req")) { value, _ in
-            handled.withLock { $0.append(value) }
-            return value
-        }
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        let server = KafkaServerTransport(configuration: configuration, logger: logger)
-        let worker = Microservice(router: router, transport: server, logger: logger)
+        let worker = Self.echoWorker(cluster, group: "pipe-workers") { value in handled.withLock { $0.append(value) } }
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
         // The first request's reply goes to a partition without a leader: its delivery stays pending.
         try cluster.setLeader(of: "pipe.replies", partition: 0, to: nil)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await worker.run() }
-            for (value, replyPartition) in [(1, Int32(0)), (2, Int32(1))] {
-                let request = WireRequest(pattern: "pipe.req", payload: ByteBuffer(string: "\(value)"),
-                                          correlationID: "c\(value)")
-                let record = try KafkaRecordCodec.encodeRequest(
-                    request, replyTo: .init(topic: "pipe.replies", partition: replyPartition)
-                )
-                _ = try await producer.send(topic: record.topic, value: record.value, headers: record.producerHeaders)
-            }
+            try await Self.sendTwoRequests(producer)
             // The second record's handler ran and its reply reached the broker while the first reply is pending.
             let second = try await offThePool {
                 try readBlocking(bootstrapServers: cluster.bootstrapServers, topic: "pipe.replies", partitions: 2,
@@ -57,12 +39,50 @@ import Testing
 
             // Once the first reply is delivered, both offsets are stored and committed.
             try cluster.setLeader(of: "pipe.replies", partition: 0, to: 1)
-            var committed: Int64 = -1
-            for _ in 0..<300 where committed != 2 {
-                try await Task.sleep(for: .milliseconds(100))
-                committed = try await Self.committedOffset(cluster, group: "pipe-workers")
-            }
+            let committed = try await Self.committedOffset(cluster, group: "pipe-workers", reaching: 2)
             #expect(committed == 2)
+            group.cancelAll()
+        }
+        await producer.close()
+    }
+
+    /// A request whose reply cannot reach the broker (its reply partition has no leader until the producer's
+    /// `message.timeout.ms` passes) is handled again in place until its reply is delivered: its partition goes on
+    /// once the broker takes the reply, without a restart or a rebalance, and no later offset is stored before it.
+    @Test func aRecordWhoseReplyTimedOutIsHandledAgainUntilItsReplyIsDelivered() async throws {
+        let cluster = try EmbeddedKafkaCluster(topics: ["pipe.req": 1, "pipe.replies": 2])
+        defer { cluster.close() }
+        let runs = Mutex<[Int: Int]>([:])
+        let worker = Self.echoWorker(cluster, group: "again-workers", configure: { configuration in
+            configuration.producerProperties["message.timeout.ms"] = "300"
+            configuration.redeliveryBackoff = .milliseconds(100)
+            configuration.maxRedeliveryBackoff = .milliseconds(200)
+        }) { value in runs.withLock { $0[value, default: 0] += 1 } }
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
+        try cluster.setLeader(of: "pipe.replies", partition: 0, to: nil)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await worker.run() }
+            try await Self.sendTwoRequests(producer)
+            // The first reply times out and its record is handled again, more than once while the partition has
+            // no leader; the second record's offset waits for it.
+            for _ in 0..<300 where runs.withLock({ $0[1, default: 0] }) < 3 {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(runs.withLock { $0[1, default: 0] } >= 3)
+            #expect(runs.withLock { $0[2, default: 0] } == 1)
+            #expect(try await Self.committedOffset(cluster, group: "again-workers") < 0)
+
+            // Once the partition has a leader again, the next attempt's reply is delivered and both offsets are
+            // committed, with no restart or rebalance.
+            try cluster.setLeader(of: "pipe.replies", partition: 0, to: 1)
+            let committed = try await Self.committedOffset(cluster, group: "again-workers", reaching: 2)
+            #expect(committed == 2)
+            let replies = try await offThePool {
+                try readBlocking(bootstrapServers: cluster.bootstrapServers, topic: "pipe.replies", partitions: 2,
+                                 count: 2, timeout: 30)
+            }
+            #expect(Set(replies.map(\.value)) == [Array("1".utf8), Array("2".utf8)])
+            #expect(runs.withLock { $0[2, default: 0] } == 1)
             group.cancelAll()
         }
         await producer.close()
@@ -93,16 +113,59 @@ import Testing
         try await producer.flush(timeout: .seconds(10))
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await worker.run() }
-            var committed: Int64 = -1
-            for _ in 0..<300 where committed != Int64(count) {
-                try await Task.sleep(for: .milliseconds(100))
-                committed = try await Self.committedOffset(cluster, group: "run-workers")
-            }
+            let committed = try await Self.committedOffset(cluster, group: "run-workers", reaching: Int64(count))
             #expect(handled.load(ordering: .relaxed) == count)
             #expect(committed == Int64(count))
             group.cancelAll()
         }
         await producer.close()
+    }
+
+    /// A worker of group `group` (fast group settings, committing every 50 ms) whose `pipe.req` handler calls
+    /// `handled` with the request's number and replies with it.
+    static func echoWorker(
+        _ cluster: EmbeddedKafkaCluster,
+        group: String,
+        configure: (inout KafkaConfiguration) -> Void = { _ in },
+        handled: @escaping @Sendable (Int) -> Void
+    ) -> Microservice {
+        var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: group)
+        configuration.consumerProperties.merge(KafkaConsumerTests.fastGroup) { _, new in new }
+        configuration.consumerProperties["auto.commit.interval.ms"] = "50"
+        configure(&configuration)
+        var router = MessageRouter()
+        router.on(MessagePattern<Int, Int>("pipe.req")) { value, _ in
+            handled(value)
+            return value
+        }
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let server = KafkaServerTransport(configuration: configuration, logger: logger)
+        return Microservice(router: router, transport: server, logger: logger)
+    }
+
+    /// Requests 1 and 2 to `pipe.req`, replies to `pipe.replies` partitions 0 and 1.
+    static func sendTwoRequests(_ producer: KafkaProducer) async throws {
+        for (value, replyPartition) in [(1, Int32(0)), (2, Int32(1))] {
+            let request = WireRequest(pattern: "pipe.req", payload: ByteBuffer(string: "\(value)"),
+                                      correlationID: "c\(value)")
+            let record = try KafkaRecordCodec.encodeRequest(
+                request, replyTo: .init(topic: "pipe.replies", partition: replyPartition)
+            )
+            _ = try await producer.send(topic: record.topic, value: record.value, headers: record.producerHeaders)
+        }
+    }
+
+    /// The group's committed offset of `pipe.req` partition 0 once it is `target`, or the last one read after 30 s.
+    static func committedOffset(_ cluster: EmbeddedKafkaCluster, group: String, reaching target: Int64) async throws
+        -> Int64
+    {
+        var committed: Int64 = -1
+        for _ in 0..<300 where committed != target {
+            try await Task.sleep(for: .milliseconds(100))
+            committed = try await committedOffset(cluster, group: group)
+        }
+        return committed
     }
 
     /// The group's committed offset of `pipe.req` partition 0 (negative when nothing is committed).

@@ -60,6 +60,22 @@ public struct KafkaConfiguration: Sendable {
     /// Default: 15 seconds
     public var revocationTimeout: Duration = .seconds(15)
 
+    /// How long a worker waits before it handles a record again whose reply (or dead letter) could not reach the
+    /// broker, such as while the broker is unreachable for longer than `message.timeout.ms`. The record's offset
+    /// cannot be stored before it is finished (that would skip it), so its partition waits while the worker
+    /// handles it again in place, as Spring Kafka's error handler seeks back to it: its handler runs again, and
+    /// each further attempt waits twice as long as the one before, up to ``maxRedeliveryBackoff``, until the
+    /// record is finished or the worker stops (it then comes back after the restart or a rebalance).
+    ///
+    /// Default: 1 second
+    public var redeliveryBackoff: Duration = .seconds(1)
+
+    /// The longest wait between two attempts at a record whose reply could not reach the broker (see
+    /// ``redeliveryBackoff``).
+    ///
+    /// Default: 30 seconds
+    public var maxRedeliveryBackoff: Duration = .seconds(30)
+
     /// Whether and how workers and clients create missing request, reply and dead-letter topics.
     ///
     /// Default: `nil` (topics must exist, or the brokers must auto-create them)

@@ -95,7 +95,7 @@ final class KafkaPendingRecord: Sendable {
     /// The outcome of a finished record whose reply failed to reach the broker: a reply the broker refused for what
     /// it is (too large for it, or its topic unknown or not allowed) would be refused again after redelivery, so
     /// the record counts as failed and is acknowledged; after any other failure (the broker unreachable) it is
-    /// abandoned, and its partition stops until it is delivered again.
+    /// abandoned, and its lane handles it again before it stores any later offset.
     private static func outcome(after failure: any Error) -> HandlingOutcome {
         if let error = failure as? CourierError, error.rejectsTheMessageItself { return .failed(error) }
         return .abandoned
@@ -131,8 +131,8 @@ final class KafkaPendingRecord: Sendable {
     }
 }
 
-/// A flag a partition lane raises once a record could not be finished: later offsets of the partition must not be
-/// stored (that would skip the record), so the lane stops taking its records.
+/// A flag a partition lane raises once the worker stopped before a record was finished: later offsets of the
+/// partition must not be stored (that would skip the record), so the lane stops taking its records.
 final class KafkaLaneStop: Sendable {
     private let raised = Atomic<Bool>(false)
 

@@ -19,8 +19,9 @@ import Synchronization
 /// acknowledgements; offsets are stored strictly in order, so an unfinished record holds back the later ones. When a rebalance takes
 /// partitions away, the worker holds it until the records it took from them have finished (at most
 /// ``KafkaConfiguration/revocationTimeout``), so their offsets are committed before another member takes over. A
-/// record that was not finished (the worker stopped, the reply could not be delivered) is delivered again after a
-/// restart or a rebalance.
+/// record whose reply (or dead letter) could not reach the broker is handled again in place, after
+/// ``KafkaConfiguration/redeliveryBackoff``, until it is finished; a record the worker did not finish before it
+/// stopped is delivered again after the restart or a rebalance.
 ///
 /// Replies go to the request's `kafka_replyTopic` and `kafka_replyPartition`, echoing `kafka_correlationId` byte
 /// for byte. An event handler that throws is retried and then dead-lettered or skipped, as
@@ -108,6 +109,8 @@ public final class KafkaServerTransport: ServerTransport {
             topics: topics,
             concurrency: max(1, configuration.partitionConcurrency),
             repliesKeepOrder: configuration.producerSettings["enable.idempotence"] == "true",
+            redeliveryBackoff: configuration.redeliveryBackoff,
+            maxRedeliveryBackoff: configuration.maxRedeliveryBackoff,
             logger: logger
         )
         await withDiscardingTaskGroup { group in
@@ -207,6 +210,8 @@ public final class KafkaServerTransport: ServerTransport {
         let concurrency: Int
         /// Whether the producer keeps a request's replies in order even when it retries (idempotence).
         let repliesKeepOrder: Bool
+        let redeliveryBackoff: Duration
+        let maxRedeliveryBackoff: Duration
         let logger: Logger
     }
 
@@ -228,7 +233,7 @@ public final class KafkaServerTransport: ServerTransport {
         await withDiscardingTaskGroup { group in
             group.addTask {
                 while let pending = await acknowledging.next() {
-                    acknowledge(pending, await pending.finished(), stop: stop, context: context)
+                    await acknowledge(pending, await pending.finished(), stop: stop, context: context)
                     waiting.acknowledged()
                 }
             }
@@ -271,10 +276,15 @@ public final class KafkaServerTransport: ServerTransport {
                                 store(&unstored, context: context)
                             }
                         } else {
-                            // Not finished: storing a later offset would skip it, so this lane stores nothing
-                            // more after the records before it.
+                            // Not finished: storing a later offset would skip it, so the lane handles it again
+                            // before it goes on.
                             store(&unstored, context: context)
-                            stopLane(stop, at: record, context: context)
+                            if await redeliver(record, after: replying?.deliveryFailure, context: context) {
+                                unstored = record
+                                unstoredRun += 1
+                            } else {
+                                stop.raise()
+                            }
                         }
                     } else {
                         let pending = replying ?? KafkaPendingRecord(record)
@@ -306,16 +316,53 @@ public final class KafkaServerTransport: ServerTransport {
         }
     }
 
-    /// Stops a lane at a record that was not finished. While the worker stops, that is expected (the record comes
-    /// back after the restart); otherwise the record's reply could not reach the broker, and the partition waits
-    /// for a rebalance or a restart to deliver the record again: say so, as its lag will grow meanwhile.
-    private static func stopLane(_ stop: KafkaLaneStop, at record: KafkaConsumerMessage, context: LaneContext) {
-        stop.raise()
-        guard !Task.isCancelled else { return }
-        context.logger.warning(
-            "a record's reply could not be delivered; its partition stops until the record comes again (rebalance or restart)",
-            metadata: ["topic": "\(record.topic)", "partition": "\(record.partition)", "offset": "\(record.offset)"]
-        )
+    /// Handles `record` again, in place, until it is finished: its handler finished before, but a reply (or its
+    /// dead letter) did not reach the broker (`failure`, when known), so the caller may not have the answer. The
+    /// partition's later offsets cannot be stored before this one, so the lane waits for it, each attempt after a
+    /// backoff twice the one before (``KafkaConfiguration/redeliveryBackoff``, up to
+    /// ``KafkaConfiguration/maxRedeliveryBackoff``), as Spring Kafka's error handler seeks back to a failed record.
+    ///
+    /// - Returns: Whether the record is finished now; `false` if the worker stopped first (the record then comes
+    ///   back after the restart or a rebalance).
+    private static func redeliver(
+        _ record: KafkaConsumerMessage,
+        after failure: (any Error)?,
+        context: LaneContext
+    ) async -> Bool {
+        var attempt = 1
+        var reason = failure.map { "\($0)" } ?? "the worker could not finish it"
+        while !Task.isCancelled {
+            let backoff = min(context.maxRedeliveryBackoff, context.redeliveryBackoff * (1 << min(attempt - 1, 16)))
+            context.logger.warning(
+                "a record's reply could not reach the broker; its partition waits while the record is handled again",
+                metadata: ["topic": "\(record.topic)", "partition": "\(record.partition)", "offset": "\(record.offset)",
+                           "attempt": "\(attempt)", "in": "\(backoff)", "reason": "\(reason)"]
+            )
+            try? await Task.sleep(for: backoff)
+            if Task.isCancelled { break }
+            var replying: KafkaPendingRecord?
+            let handled = await withDiscardingTaskGroup { handlers in
+                await process(record, &replying, context: context, in: &handlers)
+            }
+            let outcome: HandlingOutcome
+            if let replying {
+                replying.handled(handled)
+                outcome = await replying.finished()
+                reason = replying.deliveryFailure.map { "\($0)" } ?? reason
+            } else {
+                outcome = handled
+            }
+            if outcome.shouldAcknowledge {
+                context.logger.info(
+                    "a record whose reply could not reach the broker was handled again and is finished",
+                    metadata: ["topic": "\(record.topic)", "partition": "\(record.partition)",
+                               "offset": "\(record.offset)", "attempts": "\(attempt + 1)"]
+                )
+                return true
+            }
+            attempt += 1
+        }
+        return false
     }
 
     /// The most records a busy lane acknowledges before it stores their offset.
@@ -332,19 +379,24 @@ public final class KafkaServerTransport: ServerTransport {
         }
     }
 
-    /// Stores a finished record's offset (unless the lane has stopped, or this record makes it stop) and returns
-    /// its budget permit.
+    /// Stores a finished record's offset (unless the lane has stopped) and returns its budget permit. A record that
+    /// is not finished is handled again first; if the worker stops before it is finished, the lane stops.
     private static func acknowledge(
         _ pending: KafkaPendingRecord,
         _ outcome: HandlingOutcome,
         stop: KafkaLaneStop,
         context: LaneContext
-    ) {
+    ) async {
         defer { context.budget.release() }
         if stop.isRaised { return }
         guard outcome.shouldAcknowledge else {
-            // Not finished: storing a later offset would skip it, so this lane stores nothing more.
-            stopLane(stop, at: pending.record, context: context)
+            // Not finished: storing a later offset would skip it.
+            guard await redeliver(pending.record, after: pending.deliveryFailure, context: context) else {
+                stop.raise()
+                return
+            }
+            var record: KafkaConsumerMessage? = pending.record
+            store(&record, context: context)
             return
         }
         var record: KafkaConsumerMessage? = pending.record
