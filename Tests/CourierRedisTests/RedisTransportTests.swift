@@ -22,6 +22,15 @@ import Testing
         return logger
     }
 
+    /// Streams settings for tests of claims: the given block and claim idle times, looking for idle entries every
+    /// 100 ms.
+    static func quickClaims(_ redis: RedisConfiguration, block: Duration, idle: Duration) -> RedisStreamsConfiguration {
+        var configuration = RedisStreamsConfiguration(connection: redis, blockTime: block)
+        configuration.claimIdleTime = idle
+        configuration.claimInterval = .milliseconds(100)
+        return configuration
+    }
+
     /// Runs the example service on `server` with `client` until `body` returns.
     static func withWorker(
         _ server: any ServerTransport,
@@ -96,9 +105,7 @@ import Testing
     /// its error, and nothing stays pending.
     @Test func aStreamsEventThatKeepsFailingIsDeadLetteredWithItsError() async throws {
         try await withRedisServer { redis in
-            var configuration = RedisStreamsConfiguration(connection: redis.configuration, blockTime: .milliseconds(200))
-            configuration.claimIdleTime = .milliseconds(300)
-            configuration.claimInterval = .milliseconds(100)
+            var configuration = Self.quickClaims(redis.configuration, block: .milliseconds(200), idle: .milliseconds(300))
             configuration.maxDeliveries = 3
             let attempts = Atomic(0)
             var router = MessageRouter()
@@ -226,9 +233,7 @@ import Testing
     @Test func aClaimedRequestIsHandledEvenPastItsOriginalTimeout() async throws {
         try await withRedis { redis in
             let stream = uniqueName("claimed")
-            var configuration = RedisStreamsConfiguration(connection: redis, blockTime: .milliseconds(200))
-            configuration.claimIdleTime = .milliseconds(300)
-            configuration.claimInterval = .milliseconds(100)
+            let configuration = Self.quickClaims(redis, block: .milliseconds(200), idle: .milliseconds(300))
             let redisClient = try await RedisConnection.connect(configuration: redis)
             _ = try await redisClient.send(["XGROUP", "CREATE", RESPArgument(stream), RESPArgument(configuration.group),
                                             "0", "MKSTREAM"])
@@ -268,9 +273,8 @@ import Testing
     @Test func aBusyWorkerHoldsNoEntriesAnotherWouldClaim() async throws {
         try await withRedis { redis in
             let stream = uniqueName("busy")
-            var configuration = RedisStreamsConfiguration(connection: redis, blockTime: .milliseconds(100))
-            configuration.claimIdleTime = .milliseconds(2_000)  // 8 jobs of 400 ms queued in one worker: 3.2 s
-            configuration.claimInterval = .milliseconds(100)
+            // 8 jobs of 400 ms queued in one worker take 3.2 s.
+            let configuration = Self.quickClaims(redis, block: .milliseconds(100), idle: .milliseconds(2_000))
             let handled = Mutex<[Int: Int]>([:])
             var router = MessageRouter()
             router.onEvent(stream) { (job: JSONValue, _) in
@@ -304,6 +308,55 @@ import Testing
             let counts = handled.withLock { $0 }
             #expect(counts.count == 8)
             #expect(counts.values.allSatisfy { $0 == 1 }, "handled more than once: \(counts.filter { $0.value > 1 })")
+            let redisClient = try await RedisConnection.connect(configuration: redis)
+            _ = try await redisClient.send(["DEL", RESPArgument(stream)])
+            await redisClient.close()
+            await client.shutdown()
+        }
+    }
+
+    /// A handler that runs longer than the claim idle time keeps its entry: its worker renews the claim while it
+    /// runs, so another worker does not claim the entry and handle it a second time. Once the worker that held it
+    /// dies, the entry is claimed as before.
+    @Test func aHandlerLongerThanTheClaimIdleTimeKeepsItsEntry() async throws {
+        try await withRedis { redis in
+            let stream = uniqueName("long")
+            let configuration = Self.quickClaims(redis, block: .milliseconds(100), idle: .milliseconds(600))
+            let runs = Atomic<Int>(0)
+            var router = MessageRouter()
+            router.onEvent(stream) { (_: JSONValue, _) in
+                runs.add(1, ordering: .relaxed)
+                // Four claim idle times; cancelled (its worker dies), it throws and leaves the entry pending.
+                try await Task.sleep(for: .milliseconds(2_500))
+            }
+            func worker() -> Microservice {
+                var one = configuration
+                one.consumer = uniqueName("consumer")
+                return Microservice(router: router,
+                                    transport: RedisStreamsServerTransport(configuration: one, logger: Self.quietLogger),
+                                    logger: Self.quietLogger)
+            }
+            let client = CourierClient(transport: RedisStreamsClientTransport(configuration: configuration,
+                                                                              logger: Self.quietLogger))
+            try await client.emit(stream, json: .integer(1))
+            let (workerA, workerB) = (worker(), worker())
+            let first = Task { try await workerA.run() }
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(10)
+            while runs.load(ordering: .relaxed) == 0, clock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
+            let second = Task { try await workerB.run() }
+            try await Task.sleep(for: .milliseconds(2_000))  // past three claim idle times, before the handler ends
+            #expect(runs.load(ordering: .relaxed) == 1)
+            first.cancel()  // dies with the handler still running: the entry is left pending, no longer renewed
+            _ = try? await first.value
+            while runs.load(ordering: .relaxed) < 2, clock.now < deadline + .seconds(5) {
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(runs.load(ordering: .relaxed) == 2)
+            second.cancel()
+            _ = try? await second.value
             let redisClient = try await RedisConnection.connect(configuration: redis)
             _ = try await redisClient.send(["DEL", RESPArgument(stream)])
             await redisClient.close()

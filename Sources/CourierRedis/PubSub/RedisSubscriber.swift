@@ -67,16 +67,16 @@ public final class RedisSubscriber: Sendable {
         return RedisSubscriber(channel: channel, messages: messages)
     }
 
+    /// Whether the subscriber's connection is open now. While it reconnects, messages published meanwhile are lost
+    /// to it (pub/sub keeps nothing), and its subscriptions are made again once it is back.
+    public var isConnected: Bool { channel.isConnected }
+
     /// Subscribes to channels; returns once Redis confirmed each one, so a message published afterwards arrives.
     ///
     /// - Throws: ``CourierCore/CourierError`` (``CourierCore/CourierError/Code/transportUnavailable`` while
     ///   disconnected, ``CourierCore/CourierError/Code/timedOut`` past the command timeout) or ``RedisError``
     ///   (such as `NOPERM` for an ACL user without access to a channel). Channels not confirmed are not
     ///   subscribed again after a reconnection.
-    /// Whether the subscriber's connection is open now. While it reconnects, messages published meanwhile are lost
-    /// to it (pub/sub keeps nothing), and its subscriptions are made again once it is back.
-    public var isConnected: Bool { channel.isConnected }
-
     public func subscribe(_ channels: [String]) async throws {
         try await channel.changeSubscription(subscribe: true, target: .channels, names: channels)
     }

@@ -45,7 +45,9 @@ public struct RedisStreamsConfiguration: Sendable {
     public var blockTime: Duration
 
     /// How long an entry may stay delivered but unacknowledged (its worker died, or its event handler failed)
-    /// before another worker claims it (`XPENDING … IDLE`, then `XCLAIM`). Longer than your slowest handler.
+    /// before another worker claims it (`XPENDING … IDLE`, then `XCLAIM`). A live worker renews its claim of the
+    /// entries it holds every third of this time, so a handler may run longer; a worker that died loses its entries
+    /// after it.
     ///
     /// Default: 30 seconds
     public var claimIdleTime: Duration

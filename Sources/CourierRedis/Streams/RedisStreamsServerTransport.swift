@@ -16,7 +16,8 @@ import Synchronization
 /// its own consumer name, so every entry goes to one instance. Delivery is **at least once**:
 /// - an entry is acknowledged (`XACK`) only after its handler finished and, for a request, its reply was published;
 /// - entries a worker took but never acknowledged (it died, or an event handler threw) are claimed by a live
-///   worker once idle for ``RedisStreamsConfiguration/claimIdleTime``;
+///   worker once idle for ``RedisStreamsConfiguration/claimIdleTime``; a live worker renews its claim of the entries
+///   it holds every third of that time, so a handler may run longer than it;
 /// - an entry delivered ``RedisStreamsConfiguration/maxDeliveries`` times goes, with its last error, to the
 ///   dead-letter stream `<stream>.dlq` and is acknowledged.
 ///
@@ -34,6 +35,8 @@ public final class RedisStreamsServerTransport: ServerTransport {
     private let logger: Logger
     private let commands = Mutex<RedisConnection?>(nil)
     private let ready = OneShot<Result<Void, CourierError>>()
+    /// The entries this worker holds, whose claims it renews while their handlers run.
+    private let leases = RedisStreamsLeases()
 
     /// Creates a worker transport.
     ///
@@ -104,6 +107,14 @@ public final class RedisStreamsServerTransport: ServerTransport {
             // (each command is bounded by `commandTimeout`).
             outer.addTask { await Task { await acknowledger.run() }.value }
             let stopping = Atomic(false)
+            let renewer = Task { [leases, configuration, logger] in
+                let interval = RedisStreamsLeases.interval(for: configuration)
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: interval)
+                    if Task.isCancelled { break }
+                    await leases.renew(with: commands, configuration: configuration, logger: logger)
+                }
+            }
             let watcher = Task {
                 // Draining: stop reading at once; entries read but not handled stay pending and are claimed later.
                 await dispatcher.draining()
@@ -116,6 +127,7 @@ public final class RedisStreamsServerTransport: ServerTransport {
                                handlers: &handlers)
             }
             watcher.cancel()
+            renewer.cancel()
             acknowledger.finish()  // every handler has reported: flush the last acknowledgements
         }
         self.commands.withLock { $0 = nil }
@@ -219,11 +231,14 @@ public final class RedisStreamsServerTransport: ServerTransport {
         let writer = replyTo.map { RedisReplyPublisher(connection: commands, destination: .caller(channel: $0)) }
         let maxDeliveries = configuration.maxDeliveries
         let isEvent = request.isEvent
+        let leases = self.leases
+        leases.hold(entry.id, of: entry.stream)
         let message = InboundMessage(
             request: request,
             metadata: metadata,
             replyWriter: request.isEvent ? nil : writer,
             onHandled: { outcome in
+                leases.release(entry.id, of: entry.stream)
                 if outcome.isFailure, isEvent {
                     // Left pending, it comes back after the claim idle time, up to maxDeliveries times.
                     if deliveries >= maxDeliveries {
