@@ -68,13 +68,6 @@ struct AscenderInteropTests {
         deinit { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
     }
 
-    static func freePort() async throws -> Int {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).get()
-        defer { channel.close(promise: nil) }
-        return channel.localAddress!.port!
-    }
-
     /// Runs the example service on Ascender's format over `transport` (`tcp` or `redis`) and returns the port the
     /// Python client should use, for the duration of `body`.
     static func withCourierWorker(_ transport: String, redis: RedisServer, _ body: (Int) async throws -> Void)
@@ -123,7 +116,7 @@ struct AscenderInteropTests {
     @Test(arguments: ["tcp", "redis"])
     func aCourierClientCallsAnAscenderWorker(_ transport: String) async throws {
         try await withRedisServer { redis in
-            let port = transport == "tcp" ? try await Self.freePort() : redis.port
+            let port = transport == "tcp" ? try await freeLoopbackPort() : redis.port
             let worker = try await offThePool {
                 try Python("ascender_worker.py", ["--transport", transport, "--port", "\(port)"])
             }

@@ -81,7 +81,7 @@ final class RedisServer: Sendable {
                 let output = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
                 throw TestFailure("redis-server exited at start: \(output.suffix(1000))")
             }
-            if await Self.acceptsConnections(port: port) { return }
+            if await Self.answersAsRedis(port: port) { return }
             try await Task.sleep(for: .milliseconds(20))
         }
         throw TestFailure("redis-server did not accept connections on port \(port) within 10 s")
@@ -95,25 +95,72 @@ final class RedisServer: Sendable {
         throw TestFailure("redis-server is not installed (scripts/setup installs it)")
     }
 
-    private static func acceptsConnections(port: Int) async -> Bool {
+    /// Whether a Redis server answers on `port`: an inline `PING` gets a RESP answer (`+PONG`, or an error such as
+    /// `-NOAUTH`). Accepting the connection is not enough: a connection to a loopback port nobody listens on can
+    /// connect to itself when the kernel picks that port as its source port, and then reads back its own bytes.
+    private static func answersAsRedis(port: Int) async -> Bool {
+        let firstByte = Mutex<EventLoopPromise<UInt8>?>(nil)
         do {
             let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .channelInitializer { channel in
+                    let promise = channel.eventLoop.makePromise(of: UInt8.self)
+                    firstByte.withLock { $0 = promise }
+                    return channel.pipeline.addHandler(FirstByteHandler(promise: promise))
+                }
                 .connect(host: "127.0.0.1", port: port).get()
-            try? await channel.close()
-            return true
+            defer { channel.close(promise: nil) }
+            guard let answer = firstByte.withLock({ $0 })?.futureResult else { return false }
+            channel.eventLoop.scheduleTask(in: .seconds(1)) {
+                firstByte.withLock { $0 }?.fail(TestFailure("no answer to PING"))
+            }
+            try await channel.writeAndFlush(ByteBuffer(string: "PING\r\n")).get()
+            let byte = try await answer.get()
+            return byte == UInt8(ascii: "+") || byte == UInt8(ascii: "-")
         } catch {
+            // A connection that failed before it was active leaves its promise incomplete, which NIO reports.
+            firstByte.withLock { $0 }?.fail(error)
             return false
         }
     }
 
-    private static func freeLoopbackPort() async throws -> Int {
-        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
-            .bind(host: "127.0.0.1", port: 0).get()
-        let port = channel.localAddress?.port
-        try await channel.close()
-        guard let port else { throw TestFailure("no local port") }
-        return port
+    /// Completes `promise` with the first byte the connection reads.
+    private final class FirstByteHandler: ChannelInboundHandler, Sendable {
+        typealias InboundIn = ByteBuffer
+        let promise: EventLoopPromise<UInt8>
+
+        init(promise: EventLoopPromise<UInt8>) { self.promise = promise }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            if let byte = unwrapInboundIn(data).getInteger(at: 0, as: UInt8.self) { promise.succeed(byte) }
+        }
+
+        func channelInactive(context: ChannelHandlerContext) {
+            promise.fail(TestFailure("closed before answering PING"))
+        }
     }
+}
+
+/// A loopback port free to listen on, for a server a test starts in another process. It is taken below the
+/// kernel's ephemeral range (`/proc/sys/net/ipv4/ip_local_port_range`), where the kernel never puts the source port
+/// of an outgoing connection: tests run in parallel and open many connections, and a port of that range found free
+/// a moment ago could be a connection's own port by the time the server binds it.
+func freeLoopbackPort() async throws -> Int {
+    let ephemeralStart = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_local_port_range", encoding: .utf8))
+        .flatMap { $0.split(whereSeparator: \.isWhitespace).first.flatMap { Int($0) } } ?? 32_768
+    let range = 10_000..<max(10_001, min(ephemeralStart, 65_536))
+    for _ in 0..<50 {
+        let port = Int.random(in: range)
+        do {
+            let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 0)
+                .bind(host: "127.0.0.1", port: port).get()
+            try await channel.close()
+            return port
+        } catch {
+            continue  // in use: try another
+        }
+    }
+    throw TestFailure("no free loopback port below \(range.upperBound)")
 }
 
 /// The Redis tests run against: `COURIER_REDIS_URL` when set (scripts/test starts one server for the run),
