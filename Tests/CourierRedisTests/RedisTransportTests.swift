@@ -6,7 +6,7 @@
 import Courier
 import CourierCore
 import CourierExample
-import CourierRedis
+@testable import CourierRedis
 import Foundation
 import Logging
 import NIOCore
@@ -361,6 +361,29 @@ import Testing
             _ = try await redisClient.send(["DEL", RESPArgument(stream)])
             await redisClient.close()
             await client.shutdown()
+        }
+    }
+
+    /// A worker whose clock runs an hour ahead of Redis's still handles fresh requests: a request's age is judged on
+    /// Redis's clock (the time in its entry's id), measured against the worker's own.
+    @Test func aWorkerWhoseClockIsAheadOfRedisHandlesFreshRequests() async throws {
+        try await withRedis { redis in
+            let prefix = uniqueName("skew") + ":"
+            let configuration = RedisStreamsConfiguration(connection: redis, streamPrefix: prefix,
+                                                          blockTime: .milliseconds(100))
+            let server = RedisStreamsServerTransport(configuration: configuration, logger: Self.quietLogger) {
+                RedisStreamsServerTransport.nowMilliseconds() + 3_600_000
+            }
+            try await Self.withWorker(server) {
+                try await server.waitUntilReading()
+                let client = CourierClient(transport: RedisStreamsClientTransport(configuration: configuration,
+                                                                                  logger: Self.quietLogger))
+                #expect(try await client.send(ExampleService.sum, [1, 2], timeout: .seconds(5)) == 3)
+                await client.shutdown()
+            }
+            let redisClient = try await RedisConnection.connect(configuration: redis)
+            _ = try await redisClient.send(["DEL", RESPArgument(configuration.stream(for: ExampleService.sum.name))])
+            await redisClient.close()
         }
     }
 

@@ -37,6 +37,11 @@ public final class RedisStreamsServerTransport: ServerTransport {
     private let ready = OneShot<Result<Void, CourierError>>()
     /// The entries this worker holds, whose claims it renews while their handlers run.
     private let leases = RedisStreamsLeases()
+    /// This machine's wall clock, in milliseconds since 1970 (replaceable in tests).
+    private let wallClock: @Sendable () -> Int64
+    /// Redis's clock minus ``wallClock``, in milliseconds: entry ids carry Redis's time, so a request's age is
+    /// judged on Redis's clock. Measured with `TIME` at start and every claim interval.
+    private let clockOffset = Atomic<Int64>(0)
 
     /// Creates a worker transport.
     ///
@@ -47,6 +52,14 @@ public final class RedisStreamsServerTransport: ServerTransport {
     public init(configuration: RedisStreamsConfiguration, logger: Logger = Logger(label: "courier.redis.streams")) {
         self.configuration = configuration
         self.logger = logger
+        self.wallClock = { Self.nowMilliseconds() }
+    }
+
+    /// A worker transport whose wall clock is `wallClock` (tests give it a skewed clock).
+    init(configuration: RedisStreamsConfiguration, logger: Logger, wallClock: @escaping @Sendable () -> Int64) {
+        self.configuration = configuration
+        self.logger = logger
+        self.wallClock = wallClock
     }
 
     /// The server as a URL, for messages: `redis+streams://host:port[/db]?group=…` (never the password).
@@ -158,6 +171,7 @@ public final class RedisStreamsServerTransport: ServerTransport {
             do {
                 if clock.now >= nextClaim {
                     nextClaim = clock.now + configuration.claimInterval
+                    try await measureClockOffset(with: commands)
                     streams += try await discoverStreams(matching: wildcards, known: streams, with: commands)
                     for stream in streams {
                         for (entry, deliveries) in try await claimIdleEntries(of: stream, with: commands) {
@@ -220,7 +234,8 @@ public final class RedisStreamsServerTransport: ServerTransport {
         request.pattern = String(entry.stream.dropFirst(configuration.streamPrefix.count))
         let replyTo = entry.field(RedisStreamEntry.replyToField).map { String(buffer: $0) }
         if deliveries == 1, request.correlationID != nil, let timeout = request.timeout,
-            let added = entry.addedAtMilliseconds, Self.nowMilliseconds() - added > timeout.milliseconds
+            let added = entry.addedAtMilliseconds,
+            wallClock() + clockOffset.load(ordering: .relaxed) - added > timeout.milliseconds
         {
             // Its caller gave up before any worker took it. Not for a claimed entry: a worker took it, and its
             // handler may have extended the caller's deadline, so it is handled again (at least once).
@@ -331,7 +346,18 @@ public final class RedisStreamsServerTransport: ServerTransport {
         }
     }
 
-    /// Wall-clock milliseconds, the clock of entry ids.
+    /// Measures Redis's clock against this worker's (``clockOffset``), from the middle of a `TIME` round trip.
+    private func measureClockOffset(with commands: RedisConnection) async throws {
+        let before = wallClock()
+        let reply = try await commands.send(["TIME"])
+        let after = wallClock()
+        guard let parts = reply.array, parts.count == 2,
+            let seconds = parts[0].string.flatMap({ Int64($0) }), let microseconds = parts[1].string.flatMap({ Int64($0) })
+        else { return }
+        clockOffset.store(seconds * 1_000 + microseconds / 1_000 - (before + after) / 2, ordering: .relaxed)
+    }
+
+    /// Wall-clock milliseconds.
     static func nowMilliseconds() -> Int64 {
         Int64(Date().timeIntervalSince1970 * 1000)
     }
