@@ -19,7 +19,9 @@ import Testing
         let cluster = try EmbeddedKafkaCluster(topics: ["pipe.req": 1, "pipe.replies": 2])
         defer { cluster.close() }
         let handled = Mutex<[Int]>([])
-        let worker = Self.echoWorker(cluster, group: "pipe-workers") { value in handled.withLock { $0.append(value) } }
+        let (worker, _) = Self.echoWorker(cluster, group: "pipe-workers") { value in
+            handled.withLock { $0.append(value) }
+        }
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
         // The first request's reply goes to a partition without a leader: its delivery stays pending.
         try cluster.setLeader(of: "pipe.replies", partition: 0, to: nil)
@@ -53,7 +55,7 @@ import Testing
         let cluster = try EmbeddedKafkaCluster(topics: ["pipe.req": 1, "pipe.replies": 2])
         defer { cluster.close() }
         let runs = Mutex<[Int: Int]>([:])
-        let worker = Self.echoWorker(cluster, group: "again-workers", configure: { configuration in
+        let (worker, _) = Self.echoWorker(cluster, group: "again-workers", configure: { configuration in
             configuration.producerProperties["message.timeout.ms"] = "300"
             configuration.redeliveryBackoff = .milliseconds(100)
             configuration.maxRedeliveryBackoff = .milliseconds(200)
@@ -83,6 +85,57 @@ import Testing
             }
             #expect(Set(replies.map(\.value)) == [Array("1".utf8), Array("2".utf8)])
             #expect(runs.withLock { $0[2, default: 0] } == 1)
+            group.cancelAll()
+        }
+        await producer.close()
+    }
+
+    /// A worker stops handling a record again once the record's partition is revoked: the partition's next owner
+    /// handles it, and the revocation is not held up (until `revocationTimeout`) while the broker cannot take the
+    /// record's reply. Two records, one per partition, are being handled again when a second worker joins; each
+    /// worker then owns one partition, and the first no longer handles the record of the partition it lost.
+    @Test func aRevokedPartitionsRecordIsLeftToItsNextOwner() async throws {
+        let cluster = try EmbeddedKafkaCluster(topics: ["pipe.req": 2, "pipe.replies": 2])
+        defer { cluster.close() }
+        let runs = Mutex<[String: Int]>([:])
+        func worker(_ name: String) -> Microservice {
+            Self.echoWorker(cluster, group: "revoked-workers", configure: { configuration in
+                configuration.producerProperties["message.timeout.ms"] = "300"
+                configuration.redeliveryBackoff = .milliseconds(100)
+                configuration.maxRedeliveryBackoff = .milliseconds(200)
+                configuration.revocationTimeout = .seconds(30)
+            }) { value in runs.withLock { $0["\(name) \(value)", default: 0] += 1 } }.0
+        }
+        func count(_ key: String) -> Int { runs.withLock { $0[key, default: 0] } }
+        func wait(atMost seconds: Int, until condition: () -> Bool) async throws {
+            for _ in 0..<(seconds * 10) where !condition() { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        let (first, second) = (worker("first"), worker("second"))
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
+        try cluster.setLeader(of: "pipe.replies", partition: 0, to: nil)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await first.run() }
+            for value in [1, 2] {
+                let request = WireRequest(pattern: "pipe.req", payload: ByteBuffer(string: "\(value)"),
+                                          correlationID: "c\(value)")
+                let record = try KafkaRecordCodec.encodeRequest(
+                    request, replyTo: .init(topic: "pipe.replies", partition: 0)
+                )
+                _ = try await producer.send(topic: record.topic, partition: Int32(value - 1), value: record.value,
+                                            headers: record.producerHeaders)
+            }
+            // Both replies time out: the first worker handles both records again, and again.
+            try await wait(atMost: 30) { count("first 1") >= 2 && count("first 2") >= 2 }
+            #expect(count("first 1") >= 2 && count("first 2") >= 2)
+            group.addTask { try await second.run() }
+            try await wait(atMost: 60) { count("second 1") + count("second 2") > 0 }
+            let lost = count("second 1") > 0 ? 1 : 2
+            #expect(count("second \(lost)") > 0)
+            try await Task.sleep(for: .seconds(1))
+            let before = count("first \(lost)")
+            try await Task.sleep(for: .seconds(3))  // an attempt about every 1.3 s (the timeout scan, the backoff)
+            #expect(count("first \(lost)") == before, "the first worker still handles the record it lost")
+            #expect(count("second \(lost)") > 1, "its new owner handles it again")
             group.cancelAll()
         }
         await producer.close()
@@ -128,7 +181,7 @@ import Testing
         group: String,
         configure: (inout KafkaConfiguration) -> Void = { _ in },
         handled: @escaping @Sendable (Int) -> Void
-    ) -> Microservice {
+    ) -> (Microservice, KafkaServerTransport) {
         var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: group)
         configuration.consumerProperties.merge(KafkaConsumerTests.fastGroup) { _, new in new }
         configuration.consumerProperties["auto.commit.interval.ms"] = "50"
@@ -141,7 +194,7 @@ import Testing
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let server = KafkaServerTransport(configuration: configuration, logger: logger)
-        return Microservice(router: router, transport: server, logger: logger)
+        return (Microservice(router: router, transport: server, logger: logger), server)
     }
 
     /// Requests 1 and 2 to `pipe.req`, replies to `pipe.replies` partitions 0 and 1.

@@ -45,6 +45,11 @@ final class KafkaLaneQueue<Element: Sendable>: Sendable {
         reader?.resume(returning: nil)
     }
 
+    /// Whether ``finish()`` was called.
+    var isFinished: Bool {
+        state.withLock { $0.finished }
+    }
+
     /// The next element if one is buffered; never waits (nil also once finished).
     func nextIfBuffered() -> Element? {
         state.withLock { $0.buffer.popFirst() }

@@ -233,7 +233,7 @@ public final class KafkaServerTransport: ServerTransport {
         await withDiscardingTaskGroup { group in
             group.addTask {
                 while let pending = await acknowledging.next() {
-                    await acknowledge(pending, await pending.finished(), stop: stop, context: context)
+                    await acknowledge(pending, await pending.finished(), stop: stop, lane: records, context: context)
                     waiting.acknowledged()
                 }
             }
@@ -279,7 +279,9 @@ public final class KafkaServerTransport: ServerTransport {
                             // Not finished: storing a later offset would skip it, so the lane handles it again
                             // before it goes on.
                             store(&unstored, context: context)
-                            if await redeliver(record, after: replying?.deliveryFailure, context: context) {
+                            if await redeliver(record, after: replying?.deliveryFailure, lane: records,
+                                               context: context)
+                            {
                                 unstored = record
                                 unstoredRun += 1
                             } else {
@@ -322,24 +324,30 @@ public final class KafkaServerTransport: ServerTransport {
     /// backoff twice the one before (``KafkaConfiguration/redeliveryBackoff``, up to
     /// ``KafkaConfiguration/maxRedeliveryBackoff``), as Spring Kafka's error handler seeks back to a failed record.
     ///
-    /// - Returns: Whether the record is finished now; `false` if the worker stopped first (the record then comes
-    ///   back after the restart or a rebalance).
+    /// - Returns: Whether the record is finished now; `false` if the worker stopped or the partition was revoked
+    ///   first (`lane` finished): the record then comes back after the restart, or to the partition's next owner.
     private static func redeliver(
         _ record: KafkaConsumerMessage,
         after failure: (any Error)?,
+        lane: KafkaLaneQueue<KafkaConsumerMessage>,
         context: LaneContext
     ) async -> Bool {
         var attempt = 1
         var reason = failure.map { "\($0)" } ?? "the worker could not finish it"
-        while !Task.isCancelled {
+        let clock = ContinuousClock()
+        while !Task.isCancelled, !lane.isFinished {
             let backoff = min(context.maxRedeliveryBackoff, context.redeliveryBackoff * (1 << min(attempt - 1, 16)))
             context.logger.warning(
                 "a record's reply could not reach the broker; its partition waits while the record is handled again",
                 metadata: ["topic": "\(record.topic)", "partition": "\(record.partition)", "offset": "\(record.offset)",
                            "attempt": "\(attempt)", "in": "\(backoff)", "reason": "\(reason)"]
             )
-            try? await Task.sleep(for: backoff)
-            if Task.isCancelled { break }
+            // In steps, so that a revocation (which waits for this lane) is not held up by a long backoff.
+            let end = clock.now + backoff
+            while clock.now < end, !Task.isCancelled, !lane.isFinished {
+                try? await Task.sleep(for: min(.milliseconds(100), clock.now.duration(to: end)))
+            }
+            if Task.isCancelled || lane.isFinished { break }
             var replying: KafkaPendingRecord?
             let handled = await withDiscardingTaskGroup { handlers in
                 await process(record, &replying, context: context, in: &handlers)
@@ -380,18 +388,20 @@ public final class KafkaServerTransport: ServerTransport {
     }
 
     /// Stores a finished record's offset (unless the lane has stopped) and returns its budget permit. A record that
-    /// is not finished is handled again first; if the worker stops before it is finished, the lane stops.
+    /// is not finished is handled again first; if the worker stops (or the partition is revoked) before it is
+    /// finished, the lane stops.
     private static func acknowledge(
         _ pending: KafkaPendingRecord,
         _ outcome: HandlingOutcome,
         stop: KafkaLaneStop,
+        lane: KafkaLaneQueue<KafkaConsumerMessage>,
         context: LaneContext
     ) async {
         defer { context.budget.release() }
         if stop.isRaised { return }
         guard outcome.shouldAcknowledge else {
             // Not finished: storing a later offset would skip it.
-            guard await redeliver(pending.record, after: pending.deliveryFailure, context: context) else {
+            guard await redeliver(pending.record, after: pending.deliveryFailure, lane: lane, context: context) else {
                 stop.raise()
                 return
             }
