@@ -7,6 +7,7 @@ import CRdKafka
 import Courier
 import CourierExample
 import CourierKafka
+import CourierTesting
 import Foundation
 import Logging
 import Synchronization
@@ -463,6 +464,7 @@ final class Child: @unchecked Sendable {
         process.standardOutput = stdout
         process.standardError = try FileHandle(forWritingTo: log)
         try process.run()
+        TestProcessLedger.record(process.processIdentifier)
     }
 
     /// Reads stdout until a newline, EOF or `timeout` seconds; returns the first line without its newline.

@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 import CRdKafka
+import CourierTesting
 import Foundation
 import Testing
 
@@ -146,6 +147,7 @@ final class CourierProcess: @unchecked Sendable {
         process.standardOutput = out
         process.standardError = FileHandle.nullDevice
         try process.run()
+        TestProcessLedger.record(process.processIdentifier)
         var line = Data()
         let handle = out.fileHandleForReading
         while !line.contains(UInt8(ascii: "\n")) {

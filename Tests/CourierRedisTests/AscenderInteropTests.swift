@@ -8,6 +8,7 @@ import CourierCore
 import CourierExample
 import CourierRedis
 import CourierTCP
+import CourierTesting
 import Foundation
 import NIOCore
 import NIOPosix
@@ -38,6 +39,7 @@ struct AscenderInteropTests {
             process.standardOutput = output
             process.standardError = FileHandle.nullDevice
             try process.run()
+            TestProcessLedger.record(process.processIdentifier)
         }
 
         /// The first stdout line (blocking).

@@ -7,6 +7,7 @@ import Courier
 import CourierCore
 import CourierExample
 import CourierRedis
+import CourierTesting
 import Foundation
 import Synchronization
 import Testing
@@ -28,6 +29,7 @@ import Testing
             process.standardOutput = out
             process.standardError = FileHandle.nullDevice
             try process.run()
+            TestProcessLedger.record(process.processIdentifier)
             var line = Data()
             while !line.contains(UInt8(ascii: "\n")) {
                 let chunk = out.fileHandleForReading.availableData

@@ -5,6 +5,7 @@
 
 import CourierCore
 import CourierRedis
+import CourierTesting
 import Foundation
 import NIOCore
 import NIOPosix
@@ -74,6 +75,7 @@ final class RedisServer: Sendable {
         process.standardOutput = log
         process.standardError = log
         try process.run()
+        TestProcessLedger.record(process.processIdentifier)
         self.process.withLock { $0 = process }
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
