@@ -314,11 +314,20 @@ struct Stream: AsyncParsableCommand {
     @OptionGroup var options: CallOptions
     @OptionGroup var payload: PayloadArgument
 
+    @Option(name: .long, help: "Seconds to wait for each element after the previous one (default: only --timeout).")
+    var idleTimeout: Double?
+
+    func validate() throws {
+        if let idleTimeout { try validateSeconds(idleTimeout, "--idle-timeout") }
+    }
+
     func run() async throws {
         let (json, headers) = try parsedInput(payload, options)
         let pattern = payload.pattern
+        let idle = idleTimeout.map { Duration.seconds($0) }
         try await runClientCommand(options: options) { client in
-            for try await element in try await client.sendStream(pattern, json: json, headers: headers) {
+            for try await element in try await client.sendStream(pattern, json: json, idleTimeout: idle,
+                                                                 headers: headers) {
                 printLine(element.description)
             }
         }

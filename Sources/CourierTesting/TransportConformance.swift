@@ -105,6 +105,7 @@ public enum TransportConformance {
         Scenario(name: "breaking out of a stream forgets the call", body: streamEarlyExit),
         Scenario(name: "an error in the middle of a stream ends it", body: streamErrorMidway),
         Scenario(name: "a stream past its deadline ends with timedOut", body: streamTimeout),
+        Scenario(name: "a stream that stops sending ends after its idle timeout", body: streamIdleTimeout),
         Scenario(name: "wildcard routes match and report their route", body: wildcardRoutes),
         Scenario(name: "headers reach the handler", body: headersTravel),
         Scenario(name: "1,000 concurrent calls are all answered correctly", body: concurrentCalls),
@@ -147,6 +148,7 @@ public enum TransportConformance {
         static let extend = MessagePattern<Int, String>("probe.extend")
         static let brokenStream = StreamPattern<Int, Int>("probe.broken-stream")
         static let slowStream = StreamPattern<Int, Int>("probe.slow-stream")
+        static let stallingStream = StreamPattern<Int, Int>("probe.stalling-stream")
         static let greet = MessagePattern<NoPayload, String>("greet.*")
         static let deepGreet = MessagePattern<NoPayload, String>("greet.**")
         static let header = MessagePattern<String, String?>("probe.header")
@@ -180,6 +182,11 @@ public enum TransportConformance {
                 try await replies.send(value)
                 try await Task.sleep(for: .milliseconds(5))
             }
+        }
+        router.on(Probe.stallingStream) { count, _, replies in
+            for value in 0..<count { try await replies.send(value) }
+            try await Task.sleep(for: .seconds(8))  // then nothing for a while (cancelled when the worker stops)
+            try await replies.send(count)
         }
         router.on(Probe.greet) { _, context in "one:\(context.pattern):\(context.route)" }
         router.on(Probe.deepGreet) { _, context in "rest:\(context.pattern):\(context.route)" }
@@ -499,6 +506,30 @@ public enum TransportConformance {
             // caller's deadline; both end the stream with timedOut.
             try check(seen < 200, "elements before the timeout: \(seen)")
             try check(fixture.client.pendingCalls == 0, "the timed-out stream is still pending")
+        }
+    }
+
+    static func streamIdleTimeout(_ harness: any ConformanceHarness) async throws {
+        try await withWorker(harness) { fixture in
+            // Elements that keep coming are not cut off, however long the stream takes in all.
+            var steady = 0
+            for try await _ in try await fixture.client.sendStream(Probe.slowStream, 40, timeout: .seconds(30),
+                                                                    idleTimeout: .seconds(2)) {
+                steady += 1
+            }
+            try check(steady == 40, "elements of a steady stream: \(steady)")
+            // A stream that stops sending fails after its idle timeout, long before its deadline. (The first element
+            // may take a second: a Kafka client looks up a topic it sends to for the first time.)
+            var seen = 0
+            let error = try await expectError(.timedOut) {
+                for try await _ in try await fixture.client.sendStream(Probe.stallingStream, 3, timeout: .seconds(30),
+                                                                        idleTimeout: .seconds(3)) {
+                    seen += 1
+                }
+            }
+            try check(error.message.contains("idle timeout"), "not an idle timeout: \(error.message)")
+            try check(seen == 3, "elements before the stall: \(seen)")
+            try check(fixture.client.pendingCalls == 0, "the stalled stream is still pending")
         }
     }
 

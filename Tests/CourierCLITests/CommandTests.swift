@@ -166,7 +166,7 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async t
     @Test func streamPrintsEachElementOnItsOwnLine() async throws {
         let worker = try await Worker.start()
         defer { worker.terminate() }
-        let output = try await Self.run(["stream", "--transport", worker.url, "math.countdown", "3"])
+        let output = try await Self.run(["stream", "--transport", worker.url, "--idle-timeout", "5", "math.countdown", "3"])
         #expect(output.status == 0, "stderr: \(output.stderr)")
         #expect(output.stdout == "3\n2\n1\n")
     }
@@ -237,6 +237,7 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async t
         ["demo", "--transport", "tcp", "--in-flight=-1"],
         ["demo", "--transport", "tcp", "--seconds", "inf"],
         ["bench", "--seconds", "inf"],
+        ["stream", "--transport", "tcp://127.0.0.1:1", "--idle-timeout", "nan", "math.countdown", "3"],
     ])
     func badNumbersAreRefused(_ arguments: [String]) async throws {
         let output = try await Self.run(arguments)

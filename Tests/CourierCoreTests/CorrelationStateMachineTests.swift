@@ -237,6 +237,41 @@ import Testing
         #expect(atNewDeadline.nextDeadline == nil)
     }
 
+    // MARK: Idle timeout (streams)
+
+    /// A stream with an idle timeout expires when no packet comes within it; each element and each extension starts
+    /// it again; the whole-stream deadline still applies; an expiry says which of the two it was.
+    @Test func anIdleTimeoutExpiresAStreamThatStopsSendingAndEachPacketRestartsIt() {
+        var machine = Machine()
+        let action = machine.register(id: "s", pattern: "p.s", mode: .stream, deadline: Self.at(1_000),
+                                      idleTimeout: .milliseconds(100), now: Self.t0, sink: 1)
+        #expect(Self.describe(action) == .armTimer(Self.at(100)))
+        // An element at 80 ms: the next must come by 180 ms.
+        #expect(Self.receive(&machine, WireReply(correlationID: "s", response: Self.buffer("1")), now: Self.at(80))
+            == .deliver(1, "1"))
+        let atFirstIdleDeadline = machine.timerFired(now: Self.at(100))
+        #expect(atFirstIdleDeadline.expired.isEmpty)
+        #expect(atFirstIdleDeadline.nextDeadline == Self.at(180))
+        // An extension counts as a packet too (and moves the whole deadline).
+        let extend = WireReply(correlationID: "s", extendDeadline: .milliseconds(2_000))
+        #expect(Self.receive(&machine, extend, now: Self.at(150)) == .extended)
+        #expect(machine.timerFired(now: Self.at(180)).nextDeadline == Self.at(250))
+        let idle = machine.timerFired(now: Self.at(250))
+        #expect(idle.expired.map(\.sink) == [1])
+        #expect(idle.expired.first?.idledOut == true)
+
+        // Elements that keep coming never let the idle timeout expire, but the deadline still does.
+        _ = machine.register(id: "t", pattern: "p.t", mode: .stream, deadline: Self.at(500),
+                             idleTimeout: .milliseconds(100), now: Self.t0, sink: 2)
+        for time in stride(from: Int64(90), through: 450, by: 90) {
+            _ = Self.receive(&machine, WireReply(correlationID: "t", response: Self.buffer("x")), now: Self.at(time))
+            #expect(machine.timerFired(now: Self.at(time)).expired.isEmpty)
+        }
+        let atDeadline = machine.timerFired(now: Self.at(500))
+        #expect(atDeadline.expired.map(\.sink) == [2])
+        #expect(atDeadline.expired.first?.idledOut == false)
+    }
+
     @Test func extensionNeverMovesTheDeadlineEarlier() {
         var machine = Machine()
         _ = Self.register(&machine, "a", sink: 1, deadline: Self.at(1000))

@@ -293,6 +293,33 @@ import Testing
         #expect(releases.count == 1)
     }
 
+    /// A stream whose elements stop coming fails after its idle timeout, long before its deadline, saying so.
+    @Test func aStreamThatStopsSendingTimesOutAfterItsIdleTimeout() async throws {
+        let correlator = ReplyCorrelator()
+        let releases = Flag()
+        let stream = correlator.openStream(id: "s", pattern: "quiet.stream", timeout: .seconds(30),
+                                           idleTimeout: .milliseconds(200)) { releases.set() }
+        let feeder = Task {
+            for value in 1...3 {
+                try await Task.sleep(for: .milliseconds(50))
+                correlator.receive(Self.reply("s", "\(value)", disposed: false))
+            }
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        var values: [String] = []
+        let error = await Self.courierError {
+            for try await value in stream { values.append(String(buffer: value)) }
+        }
+        try await feeder.value
+        #expect(values == ["1", "2", "3"])
+        #expect(error?.code == .timedOut)
+        #expect(error?.message.contains("idle timeout") == true)
+        #expect(start.duration(to: clock.now) < .seconds(20))
+        #expect(correlator.pendingCount == 0)
+        #expect(releases.count == 1)
+    }
+
     @Test func streamErrorEndsIteration() async throws {
         let correlator = ReplyCorrelator()
         let stream = correlator.openStream(id: "s", pattern: "p", timeout: .seconds(5)) {}

@@ -16,6 +16,7 @@ final class KafkaMockHarness: ConformanceHarness {
     static let topics: [String: Int] = [
         "math.sum": 4, "math.countdown": 2, "math.fail": 1, "audit.log": 2, "audit.count": 1,
         "probe.crash": 1, "probe.sleep": 2, "probe.extend": 1, "probe.broken-stream": 1, "probe.slow-stream": 1,
+        "probe.stalling-stream": 1,
         "probe.header": 1, "probe.has-deadline": 1, "greet.bob": 1, "greet.bob.smith": 1, "greet": 1,
         "math.nothing": 1, "audit.nothing": 1, "courier.replies": 1,
     ]

@@ -77,15 +77,26 @@ public final class CourierClient: Sendable {
     /// Sends a request and returns the stream of its replies.
     ///
     /// The request is sent before this returns; iterate the result to receive the replies.
+    ///
+    /// - Parameters:
+    ///   - pattern: The contract to call.
+    ///   - request: The request payload.
+    ///   - timeout: How long the whole stream may take (the handler can extend it); default
+    ///     ``ClientConfiguration/defaultTimeout``.
+    ///   - idleTimeout: How long to wait for each element after the previous one (or after sending, for the
+    ///     first); `nil` (the default): only `timeout` applies. For long streams, a generous `timeout` with a short
+    ///     `idleTimeout` notices a worker that stopped sending without cutting off one that is still working.
+    ///   - headers: Metadata sent with the request.
     public func sendStream<Request, Element>(
         _ pattern: StreamPattern<Request, Element>,
         _ request: Request,
         timeout: Duration? = nil,
+        idleTimeout: Duration? = nil,
         headers: [String: String] = [:]
     ) async throws -> ReplyStream<Element> {
         ReplyStream(
             raw: try await sendStream(pattern.name, payload: try coder.encode(request), timeout: timeout,
-                                      headers: headers),
+                                      idleTimeout: idleTimeout, headers: headers),
             coder: coder
         )
     }
@@ -108,15 +119,18 @@ public final class CourierClient: Sendable {
         try await emit(pattern, payload: try coder.encode(json), headers: headers)
     }
 
-    /// Sends a request with a raw JSON payload and returns its replies as JSON.
+    /// Sends a request with a raw JSON payload and returns its replies as JSON (`timeout` and `idleTimeout` as for
+    /// ``sendStream(_:_:timeout:idleTimeout:headers:)``).
     public func sendStream(
         _ pattern: String,
         json: JSONValue,
         timeout: Duration? = nil,
+        idleTimeout: Duration? = nil,
         headers: [String: String] = [:]
     ) async throws -> ReplyStream<JSONValue> {
         ReplyStream(
-            raw: try await sendStream(pattern, payload: try coder.encode(json), timeout: timeout, headers: headers),
+            raw: try await sendStream(pattern, payload: try coder.encode(json), timeout: timeout,
+                                      idleTimeout: idleTimeout, headers: headers),
             coder: coder
         )
     }
@@ -152,16 +166,18 @@ public final class CourierClient: Sendable {
         }
     }
 
-    /// Sends a request whose payload is raw JSON bytes; returns the raw JSON of each reply.
+    /// Sends a request whose payload is raw JSON bytes; returns the raw JSON of each reply (`timeout` and
+    /// `idleTimeout` as for ``sendStream(_:_:timeout:idleTimeout:headers:)``).
     public func sendStream(
         _ pattern: String,
         payload: ByteBuffer,
         timeout: Duration? = nil,
+        idleTimeout: Duration? = nil,
         headers: [String: String] = [:]
     ) async throws -> AsyncThrowingStream<ByteBuffer, any Error> {
         let (request, id, timeout) = try await prepareRequest(pattern, payload, timeout, headers)
         let transport = self.transport
-        let stream = correlator.openStream(id: id, pattern: pattern, timeout: timeout) {
+        let stream = correlator.openStream(id: id, pattern: pattern, timeout: timeout, idleTimeout: idleTimeout) {
             transport.release(correlationID: id)
         }
         transport.send(request)

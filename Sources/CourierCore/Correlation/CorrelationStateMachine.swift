@@ -22,8 +22,18 @@ struct CorrelationStateMachine<Sink> {
     struct Entry {
         var mode: Mode
         var pattern: String
+        /// The call's deadline (the caller's timeout, moved later by the handler's extensions).
         var deadline: NIODeadline
         var sink: Sink
+        /// For a stream with an idle timeout: how long it may wait for its next packet, and until when it waits for
+        /// the next one now.
+        var idle: (timeout: TimeAmount, until: NIODeadline)?
+
+        /// When the call times out: its deadline, or earlier its idle deadline.
+        var expiresAt: NIODeadline { idle.map { min($0.until, deadline) } ?? deadline }
+
+        /// Whether the call expired for want of a packet within its idle timeout, before its deadline.
+        var idledOut: Bool { idle.map { $0.until < deadline } ?? false }
     }
 
     enum RegisterAction {
@@ -55,21 +65,32 @@ struct CorrelationStateMachine<Sink> {
 
     var pendingCount: Int { entries.count }
 
-    mutating func register(id: String, pattern: String, mode: Mode, deadline: NIODeadline, sink: Sink)
-        -> RegisterAction
-    {
+    /// Registers a call. A stream with an `idleTimeout` also times out when that long passes without a packet
+    /// for it (from `now`, then from each element or extension).
+    mutating func register(
+        id: String,
+        pattern: String,
+        mode: Mode,
+        deadline: NIODeadline,
+        idleTimeout: TimeAmount? = nil,
+        now: NIODeadline? = nil,
+        sink: Sink
+    ) -> RegisterAction {
         if isShutdown {
             return .reject(sink, .unavailable("the client is shut down"))
         }
+        var entry = Entry(mode: mode, pattern: pattern, deadline: deadline, sink: sink)
+        // The clock is read only for an idle timeout (`now` is for tests).
+        if let idleTimeout { entry.idle = (idleTimeout, (now ?? .now()) + idleTimeout) }
+        let expiresAt = entry.expiresAt
         // One hash of the id in the usual case; a duplicate (never one of Courier's own ids) is put back.
-        if let pending = entries.updateValue(Entry(mode: mode, pattern: pattern, deadline: deadline, sink: sink),
-                                             forKey: id) {
+        if let pending = entries.updateValue(entry, forKey: id) {
             entries[id] = pending
             return .reject(sink, CourierError(.unprocessable, "correlation id '\(id)' is already pending"))
         }
-        if let armed = armedDeadline, armed <= deadline { return .none }
-        armedDeadline = deadline
-        return .armTimer(deadline)
+        if let armed = armedDeadline, armed <= expiresAt { return .none }
+        armedDeadline = expiresAt
+        return .armTimer(expiresAt)
     }
 
     mutating func receive(_ reply: WireReply, now: NIODeadline) -> ReceiveAction {
@@ -90,6 +111,8 @@ struct CorrelationStateMachine<Sink> {
                 entries.remove(at: index)
                 return .complete(entry.sink, response)
             case .stream:
+                // Only moves later: the armed timer, set for an earlier instant, finds it when it fires.
+                if let idle = entry.idle { entries.values[index].idle = (idle.timeout, now + idle.timeout) }
                 return .deliver(entry.sink, response)
             }
         }
@@ -98,6 +121,7 @@ struct CorrelationStateMachine<Sink> {
             if proposed > entry.deadline {
                 entries.values[index].deadline = proposed
             }
+            if let idle = entry.idle { entries.values[index].idle = (idle.timeout, now + idle.timeout) }
             return .extended
         }
         // A packet with nothing in it: NestJS would deliver `undefined`; Courier ignores it.
@@ -119,11 +143,12 @@ struct CorrelationStateMachine<Sink> {
         var expired: [Entry] = []
         var earliest: NIODeadline?
         for (id, entry) in entries {
-            if entry.deadline <= now {
+            let expiresAt = entry.expiresAt
+            if expiresAt <= now {
                 expired.append(entry)
                 entries[id] = nil
-            } else if earliest.map({ entry.deadline < $0 }) ?? true {
-                earliest = entry.deadline
+            } else if earliest.map({ expiresAt < $0 }) ?? true {
+                earliest = expiresAt
             }
         }
         armedDeadline = earliest

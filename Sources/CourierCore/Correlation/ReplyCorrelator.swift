@@ -115,11 +115,13 @@ public final class ReplyCorrelator: ReplyReceiver, Sendable {
     /// The caller must run `send` after this returns. The stream ends on the end-of-stream marker; it throws on
     /// error or timeout; when the consumer stops iterating, the call is forgotten. `onRelease` runs when the caller
     /// stops waiting before the end-of-stream marker (it stopped iterating, or the stream failed: timeout, error,
-    /// lost connection), so that the transport can forget the id too.
+    /// lost connection), so that the transport can forget the id too. With an `idleTimeout`, the stream also
+    /// times out when that long passes without an element (or a deadline extension) after the previous one.
     public func openStream(
         id: String,
         pattern: String,
         timeout: Duration,
+        idleTimeout: Duration? = nil,
         onRelease: @escaping @Sendable () -> Void
     ) -> AsyncThrowingStream<ByteBuffer, any Error> {
         let deadline = NIODeadline.now() + TimeAmount.nanoseconds(timeout.nanosecondCount)
@@ -136,6 +138,7 @@ public final class ReplyCorrelator: ReplyReceiver, Sendable {
             }
         }
         _ = shard.register(id: id, pattern: pattern, mode: .stream, deadline: deadline,
+                           idleTimeout: idleTimeout.map { TimeAmount.nanoseconds($0.nanosecondCount) },
                            sink: .stream(Sink.StreamBox(continuation)))
         return stream
     }
@@ -178,10 +181,13 @@ public final class ReplyCorrelator: ReplyReceiver, Sendable {
             pattern: String,
             mode: CorrelationStateMachine<Sink>.Mode,
             deadline: NIODeadline,
+            idleTimeout: TimeAmount? = nil,
             sink: Sink
         ) -> Bool {
-            let action = state.withLock { $0.machine.register(id: id, pattern: pattern, mode: mode, deadline: deadline,
-                                                               sink: sink) }
+            let action = state.withLock {
+                $0.machine.register(id: id, pattern: pattern, mode: mode, deadline: deadline, idleTimeout: idleTimeout,
+                                    sink: sink)
+            }
             switch action {
             case .none:
                 return true
@@ -255,11 +261,17 @@ public final class ReplyCorrelator: ReplyReceiver, Sendable {
         }
 
         private func timerFired() {
-            let (expired, next) = state.withLock { state -> ([(Sink, String)], NIODeadline?) in
-                let (entries, next) = state.machine.timerFired(now: .now())
-                return (entries.map { ($0.sink, $0.pattern) }, next)
+            let (expired, next) = state.withLock { state -> ([CorrelationStateMachine<Sink>.Entry], NIODeadline?) in
+                state.machine.timerFired(now: .now())
             }
-            for (sink, pattern) in expired { sink.fail(.timedOut(pattern)) }
+            for entry in expired {
+                if entry.idledOut, let idle = entry.idle {
+                    let timeout = Duration.nanoseconds(idle.timeout.nanoseconds)
+                    entry.sink.fail(CourierError(.timedOut, "no reply element for '\(entry.pattern)' within its idle timeout of \(timeout)"))
+                } else {
+                    entry.sink.fail(.timedOut(entry.pattern))
+                }
+            }
             if let next { arm(at: next) }
         }
     }
