@@ -321,13 +321,14 @@ import Testing
     @Test func aHandlerLongerThanTheClaimIdleTimeKeepsItsEntry() async throws {
         try await withRedis { redis in
             let stream = uniqueName("long")
-            let configuration = Self.quickClaims(redis, block: .milliseconds(100), idle: .milliseconds(600))
+            let configuration = Self.quickClaims(redis, block: .milliseconds(100), idle: .milliseconds(1_000))
             let runs = Atomic<Int>(0)
             var router = MessageRouter()
             router.onEvent(stream) { (_: JSONValue, _) in
                 runs.add(1, ordering: .relaxed)
-                // Four claim idle times; cancelled (its worker dies), it throws and leaves the entry pending.
-                try await Task.sleep(for: .milliseconds(2_500))
+                // Eight claim idle times (the test looks at 3 s, with room for a slow machine); cancelled (its worker
+                // dies), it throws and leaves the entry pending.
+                try await Task.sleep(for: .seconds(8))
             }
             func worker() -> Microservice {
                 var one = configuration
@@ -347,7 +348,7 @@ import Testing
                 try await Task.sleep(for: .milliseconds(20))
             }
             let second = Task { try await workerB.run() }
-            try await Task.sleep(for: .milliseconds(2_000))  // past three claim idle times, before the handler ends
+            try await Task.sleep(for: .seconds(3))  // three claim idle times, before the handler ends
             #expect(runs.load(ordering: .relaxed) == 1)
             first.cancel()  // dies with the handler still running: the entry is left pending, no longer renewed
             _ = try? await first.value
