@@ -396,7 +396,10 @@ def page(report, peers, analysis, image_dir):
         "",
         table(["", ""], [
             ["duration per figure", f"{number(settings.get('seconds'), 'plain')} s after "
-                                    f"{number(settings.get('warmupSeconds'), 'plain')} s warm-up"],
+                                    f"{number(settings.get('warmupSeconds'), 'plain')} s warm-up"
+                                    + (f", in {settings['rounds']} rounds alternating Courier and the raw baseline "
+                                       "(both servers up; a figure is its total over the rounds)"
+                                       if (settings.get("rounds") or 1) > 1 else "")],
             ["events per event figure", number(settings.get("eventCount"), "plain")
              + (f", emitted by {number(settings.get('emitters'), 'plain')} tasks at once"
                 if settings.get("emitters") else "")],

@@ -104,12 +104,15 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async t
         deinit { terminate() }
     }
 
-    @Test func benchMeasuresCourierAndTheRawBaselineAndWritesJSON() async throws {
+    /// With one round, Courier's steps then the raw baseline's; with three, each step alternates the two sides.
+    @Test(arguments: [1, 3])
+    func benchMeasuresCourierAndTheRawBaselineAndWritesJSON(rounds: Int) async throws {
         let json = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString).json")
         defer { try? FileManager.default.removeItem(at: json) }
         let output = try await Self.run([
-            "bench", "--transports", "tcp", "--seconds", "0.2", "--warmup", "0", "--in-flight", "1,4",
-            "--events", "500", "--stream-length", "100", "--memory-calls", "200", "--json", json.path,
+            "bench", "--transports", "tcp", "--seconds", "0.3", "--warmup", "0", "--in-flight", "1,4",
+            "--events", "500", "--stream-length", "100", "--memory-calls", "200", "--rounds", "\(rounds)",
+            "--json", json.path,
         ])
         #expect(output.status == 0, "\(output.stderr)")
         #expect(output.stdout.contains("courier/raw"))
@@ -118,6 +121,7 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async t
         )
         let transports = try #require(report["transports"] as? [[String: Any]])
         #expect(transports.map { $0["id"] as? String } == ["tcp"])
+        #expect((report["settings"] as? [String: Any])?["rounds"] as? Int == rounds)
         for side in ["courier", "raw"] {
             let figures = try #require(transports[0][side] as? [String: Any], "\(side)")
             let throughput = try #require(figures["throughput"] as? [[String: Any]])

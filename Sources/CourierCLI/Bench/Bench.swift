@@ -20,7 +20,9 @@ struct Bench: AsyncParsableCommand {
             second, streamed-reply elements per second, and the worker's peak RSS. In the same run, a raw \
             baseline does the same round trip with the same socket or library code and no framework (a NIO echo \
             server with the same framing; PUBLISH/SUBSCRIBE ping-pong over the same Redis connection code; \
-            librdkafka produce → consume), and the table shows Courier/raw ratios. Each step also accounts for \
+            librdkafka produce → consume), and the table shows Courier/raw ratios. Both servers run at once and \
+            each step alternates the two sides in --rounds rounds, so that both see the same machine. Each step \
+            also accounts for \
             the CPU time of this process, the worker (or raw server) and a broker process it started, per call \
             or event, and how many of the machine's cores were busy. Then a worker holds --memory-calls calls in \
             flight and its peak RSS is reported. Each step warms up first.
@@ -73,6 +75,14 @@ struct Bench: AsyncParsableCommand {
     @Flag(name: .long, help: "Skip the raw baselines.")
     var noRaw = false
 
+    @Option(
+        name: .long,
+        help: """
+            Split each step into this many rounds that alternate Courier and the raw baseline (both servers up), so             that both sides see the same machine; 1: Courier's steps, then the raw baseline's.
+            """
+    )
+    var rounds: Int = 3
+
     @Option(name: .long, help: "Also write the report as JSON to this file.")
     var json: String?
 
@@ -87,6 +97,7 @@ struct Bench: AsyncParsableCommand {
         guard !inFlightCounts.isEmpty, inFlightCounts.allSatisfy({ $0 >= 1 }) else {
             throw ValidationError("--in-flight must list positive numbers, e.g. 1,16,64,256")
         }
+        guard (1...20).contains(rounds) else { throw ValidationError("--rounds must be 1 to 20") }
         guard events >= 1, emitters >= 1, streamLength >= 1, memoryCalls >= 0 else {
             throw ValidationError("--events, --emitters and --stream-length must be ≥ 1, --memory-calls ≥ 0")
         }

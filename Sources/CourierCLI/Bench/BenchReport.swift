@@ -33,6 +33,9 @@ struct BenchReport: Codable, Sendable {
         var inFlight: [Int]
         var payload: String
         var kafkaProperties: [String: String]
+        /// Rounds per step alternating Courier and the raw baseline (absent in older reports: 1, Courier's steps
+        /// then the baseline's).
+        var rounds: Int?
     }
 
     struct Percentile: Codable, Sendable {
@@ -75,6 +78,18 @@ struct BenchReport: Codable, Sendable {
 
     /// The CPU time one step used, per process, and how busy the whole machine was meanwhile.
     struct CPU: Codable, Sendable {
+        /// The sum of two steps' CPU (rounds of one figure); busy cores weighted by each step's duration.
+        static func combined(_ a: CPU?, _ b: CPU, secondsA: Double, secondsB: Double) -> CPU {
+            guard let a else { return b }
+            func sum(_ x: Double?, _ y: Double?) -> Double? { x.map { $0 + (y ?? 0) } ?? y }
+            let busy: Double? = if let x = a.busyCores, let y = b.busyCores, secondsA + secondsB > 0 {
+                ((x * secondsA + y * secondsB) / (secondsA + secondsB) * 100).rounded() / 100
+            } else { a.busyCores ?? b.busyCores }
+            return CPU(units: a.units + b.units, clientSeconds: a.clientSeconds + b.clientSeconds,
+                       workerSeconds: sum(a.workerSeconds, b.workerSeconds),
+                       brokerSeconds: sum(a.brokerSeconds, b.brokerSeconds), busyCores: busy)
+        }
+
         /// Calls or events the step counted.
         var units: Int
         /// The bench process: the client (and, for the embedded Kafka cluster, the broker; for the raw Kafka

@@ -44,7 +44,8 @@ struct BenchRunner {
                 streamLength: options.streamLength,
                 inFlight: options.inFlightCounts,
                 payload: "[1,2,3]",
-                kafkaProperties: BenchKafkaSettings.properties
+                kafkaProperties: BenchKafkaSettings.properties,
+                rounds: options.rounds
             )
         )
         let selected = options.selectedTransports
@@ -156,6 +157,10 @@ struct BenchRunner {
     private func measure(id: String, title: String, courierURL: String, clientOptions: String? = nil,
                          rawURL: String?, broker: Int32? = nil) async throws -> BenchReport.Transport
     {
+        if options.rounds > 1, let rawURL {
+            return try await measureInRounds(id: id, title: title, courierURL: courierURL, clientOptions: clientOptions,
+                                             rawURL: rawURL, broker: broker)
+        }
         progressLine("\(title): starting the example worker")
         let worker = try await BenchProcess.start(
             name: "example-worker", executable: executable,
@@ -163,13 +168,7 @@ struct BenchRunner {
         )
         var courier: BenchReport.Side
         do {
-            var clientURL = worker.ready.isEmpty ? courierURL : worker.ready
-            if let clientOptions { clientURL += (clientURL.contains("?") ? "&" : "?") + clientOptions }
-            let client = CourierClient(
-                transport: try TransportFactory.client(for: clientURL),
-                configuration: ClientConfiguration(defaultTimeout: .seconds(30))
-            )
-            let subject = CourierSubject(client: client, emitters: options.emitters, streamLength: options.streamLength)
+            let subject = try courierSubject(worker: worker, url: courierURL, clientOptions: clientOptions)
             courier = await measure(subject, label: "\(title) courier", streams: true,
                                     processes: BenchProcesses(worker: worker.pid, broker: broker))
             await subject.shutdown()
@@ -199,6 +198,171 @@ struct BenchRunner {
         }
         await server.stop()
         return BenchReport.Transport(id: id, title: title, courier: courier, raw: raw)
+    }
+
+    /// ``measure(id:title:courierURL:clientOptions:rawURL:broker:)`` with both servers up at once and each step
+    /// split into `options.rounds` rounds that alternate the two sides (Courier then raw, then raw then Courier, …),
+    /// so that a change in the machine's speed during the run affects both sides alike.
+    private func measureInRounds(id: String, title: String, courierURL: String, clientOptions: String?,
+                                 rawURL: String, broker: Int32?) async throws -> BenchReport.Transport
+    {
+        progressLine("\(title): starting the example worker and the raw echo server")
+        let worker = try await BenchProcess.start(
+            name: "example-worker", executable: executable,
+            arguments: ["example-worker", "--transport", courierURL, "--log-level", "error"]
+        )
+        let server: BenchProcess
+        do {
+            server = try await BenchProcess.start(name: "bench-raw-server", executable: executable,
+                                                  arguments: ["bench-raw-server", "--transport", rawURL])
+        } catch {
+            await worker.stop()
+            throw error
+        }
+        var sides: [BenchReport.Side]
+        do {
+            let courier = try courierSubject(worker: worker, url: courierURL, clientOptions: clientOptions)
+            let raw = try await rawSubject(url: try TransportURL(server.ready))
+            sides = await measureInRounds([
+                Contender(subject: courier, label: "\(title) courier", streams: true,
+                          processes: BenchProcesses(worker: worker.pid, broker: broker)),
+                Contender(subject: raw, label: "\(title) raw", streams: false,
+                          processes: BenchProcesses(worker: server.pid, broker: broker)),
+            ])
+            await courier.shutdown()
+            await raw.shutdown()
+            sides[0].workerPeakRSSMiB = worker.peakRSSMiB
+            sides[1].workerPeakRSSMiB = server.peakRSSMiB
+        } catch {
+            await worker.stop()
+            await server.stop()
+            throw error
+        }
+        await worker.stop()
+        await server.stop()
+        return BenchReport.Transport(id: id, title: title, courier: sides[0], raw: sides[1])
+    }
+
+    /// Courier's client calling `worker`: at the URL the worker printed when ready (or `url`), plus `clientOptions`
+    /// (query options) if given.
+    private func courierSubject(worker: BenchProcess, url: String, clientOptions: String?) throws -> CourierSubject {
+        var clientURL = worker.ready.isEmpty ? url : worker.ready
+        if let clientOptions { clientURL += (clientURL.contains("?") ? "&" : "?") + clientOptions }
+        let client = CourierClient(
+            transport: try TransportFactory.client(for: clientURL),
+            configuration: ClientConfiguration(defaultTimeout: .seconds(30))
+        )
+        return CourierSubject(client: client, emitters: options.emitters, streamLength: options.streamLength)
+    }
+
+    /// One side of a comparison measured in rounds.
+    private struct Contender {
+        let subject: any BenchSubject
+        let label: String
+        let streams: Bool
+        let processes: BenchProcesses
+    }
+
+    /// Runs every step on both contenders, each step in `options.rounds` rounds alternating them; a side's figure
+    /// is its total over the rounds (calls over their summed duration, latencies in one histogram).
+    private func measureInRounds(_ contenders: [Contender]) async -> [BenchReport.Side] {
+        var sides = contenders.map { _ in BenchReport.Side() }
+        var failed = contenders.map { _ in false }
+        let rounds = options.rounds
+        let roundSeconds = Duration.seconds(options.seconds / Double(rounds))
+        /// Runs `body` for each contender in each round, alternating who goes first; returns each side's
+        /// (count, seconds, CPU) summed over the rounds, or nil for a side whose step failed.
+        func inRounds(
+            _ name: String,
+            timeout: Duration,
+            _ body: @escaping @Sendable (_ side: Int, _ round: Int, BenchCounter) async throws -> Void
+        ) async -> [(Int, Double, BenchReport.CPU)?] {
+            var totals: [(Int, Double, BenchReport.CPU)?] = contenders.map { _ in nil }
+            var stepFailed = contenders.map { _ in false }
+            for round in 0..<rounds {
+                let order = round % 2 == 0 ? Array(contenders.indices) : contenders.indices.reversed()
+                for index in order where !failed[index] && !stepFailed[index] {
+                    let contender = contenders[index]
+                    do {
+                        let (count, elapsed, cpu) = try await step(
+                            "\(contender.label): \(name) (round \(round + 1) of \(rounds))", timeout: timeout,
+                            processes: contender.processes
+                        ) { counter in try await body(index, round, counter) }
+                        let previous = totals[index]
+                        totals[index] = (
+                            (previous?.0 ?? 0) + count, (previous?.1 ?? 0) + elapsed,
+                            BenchReport.CPU.combined(previous?.2, cpu, secondsA: previous?.1 ?? 0, secondsB: elapsed)
+                        )
+                    } catch {
+                        sides[index].failures.append("\(name): \(error)")
+                        stepFailed[index] = true
+                        totals[index] = nil
+                    }
+                }
+            }
+            return totals
+        }
+        if options.warmup > 0 {
+            for (index, contender) in contenders.enumerated() {
+                do {
+                    _ = try await step("\(contender.label): warm-up", timeout: .seconds(60),
+                                       processes: contender.processes) { counter in
+                        try await contender.subject.roundTrips(inFlight: 64, until: clock.now + .seconds(options.warmup),
+                                                               counter: counter, latencies: nil)
+                    }
+                } catch {
+                    sides[index].failures.append("warm-up: \(error)")
+                    failed[index] = true
+                }
+            }
+        }
+        let recorders = contenders.map { _ in LatencyRecorder() }
+        let subjects = contenders.map(\.subject)
+        let sequential = await inRounds("sequential latency", timeout: roundSeconds + .seconds(60)) { side, _, counter in
+            try await subjects[side].roundTrips(inFlight: 1, until: clock.now + roundSeconds, counter: counter,
+                                                latencies: recorders[side])
+        }
+        for index in contenders.indices where sequential[index] != nil {
+            sides[index].latency = BenchReport.Latency(recorders[index].snapshot)
+        }
+        for inFlight in options.inFlightCounts {
+            let totals = await inRounds("\(inFlight) in flight", timeout: roundSeconds + .seconds(60)) { side, _, counter in
+                try await subjects[side].roundTrips(inFlight: inFlight, until: clock.now + roundSeconds,
+                                                    counter: counter, latencies: nil)
+            }
+            for (index, total) in totals.enumerated() {
+                guard let (calls, elapsed, cpu) = total else { continue }
+                sides[index].throughput.append(BenchReport.Throughput(
+                    inFlight: inFlight, callsPerSecond: Double(calls) / elapsed, calls: calls, cpu: cpu))
+            }
+        }
+        // The events split over the rounds; the first rounds take one more each where they do not divide evenly.
+        let total = options.events
+        let events = await inRounds("\(total) events", timeout: .seconds(120)) { side, round, counter in
+            let count = total / rounds + (round < total % rounds ? 1 : 0)
+            if count > 0 { try await subjects[side].events(count: count, counter: counter) }
+        }
+        for (index, measured) in events.enumerated() {
+            guard let (_, elapsed, cpu) = measured else { continue }
+            sides[index].eventsPerSecond = Double(total) / elapsed
+            var eventsCPU = cpu
+            eventsCPU.units = total  // per event emitted, as in measure(_:label:streams:processes:)
+            sides[index].eventsCPU = eventsCPU
+        }
+        for (index, contender) in contenders.enumerated() where contender.streams && !failed[index] {
+            let seconds = Duration.seconds(options.seconds)
+            do {
+                let (elements, elapsed, _) = try await step("\(contender.label): streamed replies",
+                                                            timeout: seconds + .seconds(60),
+                                                            processes: contender.processes) { counter in
+                    _ = try await contender.subject.streamedElements(until: clock.now + seconds, counter: counter)
+                }
+                sides[index].streamElementsPerSecond = Double(elements) / elapsed
+            } catch {
+                sides[index].failures.append("streamed replies: \(error)")
+            }
+        }
+        return sides
     }
 
     private func rawSubject(url: TransportURL) async throws -> any BenchSubject {
