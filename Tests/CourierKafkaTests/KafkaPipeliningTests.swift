@@ -55,11 +55,9 @@ import Testing
         let cluster = try EmbeddedKafkaCluster(topics: ["pipe.req": 1, "pipe.replies": 2])
         defer { cluster.close() }
         let runs = Mutex<[Int: Int]>([:])
-        let (worker, _) = Self.echoWorker(cluster, group: "again-workers", configure: { configuration in
-            configuration.producerProperties["message.timeout.ms"] = "300"
-            configuration.redeliveryBackoff = .milliseconds(100)
-            configuration.maxRedeliveryBackoff = .milliseconds(200)
-        }) { value in runs.withLock { $0[value, default: 0] += 1 } }
+        let (worker, _) = Self.echoWorker(cluster, group: "again-workers", configure: Self.redeliverQuickly) { value in
+            runs.withLock { $0[value, default: 0] += 1 }
+        }
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
         try cluster.setLeader(of: "pipe.replies", partition: 0, to: nil)
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -100,9 +98,7 @@ import Testing
         let runs = Mutex<[String: Int]>([:])
         func worker(_ name: String) -> Microservice {
             Self.echoWorker(cluster, group: "revoked-workers", configure: { configuration in
-                configuration.producerProperties["message.timeout.ms"] = "300"
-                configuration.redeliveryBackoff = .milliseconds(100)
-                configuration.maxRedeliveryBackoff = .milliseconds(200)
+                Self.redeliverQuickly(&configuration)
                 configuration.revocationTimeout = .seconds(30)
             }) { value in runs.withLock { $0["\(name) \(value)", default: 0] += 1 } }.0
         }
@@ -195,6 +191,14 @@ import Testing
         logger.logLevel = .critical
         let server = KafkaServerTransport(configuration: configuration, logger: logger)
         return (Microservice(router: router, transport: server, logger: logger), server)
+    }
+
+    /// Replies time out 300 ms after they were produced (librdkafka notices within about a second), and a record
+    /// whose reply timed out is handled again after 100 ms, then every 200 ms.
+    static func redeliverQuickly(_ configuration: inout KafkaConfiguration) {
+        configuration.producerProperties["message.timeout.ms"] = "300"
+        configuration.redeliveryBackoff = .milliseconds(100)
+        configuration.maxRedeliveryBackoff = .milliseconds(200)
     }
 
     /// Requests 1 and 2 to `pipe.req`, replies to `pipe.replies` partitions 0 and 1.

@@ -31,6 +31,13 @@ import Testing
         return configuration
     }
 
+    /// Deletes a test's key (its stream) from `redis`.
+    static func delete(_ key: String, on redis: RedisConfiguration) async throws {
+        let connection = try await RedisConnection.connect(configuration: redis)
+        _ = try await connection.send(["DEL", RESPArgument(key)])
+        await connection.close()
+    }
+
     /// Runs the example service on `server` with `client` until `body` returns.
     static func withWorker(
         _ server: any ServerTransport,
@@ -308,9 +315,7 @@ import Testing
             let counts = handled.withLock { $0 }
             #expect(counts.count == 8)
             #expect(counts.values.allSatisfy { $0 == 1 }, "handled more than once: \(counts.filter { $0.value > 1 })")
-            let redisClient = try await RedisConnection.connect(configuration: redis)
-            _ = try await redisClient.send(["DEL", RESPArgument(stream)])
-            await redisClient.close()
+            try await Self.delete(stream, on: redis)
             await client.shutdown()
         }
     }
@@ -358,9 +363,7 @@ import Testing
             #expect(runs.load(ordering: .relaxed) == 2)
             second.cancel()
             _ = try? await second.value
-            let redisClient = try await RedisConnection.connect(configuration: redis)
-            _ = try await redisClient.send(["DEL", RESPArgument(stream)])
-            await redisClient.close()
+            try await Self.delete(stream, on: redis)
             await client.shutdown()
         }
     }
@@ -382,9 +385,7 @@ import Testing
                 #expect(try await client.send(ExampleService.sum, [1, 2], timeout: .seconds(5)) == 3)
                 await client.shutdown()
             }
-            let redisClient = try await RedisConnection.connect(configuration: redis)
-            _ = try await redisClient.send(["DEL", RESPArgument(configuration.stream(for: ExampleService.sum.name))])
-            await redisClient.close()
+            try await Self.delete(configuration.stream(for: ExampleService.sum.name), on: redis)
         }
     }
 

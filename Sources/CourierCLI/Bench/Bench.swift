@@ -78,7 +78,8 @@ struct Bench: AsyncParsableCommand {
     @Option(
         name: .long,
         help: """
-            Split each step into this many rounds that alternate Courier and the raw baseline (both servers up), so             that both sides see the same machine; 1: Courier's steps, then the raw baseline's.
+            Split each step into this many rounds that alternate Courier and the raw baseline (both servers up), so \
+            that both sides see the same machine; 1: Courier's steps, then the raw baseline's.
             """
     )
     var rounds: Int = 3

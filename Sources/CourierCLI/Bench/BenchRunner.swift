@@ -169,8 +169,8 @@ struct BenchRunner {
         var courier: BenchReport.Side
         do {
             let subject = try courierSubject(worker: worker, url: courierURL, clientOptions: clientOptions)
-            courier = await measure(subject, label: "\(title) courier", streams: true,
-                                    processes: BenchProcesses(worker: worker.pid, broker: broker))
+            courier = await measureSteps([Contender(subject: subject, label: "\(title) courier", streams: true,
+                                                    processes: BenchProcesses(worker: worker.pid, broker: broker))])[0]
             await subject.shutdown()
             courier.workerPeakRSSMiB = worker.peakRSSMiB
         } catch {
@@ -188,8 +188,8 @@ struct BenchRunner {
         var raw: BenchReport.Side
         do {
             let subject = try await rawSubject(url: try TransportURL(server.ready))
-            raw = await measure(subject, label: "\(title) raw", streams: false,
-                                processes: BenchProcesses(worker: server.pid, broker: broker))
+            raw = await measureSteps([Contender(subject: subject, label: "\(title) raw", streams: false,
+                                                processes: BenchProcesses(worker: server.pid, broker: broker))])[0]
             await subject.shutdown()
             raw.workerPeakRSSMiB = server.peakRSSMiB
         } catch {
@@ -223,7 +223,7 @@ struct BenchRunner {
         do {
             let courier = try courierSubject(worker: worker, url: courierURL, clientOptions: clientOptions)
             let raw = try await rawSubject(url: try TransportURL(server.ready))
-            sides = await measureInRounds([
+            sides = await measureSteps([
                 Contender(subject: courier, label: "\(title) courier", streams: true,
                           processes: BenchProcesses(worker: worker.pid, broker: broker)),
                 Contender(subject: raw, label: "\(title) raw", streams: false,
@@ -263,12 +263,15 @@ struct BenchRunner {
         let processes: BenchProcesses
     }
 
-    /// Runs every step on both contenders, each step in `options.rounds` rounds alternating them; a side's figure
-    /// is its total over the rounds (calls over their summed duration, latencies in one histogram).
-    private func measureInRounds(_ contenders: [Contender]) async -> [BenchReport.Side] {
+    /// Runs every step on the contenders (one, or Courier and the raw baseline), each step in `options.rounds`
+    /// rounds alternating them; a side's figure is its total over the rounds (calls over their summed duration,
+    /// latencies in one histogram). A failed step is recorded and the others still run; after a failed warm-up, a
+    /// side runs no step.
+    private func measureSteps(_ contenders: [Contender]) async -> [BenchReport.Side] {
         var sides = contenders.map { _ in BenchReport.Side() }
         var failed = contenders.map { _ in false }
-        let rounds = options.rounds
+        // Rounds only alternate sides: one side alone (no raw baseline, or --rounds 1) runs each step in one go.
+        let rounds = contenders.count > 1 ? options.rounds : 1
         let roundSeconds = Duration.seconds(options.seconds / Double(rounds))
         /// Runs `body` for each contender in each round, alternating who goes first; returns each side's
         /// (count, seconds, CPU) summed over the rounds, or nil for a side whose step failed.
@@ -284,10 +287,12 @@ struct BenchRunner {
                 for index in order where !failed[index] && !stepFailed[index] {
                     let contender = contenders[index]
                     do {
-                        let (count, elapsed, cpu) = try await step(
-                            "\(contender.label): \(name) (round \(round + 1) of \(rounds))", timeout: timeout,
-                            processes: contender.processes
-                        ) { counter in try await body(index, round, counter) }
+                        let label = rounds > 1 ? "\(contender.label): \(name) (round \(round + 1) of \(rounds))"
+                            : "\(contender.label): \(name)"
+                        let (count, elapsed, cpu) = try await step(label, timeout: timeout,
+                                                                   processes: contender.processes) { counter in
+                            try await body(index, round, counter)
+                        }
                         let previous = totals[index]
                         totals[index] = (
                             (previous?.0 ?? 0) + count, (previous?.1 ?? 0) + elapsed,
@@ -346,7 +351,8 @@ struct BenchRunner {
             guard let (_, elapsed, cpu) = measured else { continue }
             sides[index].eventsPerSecond = Double(total) / elapsed
             var eventsCPU = cpu
-            eventsCPU.units = total  // per event emitted, as in measure(_:label:streams:processes:)
+            // Per event emitted: the counter follows the worker's count as polled, which need not end exactly there.
+            eventsCPU.units = total
             sides[index].eventsCPU = eventsCPU
         }
         for (index, contender) in contenders.enumerated() where contender.streams && !failed[index] {
@@ -382,80 +388,6 @@ struct BenchRunner {
     }
 
     // MARK: Steps
-
-    /// Runs every step on one subject; a failed step is recorded and the others still run.
-    private func measure(
-        _ subject: any BenchSubject,
-        label: String,
-        streams: Bool,
-        processes: BenchProcesses
-    ) async -> BenchReport.Side {
-        var side = BenchReport.Side()
-        let seconds = Duration.seconds(options.seconds)
-        if options.warmup > 0 {
-            do {
-                _ = try await step("\(label): warm-up", timeout: .seconds(60), processes: processes) { counter in
-                    try await subject.roundTrips(inFlight: 64, until: clock.now + .seconds(options.warmup),
-                                                 counter: counter, latencies: nil)
-                }
-            } catch {
-                side.failures.append("warm-up: \(error)")
-                return side
-            }
-        }
-        do {
-            let latencies = LatencyRecorder()
-            _ = try await step("\(label): sequential latency", timeout: seconds + .seconds(60),
-                               processes: processes) { counter in
-                try await subject.roundTrips(inFlight: 1, until: clock.now + seconds, counter: counter,
-                                             latencies: latencies)
-            }
-            side.latency = BenchReport.Latency(latencies.snapshot)
-        } catch {
-            side.failures.append("sequential latency: \(error)")
-        }
-        for inFlight in options.inFlightCounts {
-            do {
-                let (calls, elapsed, cpu) = try await step("\(label): \(inFlight) in flight",
-                                                           timeout: seconds + .seconds(60), processes: processes) {
-                    counter in
-                    try await subject.roundTrips(inFlight: inFlight, until: clock.now + seconds, counter: counter,
-                                                 latencies: nil)
-                }
-                side.throughput.append(BenchReport.Throughput(inFlight: inFlight, callsPerSecond: Double(calls) / elapsed,
-                                                              calls: calls, cpu: cpu))
-            } catch {
-                side.failures.append("\(inFlight) in flight: \(error)")
-            }
-        }
-        do {
-            let count = options.events
-            let (_, elapsed, cpu) = try await step("\(label): \(count) events", timeout: .seconds(120),
-                                                   processes: processes) { counter in
-                try await subject.events(count: count, counter: counter)
-            }
-            side.eventsPerSecond = Double(count) / elapsed
-            // Per event emitted: the counter follows the worker's count as polled, which need not end exactly there.
-            var eventsCPU = cpu
-            eventsCPU.units = count
-            side.eventsCPU = eventsCPU
-        } catch {
-            side.failures.append("events: \(error)")
-        }
-        if streams {
-            do {
-                let (elements, elapsed, _) = try await step("\(label): streamed replies",
-                                                            timeout: seconds + .seconds(60), processes: processes) {
-                    counter in
-                    _ = try await subject.streamedElements(until: clock.now + seconds, counter: counter)
-                }
-                side.streamElementsPerSecond = Double(elements) / elapsed
-            } catch {
-                side.failures.append("streamed replies: \(error)")
-            }
-        }
-        return side
-    }
 
     /// Runs one step with a progress line; returns what it counted, how long it took (in seconds) and the CPU time
     /// the bench process, `processes` and the machine used meanwhile.

@@ -34,6 +34,12 @@ struct CorrelationStateMachine<Sink> {
 
         /// Whether the call expired for want of a packet within its idle timeout, before its deadline.
         var idledOut: Bool { idle.map { $0.until < deadline } ?? false }
+
+        /// The error an expired call fails with: its idle timeout's, or its deadline's.
+        var expiryError: CourierError {
+            guard idledOut, let idle else { return .timedOut(pattern) }
+            return .idleTimedOut(pattern, after: .nanoseconds(idle.timeout.nanoseconds))
+        }
     }
 
     enum RegisterAction {

@@ -264,14 +264,7 @@ public final class ReplyCorrelator: ReplyReceiver, Sendable {
             let (expired, next) = state.withLock { state -> ([CorrelationStateMachine<Sink>.Entry], NIODeadline?) in
                 state.machine.timerFired(now: .now())
             }
-            for entry in expired {
-                if entry.idledOut, let idle = entry.idle {
-                    let timeout = Duration.nanoseconds(idle.timeout.nanoseconds)
-                    entry.sink.fail(CourierError(.timedOut, "no reply element for '\(entry.pattern)' within its idle timeout of \(timeout)"))
-                } else {
-                    entry.sink.fail(.timedOut(entry.pattern))
-                }
-            }
+            for entry in expired { entry.sink.fail(entry.expiryError) }
             if let next { arm(at: next) }
         }
     }

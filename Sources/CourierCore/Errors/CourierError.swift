@@ -115,6 +115,11 @@ extension CourierError {
         return CourierError(.timedOut, "no reply for '\(pattern)' before its deadline")
     }
 
+    /// A stream waited longer than its idle timeout for its next element, before its deadline.
+    public static func idleTimedOut(_ pattern: String, after idleTimeout: Duration) -> CourierError {
+        CourierError(.timedOut, "no reply element for '\(pattern)' within its idle timeout of \(idleTimeout)")
+    }
+
     /// The caller's task was cancelled or it stopped waiting.
     public static func cancelled(_ pattern: String) -> CourierError {
         CourierError(.cancelled, "call to '\(pattern)' was cancelled")
