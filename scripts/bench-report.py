@@ -402,7 +402,9 @@ def page(report, peers, analysis, image_dir):
                                        if (settings.get("rounds") or 1) > 1 else "")],
             ["events per event figure", number(settings.get("eventCount"), "plain")
              + (f", emitted by {number(settings.get('emitters'), 'plain')} tasks at once"
-                if settings.get("emitters") else "")],
+                if settings.get("emitters") else "")
+             + (f", {number(settings.get('emitBatch'), 'plain')} per `emitBatch` call"
+                if (settings.get("emitBatch") or 1) > 1 else "")],
             event_acks_row(settings),
             ["calls in flight", ", ".join(str(n) for n in in_flights)],
             ["payload", f"`{settings.get('payload', NA)}`"],

@@ -88,6 +88,28 @@ public final class TCPClientTransport: ClientTransport {
         }
     }
 
+    /// Frames every event first (a batch with one too large for a frame sends nothing), then queues them all in one
+    /// write batch and waits for the last to be written.
+    public func emit(batch events: [WireRequest]) async throws {
+        var frames: [TCPClientHandler.Outbound] = []
+        frames.reserveCapacity(events.count)
+        for event in events {
+            let frame = configuration.format.frame(event)
+            if configuration.format.exceeds(frame, maxFrameLength: configuration.maxFrameLength) {
+                throw tooLarge(event)
+            }
+            frames.append(.event(frame))
+        }
+        guard case .connected(_, let writer) = state.withLock({ $0 }) else {
+            throw CourierError.unavailable("not connected to \(endpoint)")
+        }
+        do {
+            try await writer.writeAllAndWait(frames)
+        } catch {
+            throw CourierError.unavailable("could not write to \(endpoint): \(error)", underlying: error)
+        }
+    }
+
     public func release(correlationID: String) {
         guard case .connected(let channel, _) = state.withLock({ $0 }) else { return }
         channel.pipeline.fireUserInboundEventTriggered(TCPClientHandler.Release(id: correlationID))

@@ -92,6 +92,7 @@ public enum TransportConformance {
     public static let scenarios: [Scenario] = [
         Scenario(name: "send returns the handler's reply", body: sendReturnsReply),
         Scenario(name: "emit reaches event handlers and gets no reply", body: emitReachesHandlers),
+        Scenario(name: "emitBatch delivers every event of the batch once", body: emitBatchReachesHandlers),
         Scenario(name: "sendStream yields every element, then ends", body: streamYieldsElements),
         Scenario(name: "an empty stream ends at once", body: emptyStream),
         Scenario(name: "a coded error reaches the caller exactly", body: codedErrorReachesCaller),
@@ -313,6 +314,21 @@ public enum TransportConformance {
             try check(counted == 5, "audit.count replied \(counted)")
             let indexes = Set(fixture.audit.all.compactMap { $0["index"]?.intValue })
             try check(indexes == Set(0..<5), "events received: \(fixture.audit.all)")
+        }
+    }
+
+    static func emitBatchReachesHandlers(_ harness: any ConformanceHarness) async throws {
+        try await withWorker(harness) { fixture in
+            try await fixture.client.emitBatch(ExampleService.auditLog, [JSONValue]())
+            let batch: [JSONValue] = (0..<300).map { ["index": .integer(Int64($0))] }
+            try await fixture.client.emitBatch(ExampleService.auditLog, batch)
+            try await fixture.client.emitBatch("audit.log", json: [["index": 300], ["index": 301]])
+            try await eventually("302 audit events") { fixture.audit.count >= 302 }
+            // A round trip after the batch: nothing more arrives (each event once, the empty batch sent nothing).
+            let counted = try await fixture.client.send(ExampleService.auditCount, NoPayload())
+            try check(counted == 302, "audit.count replied \(counted)")
+            let indexes = fixture.audit.all.compactMap { $0["index"]?.intValue }
+            try check(indexes.count == 302 && Set(indexes) == Set(0..<302), "events received: \(indexes)")
         }
     }
 

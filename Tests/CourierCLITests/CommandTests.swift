@@ -104,15 +104,17 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async t
         deinit { terminate() }
     }
 
-    /// With one round, Courier's steps then the raw baseline's; with three, each step alternates the two sides.
+    /// With one round, Courier's steps then the raw baseline's; with three, each step alternates the two sides (and
+    /// Courier's events go out through emitBatch).
     @Test(arguments: [1, 3])
     func benchMeasuresCourierAndTheRawBaselineAndWritesJSON(rounds: Int) async throws {
         let json = FileManager.default.temporaryDirectory.appendingPathComponent("bench-\(UUID().uuidString).json")
         defer { try? FileManager.default.removeItem(at: json) }
+        let emitBatch = rounds == 3 ? 64 : 1
         let output = try await Self.run([
             "bench", "--transports", "tcp", "--seconds", "0.3", "--warmup", "0", "--in-flight", "1,4",
-            "--events", "500", "--stream-length", "100", "--memory-calls", "200", "--rounds", "\(rounds)",
-            "--json", json.path,
+            "--events", "500", "--emitters", "4", "--emit-batch", "\(emitBatch)", "--stream-length", "100",
+            "--memory-calls", "200", "--rounds", "\(rounds)", "--json", json.path,
         ])
         #expect(output.status == 0, "\(output.stderr)")
         #expect(output.stdout.contains("courier/raw"))
@@ -122,6 +124,7 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async t
         let transports = try #require(report["transports"] as? [[String: Any]])
         #expect(transports.map { $0["id"] as? String } == ["tcp"])
         #expect((report["settings"] as? [String: Any])?["rounds"] as? Int == rounds)
+        #expect((report["settings"] as? [String: Any])?["emitBatch"] as? Int == emitBatch)
         for side in ["courier", "raw"] {
             let figures = try #require(transports[0][side] as? [String: Any], "\(side)")
             let throughput = try #require(figures["throughput"] as? [[String: Any]])

@@ -263,13 +263,16 @@ import Testing
             configuration.awaitsEventAcknowledgement = awaitsAcknowledgement
             let client = CourierClient(transport: KafkaClientTransport(configuration: configuration))
             for index in 0..<5 { try await client.emit(ExampleService.auditLog, ["i": .integer(Int64(index))]) }
+            try await client.emitBatch(ExampleService.auditLog, (5..<500).map { ["i": .integer(Int64($0))] })
             var counted = 0
             for _ in 0..<100 {
                 counted = try await client.send(ExampleService.auditCount, NoPayload())
-                if counted == 5 { break }
+                if counted >= 500 { break }
                 try await Task.sleep(for: .milliseconds(20))
             }
-            #expect(counted == 5)
+            #expect(counted == 500)
+            let indexes = fixture.audit.all.compactMap { $0["i"]?.intValue }
+            #expect(indexes.count == 500 && Set(indexes) == Set(0..<500))
             await client.shutdown()
         }
     }
@@ -289,13 +292,18 @@ import Testing
         }
     }
 
+    /// A client whose messages librdkafka gives up on after 300 ms (`message.timeout.ms`).
+    static func clientGivingUpAfter300Milliseconds(on cluster: EmbeddedKafkaCluster) -> CourierClient {
+        var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)
+        configuration.producerProperties["message.timeout.ms"] = "300"
+        return CourierClient(transport: KafkaClientTransport(configuration: configuration))
+    }
+
     /// A request librdkafka cannot deliver fails its call with the delivery error, not with the call's timeout.
     @Test func anUndeliverableRequestFailsItsCallAtOnce() async throws {
         let cluster = try EmbeddedKafkaCluster(topics: ["math.sum": 1, KafkaReplyStrategy.singleInstance.topic: 1])
         defer { cluster.close() }
-        var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)
-        configuration.producerProperties["message.timeout.ms"] = "300"
-        let client = CourierClient(transport: KafkaClientTransport(configuration: configuration))
+        let client = Self.clientGivingUpAfter300Milliseconds(on: cluster)
         // Connects (the reply partition is assigned) before the topic loses its leader.
         _ = try await client.unwrap(as: (KafkaProducer, KafkaAssignedConsumer).self)
         // Without a leader, the request waits in librdkafka until its message timeout.
@@ -307,6 +315,21 @@ import Testing
         #expect(error?.code == .transportUnavailable)
         #expect(error?.message.contains("math.sum") == true)
         #expect(ContinuousClock.now - started < .seconds(30), "failed by the delivery report, not the timeout")
+        await client.shutdown()
+    }
+
+    /// A batch of events awaiting acknowledgements fails with the delivery error once librdkafka gives up on one.
+    @Test func aBatchWhoseEventsCannotBeDeliveredFails() async throws {
+        let cluster = try EmbeddedKafkaCluster(topics: ["audit.log": 1, KafkaReplyStrategy.singleInstance.topic: 1])
+        defer { cluster.close() }
+        let client = Self.clientGivingUpAfter300Milliseconds(on: cluster)
+        try await client.emitBatch(ExampleService.auditLog, [1, 2, 3])
+        try cluster.setLeader(of: "audit.log", partition: 0, to: nil)
+        let error = await #expect(throws: CourierError.self) {
+            try await client.emitBatch(ExampleService.auditLog, [4, 5, 6])
+        }
+        #expect(error?.code == .transportUnavailable)
+        #expect(error?.message.contains("audit.log") == true)
         await client.shutdown()
     }
 

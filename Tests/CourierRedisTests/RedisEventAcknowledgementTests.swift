@@ -116,6 +116,30 @@ import Testing
         }
     }
 
+    /// A batch whose `PUBLISH`es Redis refuses fails with the reason when it awaits acknowledgements; without, it
+    /// returns once the commands are queued, and their failures are only logged.
+    @Test func aBatchWhosePublishesAreRefusedFailsWhenItAwaitsTheirAnswers() async throws {
+        try await withRedisServer { redis in
+            let muted = try await configurationWithoutPublish(on: redis)
+            var pipelined = RedisPubSubConfiguration(connection: muted)
+            pipelined.awaitsEventAcknowledgement = false
+            let acknowledged = CourierClient(
+                transport: RedisClientTransport(configuration: RedisPubSubConfiguration(connection: muted),
+                                                logger: RedisTransportTests.quietLogger)
+            )
+            let unacknowledged = CourierClient(
+                transport: RedisClientTransport(configuration: pipelined, logger: RedisTransportTests.quietLogger)
+            )
+            let error = await #expect(throws: CourierError.self) {
+                try await acknowledged.emitBatch(ExampleService.loadTick, [1, 2, 3])
+            }
+            #expect(error?.code == .transportUnavailable)
+            try await unacknowledged.emitBatch(ExampleService.loadTick, [1, 2, 3])
+            await acknowledged.shutdown()
+            await unacknowledged.shutdown()
+        }
+    }
+
     /// Events emitted without acknowledgements all reach the worker, in batches far past the limit.
     @Test func everyUnacknowledgedEventIsHandled() async throws {
         try await withRedis { connection in
@@ -137,8 +161,12 @@ import Testing
                 try await withThrowingDiscardingTaskGroup { group in
                     for _ in 0..<4 {
                         group.addTask {
-                            for value in 0..<count / 4 { try await client.emit(tick, value) }
+                            for value in 0..<count / 8 { try await client.emit(tick, value) }
                         }
+                    }
+                    // And as much in batches, each far past the limit.
+                    group.addTask {
+                        for batch in 0..<5 { try await client.emitBatch(tick, Array(batch * 200..<(batch + 1) * 200)) }
                     }
                 }
                 let clock = ContinuousClock()

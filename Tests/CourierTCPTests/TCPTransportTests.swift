@@ -740,6 +740,12 @@ import Testing
             try await client.emit(ExampleService.auditLog, .string(String(repeating: "b", count: 2_000)))
         }
         #expect(emitError?.code == .payloadTooLarge)
+        // A batch with one event too large sends none of them.
+        let batchError = await Self.courierError {
+            try await client.emitBatch(ExampleService.auditLog,
+                                       [.string("small"), .string(String(repeating: "b", count: 2_000)), .string("small")])
+        }
+        #expect(batchError?.code == .payloadTooLarge)
         #expect(client.pendingCalls == 0)
 
         // Nothing reached the worker, and the connection is untouched.

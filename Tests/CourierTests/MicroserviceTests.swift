@@ -256,6 +256,34 @@ import Testing
         }
     }
 
+    /// A batch with one payload that cannot be encoded fails before any event is sent; a good batch then arrives.
+    @Test func aBatchWithAnUnencodablePayloadSendsNothing() async throws {
+        let memory = InMemoryTransport()
+        let reading = EventPattern<Double>("sensor.reading")
+        let received = Mutex<[Double]>([])
+        var router = MessageRouter()
+        router.on(reading) { value, _ in received.withLock { $0.append(value) } }
+        let worker = Microservice(router: router, transport: memory.server, logger: Self.quietLogger)
+        let client = CourierClient(transport: memory.makeClient())
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await worker.run() }
+            await memory.waitUntilServing()
+            let error = await #expect(throws: CourierError.self) {
+                try await client.emitBatch(reading, [1.5, .nan, 2.5])
+            }
+            #expect(error?.code == .encodingFailed)
+            try await client.emitBatch(reading, [3.5, 4.5])
+            let clock = ContinuousClock()
+            let deadline = clock.now + .seconds(5)
+            while received.withLock({ $0.count }) < 2, clock.now < deadline {
+                try await Task.sleep(for: .milliseconds(5))
+            }
+            try await Task.sleep(for: .milliseconds(50))
+            #expect(received.withLock { $0 }.sorted() == [3.5, 4.5])
+            group.cancelAll()
+        }
+    }
+
     @Test(arguments: [
         ["a.b", "a.b"],  // duplicate
         ["a.**.c"],  // `**` not last

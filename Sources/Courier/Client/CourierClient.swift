@@ -6,8 +6,9 @@
 import Logging
 import NIOCore
 
-/// Calls services: request/reply (``send(_:_:timeout:headers:)``), events (``emit(_:_:headers:)``), streamed
-/// replies (``sendStream(_:_:timeout:headers:)``), and raw access to the native client (``unwrap(as:)``).
+/// Calls services: request/reply (``send(_:_:timeout:headers:)``), events (``emit(_:_:headers:)``, several at once
+/// with ``emitBatch(_:_:headers:)``), streamed replies (``sendStream(_:_:timeout:headers:)``), and raw access to the
+/// native client (``unwrap(as:)``).
 ///
 /// A client connects lazily on its first call and reconnects on the next call after a connection is lost. Every
 /// call has a deadline: the per-call `timeout`, else ``ClientConfiguration/defaultTimeout``, and never later than
@@ -74,6 +75,27 @@ public final class CourierClient: Sendable {
         try await emit(pattern.name, payload: try coder.encode(payload), headers: headers)
     }
 
+    /// Sends several events on one pattern, in order, and returns once the transport accepted them all: NestJS's
+    /// `emitBatch`, on every transport.
+    ///
+    /// The whole batch is handed over at once (one TCP write, one Redis pipeline, one librdkafka produce loop), so a
+    /// producer of many events spares a wait per event. Every payload is encoded before anything is sent: one that
+    /// cannot be encoded (or, on TCP, is too large for a frame) fails the batch and sends nothing. Otherwise the
+    /// first failure is thrown; events before it may have been accepted (see
+    /// ``ClientTransport/emit(batch:)``). An empty batch sends nothing.
+    ///
+    /// - Parameters:
+    ///   - pattern: The event contract.
+    ///   - payloads: The events' payloads, sent in this order.
+    ///   - headers: Metadata sent with every event.
+    public func emitBatch<Payload>(
+        _ pattern: EventPattern<Payload>,
+        _ payloads: some Sequence<Payload>,
+        headers: [String: String] = [:]
+    ) async throws {
+        try await emitBatch(pattern.name, payloads: try payloads.map { try coder.encode($0) }, headers: headers)
+    }
+
     /// Sends a request and returns the stream of its replies.
     ///
     /// The request is sent before this returns; iterate the result to receive the replies.
@@ -117,6 +139,11 @@ public final class CourierClient: Sendable {
     /// Sends an event with a raw JSON payload.
     public func emit(_ pattern: String, json: JSONValue, headers: [String: String] = [:]) async throws {
         try await emit(pattern, payload: try coder.encode(json), headers: headers)
+    }
+
+    /// Sends several events with raw JSON payloads (see ``emitBatch(_:_:headers:)``).
+    public func emitBatch(_ pattern: String, json: [JSONValue], headers: [String: String] = [:]) async throws {
+        try await emitBatch(pattern, payloads: try json.map { try coder.encode($0) }, headers: headers)
     }
 
     /// Sends a request with a raw JSON payload and returns its replies as JSON (`timeout` and `idleTimeout` as for
@@ -163,6 +190,20 @@ public final class CourierClient: Sendable {
             try await transport.emit(event)
         } catch {
             throw CourierError.wrapping(error, as: .transportUnavailable, "could not emit '\(pattern)'")
+        }
+    }
+
+    /// Sends several events whose payloads are raw JSON bytes (see ``emitBatch(_:_:headers:)``).
+    public func emitBatch(_ pattern: String, payloads: [ByteBuffer], headers: [String: String] = [:]) async throws {
+        guard !payloads.isEmpty else { return }
+        try await connect()
+        let headers = mergedHeaders(headers)
+        let events = payloads.map { WireRequest(pattern: pattern, payload: $0, correlationID: nil, headers: headers) }
+        do {
+            try await transport.emit(batch: events)
+        } catch {
+            throw CourierError.wrapping(error, as: .transportUnavailable,
+                                        "could not emit a batch of \(events.count) '\(pattern)' events")
         }
     }
 

@@ -51,6 +51,15 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .long, help: "Tasks emitting events at once in the event step (each emit awaits the transport's acceptance).")
     var emitters: Int = 256
 
+    @Option(
+        name: .long,
+        help: """
+            Events each emitter hands over per call in Courier's event step: 1 emits them one at a time (emit), more \
+            in batches of this many (emitBatch).
+            """
+    )
+    var emitBatch: Int = 1
+
     @Option(name: .long, help: "Elements per streamed reply (math.countdown).")
     var streamLength: Int = 10_000
 
@@ -99,8 +108,8 @@ struct Bench: AsyncParsableCommand {
             throw ValidationError("--in-flight must list positive numbers, e.g. 1,16,64,256")
         }
         guard (1...20).contains(rounds) else { throw ValidationError("--rounds must be 1 to 20") }
-        guard events >= 1, emitters >= 1, streamLength >= 1, memoryCalls >= 0 else {
-            throw ValidationError("--events, --emitters and --stream-length must be ≥ 1, --memory-calls ≥ 0")
+        guard events >= 1, emitters >= 1, emitBatch >= 1, streamLength >= 1, memoryCalls >= 0 else {
+            throw ValidationError("--events, --emitters, --emit-batch and --stream-length must be ≥ 1, --memory-calls ≥ 0")
         }
     }
 

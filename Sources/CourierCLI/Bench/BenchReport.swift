@@ -26,6 +26,8 @@ struct BenchReport: Codable, Sendable {
         var eventCount: Int
         /// Tasks emitting at once in Courier's event step (absent in reports written before the option existed).
         var emitters: Int?
+        /// Events per emit call in Courier's event step (`emitBatch` above 1; absent in older reports: 1).
+        var emitBatch: Int?
         /// Whether Courier's Kafka and Redis pub/sub emits awaited the broker's acknowledgement (absent in older
         /// reports: they did; reports from 2026-11-22 name it `kafkaEventAcks` and it covered Kafka only).
         var eventAcks: Bool?

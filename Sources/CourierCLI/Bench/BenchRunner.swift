@@ -40,6 +40,7 @@ struct BenchRunner {
                 warmupSeconds: options.warmup,
                 eventCount: options.events,
                 emitters: options.emitters,
+                emitBatch: options.emitBatch,
                 eventAcks: options.eventAcks,
                 streamLength: options.streamLength,
                 inFlight: options.inFlightCounts,
@@ -252,7 +253,8 @@ struct BenchRunner {
             transport: try TransportFactory.client(for: clientURL),
             configuration: ClientConfiguration(defaultTimeout: .seconds(30))
         )
-        return CourierSubject(client: client, emitters: options.emitters, streamLength: options.streamLength)
+        return CourierSubject(client: client, emitters: options.emitters, emitBatch: options.emitBatch,
+                              streamLength: options.streamLength)
     }
 
     /// One side of a comparison measured in rounds.

@@ -12,6 +12,8 @@ struct CourierSubject: CallingBenchSubject {
     let client: CourierClient
     /// How many tasks emit events at once (`emit` returns when the transport accepted the event).
     var emitters = 256
+    /// Events per emit call: 1 uses `emit`, more `emitBatch` with batches of this many.
+    var emitBatch = 1
     /// The length of each streamed reply (`math.countdown`).
     var streamLength = 10_000
 
@@ -24,12 +26,20 @@ struct CourierSubject: CallingBenchSubject {
         let client = self.client
         let base = try await client.send(ExampleService.loadTicks, NoPayload())
         let emitters = min(self.emitters, count)
+        let batchSize = emitBatch
         try await withThrowingDiscardingTaskGroup { group in
             for emitter in 0..<emitters {
                 let share = count / emitters + (emitter < count % emitters ? 1 : 0)
                 group.addTask {
-                    for _ in 0..<share {
-                        try await client.emit(ExampleService.loadTick, [1, 2, 3])
+                    guard batchSize > 1 else {
+                        for _ in 0..<share { try await client.emit(ExampleService.loadTick, [1, 2, 3]) }
+                        return
+                    }
+                    var left = share
+                    while left > 0 {
+                        let size = min(batchSize, left)
+                        try await client.emitBatch(ExampleService.loadTick, repeatElement([1, 2, 3], count: size))
+                        left -= size
                     }
                 }
             }

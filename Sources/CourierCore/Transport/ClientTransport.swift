@@ -30,6 +30,15 @@ public protocol ClientTransport: Sendable {
     /// transport has acknowledgements).
     func emit(_ event: WireRequest) async throws
 
+    /// Sends several events in order and returns once the transport has accepted them all, as ``emit(_:)`` does for
+    /// one. Transports override it to hand the whole batch over at once (one write, one pipeline, one produce loop)
+    /// instead of waiting for each event in turn.
+    ///
+    /// An event the transport refuses up front (too large for a TCP frame) fails the batch before any is sent.
+    /// Otherwise the error of the first event that failed is thrown; events before it may have been accepted, and on
+    /// a transport that stops at the failure (the default, TCP), those after it were not sent.
+    func emit(batch events: [WireRequest]) async throws
+
     /// The caller no longer waits for replies to this id (timeout, cancellation, end of stream).
     func release(correlationID: String)
 
@@ -44,4 +53,9 @@ extension ClientTransport {
     public var isConnected: Bool { false }
 
     public func release(correlationID: String) {}
+
+    /// Emits the events one after another, each waiting for ``emit(_:)``.
+    public func emit(batch events: [WireRequest]) async throws {
+        for event in events { try await emit(event) }
+    }
 }

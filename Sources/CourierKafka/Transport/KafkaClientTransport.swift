@@ -129,6 +129,25 @@ public final class KafkaClientTransport: ClientTransport {
         _ = try await connection.producer.send(record)
     }
 
+    /// Encodes every event first (one that cannot be encoded fails the batch before any is produced), then
+    /// produces them in one loop, in order. With event acknowledgements it then waits once for every delivery
+    /// report and throws the first failure; a message librdkafka refuses at once stops the loop.
+    public func emit(batch events: [WireRequest]) async throws {
+        guard let connection = openConnection.withLock({ $0 }) else {
+            throw CourierError.unavailable("the Kafka client is not connected")
+        }
+        let records = try events.map { try KafkaRecordCodec.encodeEvent($0) }
+        guard configuration.awaitsEventAcknowledgement else {
+            for record in records { try await connection.producer.produceWhenRoom(record) }
+            return
+        }
+        let tally = KafkaDeliveryTally(expecting: records.count)
+        for record in records {
+            try await connection.producer.produceWhenRoom(record, onDelivery: { tally.report($0) })
+        }
+        try await tally.wait()
+    }
+
     public func close() async {
         isClosed.store(true, ordering: .relaxed)
         openConnection.withLock { $0 = nil }

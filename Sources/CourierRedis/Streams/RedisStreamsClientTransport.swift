@@ -83,6 +83,22 @@ public final class RedisStreamsClientTransport: ClientTransport {
         }
     }
 
+    /// Pipelines one `XADD` per event and waits for every answer.
+    public func emit(batch events: [WireRequest]) async throws {
+        guard let connection = connection.current else {
+            throw CourierError.unavailable("the Redis Streams client is not connected")
+        }
+        do {
+            let answers = events.map { connection.commands.enqueue(addCommand($0, replyTo: nil)) }
+            for answer in answers { _ = try await answer.get() }
+        } catch let error as CourierError {
+            throw error
+        } catch {
+            throw CourierError.wrapping(error, as: .transportUnavailable,
+                                        "could not add '\(events[0].pattern)' to its stream")
+        }
+    }
+
     public func close() async {
         await connection.close()?.close()
     }

@@ -129,17 +129,45 @@ public final class RedisClientTransport: ClientTransport {
                 _ = try await connection.commands.send(publish)
                 return
             }
-            // Bound what a fast emitter queues: past the limit, wait for this event's answer (and so for every
-            // event before it on the connection).
-            if unacknowledgedEvents.unanswered >= configuration.maxUnacknowledgedEvents {
-                _ = try await connection.commands.send(publish)
-            } else {
-                connection.commands.enqueue(publish, countedIn: unacknowledgedEvents)
-            }
+            try await publishUnacknowledged(publish, on: connection)
         } catch let error as CourierError {
             throw error
         } catch {
             throw CourierError.wrapping(error, as: .transportUnavailable, "could not publish '\(event.pattern)'")
+        }
+    }
+
+    /// Pipelines one `PUBLISH` per event on the command connection. With event acknowledgements it waits for every
+    /// answer; without, it waits only where an event finds `maxUnacknowledgedEvents` unanswered, as ``emit(_:)``.
+    public func emit(batch events: [WireRequest]) async throws {
+        guard let connection = connection.current else {
+            throw CourierError.unavailable("the Redis client is not connected")
+        }
+        let publishes = events.map { event -> [RESPArgument] in
+            ["PUBLISH", RESPArgument(event.pattern), RESPArgument(configuration.format.encode(event))]
+        }
+        do {
+            if configuration.awaitsEventAcknowledgement {
+                let answers = publishes.map { connection.commands.enqueue($0) }
+                for answer in answers { _ = try await answer.get() }
+                return
+            }
+            for publish in publishes { try await publishUnacknowledged(publish, on: connection) }
+        } catch let error as CourierError {
+            throw error
+        } catch {
+            throw CourierError.wrapping(error, as: .transportUnavailable, "could not publish '\(events[0].pattern)'")
+        }
+    }
+
+    /// Queues an event's `PUBLISH` without waiting for its answer, unless `maxUnacknowledgedEvents` are unanswered:
+    /// past the limit it waits for this one's answer (and so for every event before it on the connection), which
+    /// bounds what a fast emitter queues.
+    private func publishUnacknowledged(_ publish: [RESPArgument], on connection: RedisClientConnection) async throws {
+        if unacknowledgedEvents.unanswered >= configuration.maxUnacknowledgedEvents {
+            _ = try await connection.commands.send(publish)
+        } else {
+            connection.commands.enqueue(publish, countedIn: unacknowledgedEvents)
         }
     }
 

@@ -42,8 +42,26 @@ package final class WriteCoalescer<Item: Sendable>: Sendable {
 
     /// Queues `item`; `promise` (if any) completes when it is written.
     package func write(_ item: Item, promise: EventLoopPromise<Void>?) {
+        enqueue { $0.append((item, promise)) }
+    }
+
+    /// Queues `items` in order, under one lock and with one hop to the event loop, and waits until the last is
+    /// written (the channel writes in order, so the others were written before it, or the channel failed first).
+    package func writeAllAndWait(_ items: [Item]) async throws {
+        guard let last = items.last else { return }
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        enqueue { queued in
+            queued.reserveCapacity(queued.count + items.count)
+            for item in items.dropLast() { queued.append((item, nil)) }
+            queued.append((last, promise))
+        }
+        try await promise.futureResult.get()
+    }
+
+    /// Adds to the queue under its lock, and schedules a flush on the event loop unless one is scheduled already.
+    private func enqueue(_ add: (inout [(Item, EventLoopPromise<Void>?)]) -> Void) {
         let schedule = pending.withLock { pending -> Bool in
-            pending.items.append((item, promise))
+            add(&pending.items)
             guard !pending.isScheduled else { return false }
             pending.isScheduled = true
             return true
