@@ -46,6 +46,7 @@ import Testing
         let producer: KafkaProducer
         let replies: ReplyBox
         let audit: AuditLog
+        let server: KafkaServerTransport
 
         /// Sends a request record and returns the reply packets until the end of the stream.
         func call(_ pattern: String, _ json: String, id: String) async throws -> [(WireReply, KafkaRecordModel)] {
@@ -79,11 +80,8 @@ import Testing
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let audit = AuditLog()
-        let worker = Microservice(
-            router: ExampleService.router(audit: audit),
-            transport: KafkaServerTransport(configuration: configuration, logger: logger),
-            logger: logger
-        )
+        let server = KafkaServerTransport(configuration: configuration, logger: logger)
+        let worker = Microservice(router: ExampleService.router(audit: audit), transport: server, logger: logger)
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers,
                                          properties: KafkaConfiguration.lowLatencyProducer)
         let replies = try KafkaConsumer(
@@ -103,7 +101,7 @@ import Testing
                 }
             }
             do {
-                try await body(Fixture(cluster: cluster, producer: producer, replies: box, audit: audit))
+                try await body(Fixture(cluster: cluster, producer: producer, replies: box, audit: audit, server: server))
             } catch {
                 group.cancelAll()
                 throw error
@@ -277,6 +275,30 @@ import Testing
         }
     }
 
+    /// Without idempotence, a stream's elements after the first go out through the worker's second producer, which
+    /// has one request in flight and so keeps them in order, enqueued one after another: with the worker's
+    /// `linger.ms` at 50, 400 elements that each waited for the previous one's acknowledgement would take 20 s at
+    /// least. A single reply does not create that producer.
+    @Test func aStreamsElementsArePipelinedInOrderWithoutIdempotence() async throws {
+        try await Self.withWorker(configuring: { $0.producerProperties["linger.ms"] = "50" }) { fixture in
+            let client = CourierClient(
+                transport: KafkaClientTransport(
+                    configuration: KafkaConfiguration(bootstrapServers: fixture.cluster.bootstrapServers)
+                )
+            )
+            #expect(try await client.send(ExampleService.sum, [1, 2]) == 3)
+            #expect(fixture.server.streamReplies.withLock { $0?.isOpen } == false)
+            let clock = ContinuousClock()
+            let started = clock.now
+            let elements = try await client.sendStream(ExampleService.countdown, 400, timeout: .seconds(60)).collect()
+            let took = clock.now - started
+            await client.shutdown()
+            #expect(elements == Array((1...400).reversed()))
+            #expect(took < .seconds(10), "400 elements took \(took)")
+            #expect(fixture.server.streamReplies.withLock { $0?.isOpen } == true)
+        }
+    }
+
     /// With an idempotent producer a worker enqueues a stream's elements without waiting for each acknowledgement;
     /// librdkafka keeps them in order.
     @Test func anIdempotentWorkerPipelinesAStreamInOrder() async throws {
@@ -289,6 +311,7 @@ import Testing
             let elements = try await client.sendStream(ExampleService.countdown, 3_000).collect()
             await client.shutdown()
             #expect(elements == Array((1...3_000).reversed()))
+            #expect(fixture.server.streamReplies.withLock { $0 } == nil, "no second producer")
         }
     }
 

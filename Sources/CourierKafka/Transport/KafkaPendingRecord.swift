@@ -18,6 +18,7 @@ final class KafkaPendingRecord: Sendable {
     private struct State {
         var outcome: HandlingOutcome?
         var outstanding = 0
+        var repliesWritten = 0
         var deliveryFailure: (any Error)?
         var settledWaiters: [UnsafeContinuation<Void, Never>] = []
         var finishedWaiters: [UnsafeContinuation<Void, Never>] = []
@@ -27,6 +28,14 @@ final class KafkaPendingRecord: Sendable {
 
     init(_ record: KafkaConsumerMessage) {
         self.record = record
+    }
+
+    /// Counts a reply its writer is about to enqueue; returns how many came before it.
+    func countReply() -> Int {
+        state.withLock { state in
+            defer { state.repliesWritten += 1 }
+            return state.repliesWritten
+        }
     }
 
     /// A reply of this record is about to be enqueued; its report must come before the offset is stored.

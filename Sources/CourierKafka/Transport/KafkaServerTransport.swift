@@ -32,6 +32,8 @@ public final class KafkaServerTransport: ServerTransport {
     private let configuration: KafkaConfiguration
     private let logger: Logger
     private let clients = Mutex<(consumer: KafkaConsumer?, producer: KafkaProducer?)>((nil, nil))
+    /// The producer for streams' later elements, while serving (for tests).
+    let streamReplies = Mutex<KafkaStreamReplyProducer?>(nil)
     private let assigned = OneShot<Void>()
     private let topics: KafkaTopicCreator
 
@@ -92,11 +94,18 @@ public final class KafkaServerTransport: ServerTransport {
             throw error
         }
         clients.withLock { $0 = (consumer, producer) }
-        // Without its producer the worker cannot reply: a fatal producer error stops it as the consumer's own does.
-        producer.whenFatal { [logger] error in
+        // Without its producers the worker cannot reply: a fatal producer error stops it as the consumer's own does.
+        let stopOnFatal: @Sendable (CourierError) -> Void = { [logger] error in
             logger.critical("\(error.message)")
             consumer.fail(error)
         }
+        producer.whenFatal(stopOnFatal)
+        let streamProducer = KafkaStreamReplyProducer.keepsOrder(configuration.producerSettings)
+            ? nil
+            : KafkaStreamReplyProducer(bootstrapServers: configuration.bootstrapServers,
+                                       properties: configuration.producerSettings, logger: logger,
+                                       onFatal: stopOnFatal)
+        streamReplies.withLock { $0 = streamProducer }
         logger.info("kafka worker subscribed", metadata: ["group": "\(configuration.groupID)",
                                                          "topics": "\(subscriptions)"])
         let budget = AsyncSemaphore(permits: max(1, configuration.maxBufferedRecords))
@@ -108,7 +117,7 @@ public final class KafkaServerTransport: ServerTransport {
             policy: configuration.eventFailures,
             topics: topics,
             concurrency: max(1, configuration.partitionConcurrency),
-            repliesKeepOrder: configuration.producerSettings["enable.idempotence"] == "true",
+            streamProducer: streamProducer,
             redeliveryBackoff: configuration.redeliveryBackoff,
             maxRedeliveryBackoff: configuration.maxRedeliveryBackoff,
             logger: logger
@@ -176,15 +185,17 @@ public final class KafkaServerTransport: ServerTransport {
             // The worker stops with it, so that its service fails and its process can be restarted. Not waiting
             // for a consumer that had one to close: librdkafka 2.0.2 was seen to hang destroying a consumer after
             // `rd_kafka_test_fatal_error` (its main thread spinning).
-            if fatal == producer.fatalError {
-                await consumer.close()  // the producer's: the consumer itself closes normally
+            if fatal == producer.fatalError || fatal == streamProducer?.fatalError {
+                await consumer.close()  // a producer's: the consumer itself closes normally
             } else {
                 Task.detached { await consumer.close() }
             }
+            await streamProducer?.close()
             await producer.close()
             throw fatal
         }
         await consumer.close()
+        await streamProducer?.close()
         await producer.close()
     }
 
@@ -208,8 +219,8 @@ public final class KafkaServerTransport: ServerTransport {
         let policy: KafkaEventFailurePolicy
         let topics: KafkaTopicCreator
         let concurrency: Int
-        /// Whether the producer keeps a request's replies in order even when it retries (idempotence).
-        let repliesKeepOrder: Bool
+        /// The producer for streams' later elements; `nil` when `producer` keeps them in order itself.
+        let streamProducer: KafkaStreamReplyProducer?
         let redeliveryBackoff: Duration
         let maxRedeliveryBackoff: Duration
         let logger: Logger
@@ -483,7 +494,7 @@ public final class KafkaServerTransport: ServerTransport {
             let replying = pending ?? KafkaPendingRecord(record)
             pending = replying
             writer = KafkaReplyWriter(producer: context.producer, address: replyTo, correlationBytes: correlation,
-                                      pending: replying, waitsForEachAcknowledgement: !context.repliesKeepOrder)
+                                      pending: replying, streamProducer: context.streamProducer)
         }
         let metadata = TransportMetadata(
             transport: "kafka",
@@ -517,22 +528,27 @@ struct KafkaReplyWriter: ReplyWriter {
     let address: KafkaRecordCodec.ReplyAddress
     let correlationBytes: [UInt8]
     let pending: KafkaPendingRecord
-    /// Whether each reply waits for the previous one's acknowledgement (see ``write(_:)``).
-    let waitsForEachAcknowledgement: Bool
+    /// The producer for a stream's later elements, when `producer` may reorder them (see ``write(_:)``).
+    let streamProducer: KafkaStreamReplyProducer?
 
-    /// Enqueues `reply`. A request's replies (a stream's elements) reach the broker in order. Without idempotence,
-    /// each waits until the previous one is acknowledged, because librdkafka may reorder retried batches: a single
-    /// reply never waits, and a stream is paced by the broker. With `enable.idempotence=true`, librdkafka keeps
-    /// them in order itself, so a stream's elements are enqueued one after another without waiting.
+    /// Enqueues `reply`. A request's replies (a stream's elements) reach the broker in order. librdkafka may reorder
+    /// retried batches unless the producer is idempotent or has one request in flight per connection; the worker's
+    /// producer has neither by default. So the first reply goes out through it without waiting (a single reply, the
+    /// common case, never waits), and the second waits until the first is acknowledged, then goes out, with every
+    /// later one, through the worker's ``KafkaStreamReplyProducer``, which keeps them in order: a stream's elements
+    /// are enqueued one after another and batched. When the worker's producer keeps the order itself, every reply
+    /// goes through it without waiting.
     ///
     /// - Throws: The delivery failure of an earlier reply of this request, or why this one could not be enqueued.
     func write(_ reply: WireReply) async throws {
         let record = try KafkaRecordCodec.encodeReply(reply, correlationBytes: correlationBytes, to: address)
-        if waitsForEachAcknowledgement {
-            if let failure = await pending.deliveriesSettled() { throw failure }
-        } else if let failure = pending.deliveryFailure {
-            throw failure
+        var producer = self.producer
+        let earlier = pending.countReply()
+        if let streamProducer, earlier > 0 {
+            if earlier == 1, let failure = await pending.deliveriesSettled() { throw failure }
+            producer = try streamProducer.producer()
         }
+        if let failure = pending.deliveryFailure { throw failure }
         let pending = self.pending
         // Announced first: the report can come before the call returns. While librdkafka's queue is full
         // (`queue.buffering.max.messages`), the producer waits for deliveries to make room.
