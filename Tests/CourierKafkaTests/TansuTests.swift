@@ -210,6 +210,34 @@ struct TansuTests {
         #expect(try await offThePool { worker.waitForExit(timeout: 20) } == 0)
     }
 
+    // MARK: (4) A streamed reply
+
+    /// A stream's elements after the first go out through the worker's second producer (one request in flight per
+    /// connection, which keeps them in order): against an independent broker, 2,000 elements arrive complete and in
+    /// order, and so do the streams after it on the same producer.
+    @Test func streamedRepliesArriveCompleteAndInOrder() async throws {
+        let tag = Self.runTag()
+        let folder = try Self.scratchFolder()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        try await Self.createTopics(["math.sum": 4, "math.countdown": 2, "audit.count": 4, "audit.log": 4])
+        let worker = try await Self.startWorker(url: Self.workerURL(group: "tansu-stream-\(tag)"), journal: nil,
+                                                log: folder.appendingPathComponent("worker.log"))
+        defer { worker.kill() }
+        let client = try await Self.makeClient(tag: tag)
+        var complete = true
+        for length in [2_000, 3, 500] {
+            let elements = try await client.sendStream(ExampleService.countdown, length, timeout: .seconds(60))
+                .collect()
+            let expected = Array((1...length).reversed())
+            #expect(elements == expected, "\(elements.count) of \(length) elements; worker: \(worker.logTail)")
+            complete = complete && elements == expected
+        }
+        await client.shutdown()
+        if !complete { Self.keep(folder) }
+        worker.signal(SIGTERM)
+        #expect(try await offThePool { worker.waitForExit(timeout: 20) } == 0)
+    }
+
     // MARK: (2) SIGKILL mid-stream
 
     @Test func aWorkerKilledMidStreamLosesNoEventAfterARestart() async throws {
