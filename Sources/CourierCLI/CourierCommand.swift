@@ -73,6 +73,11 @@ func validateSeconds(_ value: Double, _ name: String, allowZero: Bool = false) t
     }
 }
 
+/// Rejects a count below 1 (`nil`: not given).
+func validatePositive(_ value: Int?, _ name: String) throws {
+    if let value, value < 1 { throw ValidationError("\(name) must be at least 1, got \(value)") }
+}
+
 /// Rejects a log level `Logger.Level` does not name.
 func validateLogLevel(_ level: String) throws {
     guard Logger.Level(rawValue: level.lowercased()) != nil else {
@@ -198,8 +203,8 @@ struct Send: AsyncParsableCommand {
     var inFlight: Int = 1
 
     func validate() throws {
-        if let count, count < 1 { throw ValidationError("--count must be at least 1, got \(count)") }
-        guard inFlight >= 1 else { throw ValidationError("--in-flight must be at least 1, got \(inFlight)") }
+        try validatePositive(count, "--count")
+        try validatePositive(inFlight, "--in-flight")
     }
 
     func run() async throws {
@@ -284,7 +289,7 @@ struct CallBatch {
         return text
     }
 
-    private static func twoDecimals(_ value: Double) -> String {
+    static func twoDecimals(_ value: Double) -> String {
         let hundredths = Int((value * 100).rounded())
         let fraction = hundredths % 100
         return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"
@@ -292,16 +297,55 @@ struct CallBatch {
 }
 
 struct Emit: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(abstract: "Emit an event (no reply).")
+    static let configuration = CommandConfiguration(
+        abstract: "Emit an event (no reply).",
+        discussion: """
+            With --count N it emits N identical events, --batch at a time through emitBatch (1: one emit after \
+            another), and prints one summary line: events, seconds and events per second until the transport \
+            accepted the last.
+            """
+    )
 
     @OptionGroup var options: CallOptions
     @OptionGroup var payload: PayloadArgument
 
+    @Option(name: .long, help: "Emit this many identical events and print a summary line.")
+    var count: Int?
+
+    @Option(name: .long, help: "With --count: events per emitBatch call (1: emit them one at a time).")
+    var batch: Int = 1
+
+    func validate() throws {
+        try validatePositive(count, "--count")
+        try validatePositive(batch, "--batch")
+    }
+
     func run() async throws {
         let (json, headers) = try parsedInput(payload, options)
         let pattern = payload.pattern
+        let count = self.count
+        let batch = self.batch
         try await runClientCommand(options: options) { client in
-            try await client.emit(pattern, json: json, headers: headers)
+            guard let count else {
+                try await client.emit(pattern, json: json, headers: headers)
+                return
+            }
+            let clock = ContinuousClock()
+            let started = clock.now
+            var left = count
+            while left > 0 {
+                let size = min(batch, left)
+                if size == 1 {
+                    try await client.emit(pattern, json: json, headers: headers)
+                } else {
+                    try await client.emitBatch(pattern, json: Array(repeating: json, count: size), headers: headers)
+                }
+                left -= size
+            }
+            let took = started.duration(to: clock.now)
+            let seconds = Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18
+            let rate = seconds > 0 ? Int((Double(count) / seconds).rounded()) : 0
+            printLine("events=\(count) seconds=\(CallBatch.twoDecimals(seconds)) events/s=\(rate)")
         }
     }
 }

@@ -186,13 +186,34 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async t
             #expect(emitted.status == 0, "stderr: \(emitted.stderr)")
             #expect(emitted.stdout.isEmpty)
         }
-        var count = ""
+        #expect(try await Self.reply(of: "audit.count", from: worker, reaching: "2") == "2\n")
+    }
+
+    /// What `courier send PATTERN` prints, polled (for up to a second) until it is `expected`.
+    static func reply(of pattern: String, from worker: Worker, reaching expected: String) async throws -> String {
+        var printed = ""
         for _ in 0..<50 {
-            count = try await Self.run(["send", "--transport", worker.url, "audit.count"]).stdout
-            if count == "2\n" { break }
+            printed = try await run(["send", "--transport", worker.url, pattern]).stdout
+            if printed == expected + "\n" { break }
             try await Task.sleep(for: .milliseconds(20))
         }
-        #expect(count == "2\n")
+        return printed
+    }
+
+    /// `emit --count` emits identical events (in batches with `--batch`) and prints a summary line; each arrives.
+    @Test func emitCountSendsEveryEventAndPrintsASummary() async throws {
+        let worker = try await Worker.start()
+        defer { worker.terminate() }
+        for (count, batch) in [(3, 1), (250, 100)] {
+            let emitted = try await Self.run(["emit", "--transport", worker.url, "--count", "\(count)",
+                                              "--batch", "\(batch)", "load.tick", "[1,2,3]"])
+            #expect(emitted.status == 0, "stderr: \(emitted.stderr)")
+            #expect(emitted.stdout.hasPrefix("events=\(count) seconds="), "\(emitted.stdout)")
+        }
+        #expect(try await Self.reply(of: "load.ticks", from: worker, reaching: "253") == "253\n")
+        let refused = try await Self.run(["emit", "--transport", worker.url, "--count", "0", "load.tick"])
+        #expect(refused.status != 0)
+        #expect(refused.stderr.contains("--count must be at least 1"))
     }
 
     @Test func aRemoteErrorExitsNonZeroWithOneLine() async throws {
