@@ -217,7 +217,7 @@ extension BenchReport {
             }
             if let mine = tcp.courier.latency?.p50Micros, let raw = tcp.raw?.latency?.p50Micros {
                 targets.append(Target(name: "TCP: sequential p50 ≤ 1.5 × raw",
-                                      figure: "\(Self.decimal(mine / raw))× (\(mine) vs \(raw) µs)",
+                                      figure: "\(Self.hundredths(mine / raw))× (\(mine) vs \(raw) µs)",
                                       met: mine <= 1.5 * raw))
             }
         }
@@ -273,6 +273,13 @@ extension BenchReport {
     static func decimal(_ value: Double) -> String {
         let tenths = Int((value * 10).rounded())
         return "\(tenths / 10).\(abs(tenths % 10))"
+    }
+
+    /// Two decimals, for a ratio compared with a threshold of one decimal (1.55 must not print as a missed 1.5).
+    static func hundredths(_ value: Double) -> String {
+        let hundredths = Int((value * 100).rounded())
+        let fraction = abs(hundredths % 100)
+        return "\(hundredths / 100).\(fraction < 10 ? "0" : "")\(fraction)"
     }
 }
 
