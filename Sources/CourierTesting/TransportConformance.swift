@@ -439,10 +439,11 @@ public enum TransportConformance {
             _ = try await expectError(.timedOut) {
                 _ = try await fixture.client.send(Probe.sleep, 1_500, timeout: .milliseconds(100))
             }
-            // Generous upper bound: tests run in parallel on small machines; it only proves the per-call timeout
-            // (not the 10 s default) applied before the handler could reply.
+            // timedOut rather than the reply already shows that the 100 ms deadline, not the 10 s default, applied.
+            // The upper bound is generous: tests run in parallel on small machines, and a fresh-clone CI run once
+            // resumed this caller 2.0 s after its deadline (1.4 s was the bound then).
             let waited = clock.now - start
-            try check(waited >= .milliseconds(90) && waited < .milliseconds(1_400), "timed out after \(waited)")
+            try check(waited >= .milliseconds(90) && waited < .seconds(8), "timed out after \(waited)")
             try check(fixture.client.pendingCalls == 0, "the timed-out call is still pending")
             // Wait for the late reply to arrive and be dropped; the client keeps working.
             try await eventually("the slow handler finished") { fixture.sleeps.count == 1 }
