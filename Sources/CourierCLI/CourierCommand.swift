@@ -73,6 +73,32 @@ func validateSeconds(_ value: Double, _ name: String, allowZero: Bool = false) t
     }
 }
 
+extension Duration {
+    /// The duration in seconds, as a floating-point number (for printed figures and rates).
+    var inSeconds: Double {
+        let (seconds, attoseconds) = components
+        return Double(seconds) + Double(attoseconds) / 1e18
+    }
+}
+
+extension CourierClient {
+    /// Emits `count` copies of `json` on `pattern`, `batch` per `emitBatch` call (1: one `emit` after another), as
+    /// `courier emit --count` and the bench's event step do.
+    func emitCopies(of json: JSONValue, to pattern: String, count: Int, batch: Int,
+                    headers: [String: String] = [:]) async throws {
+        var left = count
+        while left > 0 {
+            let size = min(batch, left)
+            if size == 1 {
+                try await emit(pattern, json: json, headers: headers)
+            } else {
+                try await emitBatch(pattern, json: Array(repeating: json, count: size), headers: headers)
+            }
+            left -= size
+        }
+    }
+}
+
 /// Rejects a count below 1 (`nil`: not given).
 func validatePositive(_ value: Int?, _ name: String) throws {
     if let value, value < 1 { throw ValidationError("\(name) must be at least 1, got \(value)") }
@@ -275,7 +301,7 @@ struct CallBatch {
 
     /// One line, e.g. `calls=1000 replies=1000 failures=0 seconds=2.41 calls/s=415 values: 6 x1000`.
     var summary: String {
-        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        let seconds = duration.inSeconds
         let rate = seconds > 0 ? Int((Double(calls) / seconds).rounded()) : 0
         let shown = 5
         let values = replyValues.sorted { $0.value != $1.value ? $0.value > $1.value : $0.key < $1.key }
@@ -332,18 +358,8 @@ struct Emit: AsyncParsableCommand {
             }
             let clock = ContinuousClock()
             let started = clock.now
-            var left = count
-            while left > 0 {
-                let size = min(batch, left)
-                if size == 1 {
-                    try await client.emit(pattern, json: json, headers: headers)
-                } else {
-                    try await client.emitBatch(pattern, json: Array(repeating: json, count: size), headers: headers)
-                }
-                left -= size
-            }
-            let took = started.duration(to: clock.now)
-            let seconds = Double(took.components.seconds) + Double(took.components.attoseconds) / 1e18
+            try await client.emitCopies(of: json, to: pattern, count: count, batch: batch, headers: headers)
+            let seconds = started.duration(to: clock.now).inSeconds
             let rate = seconds > 0 ? Int((Double(count) / seconds).rounded()) : 0
             printLine("events=\(count) seconds=\(CallBatch.twoDecimals(seconds)) events/s=\(rate)")
         }

@@ -164,7 +164,7 @@ struct Demo: AsyncParsableCommand {
             return try await group.reduce(0, +)
         }
         let elapsed = clock.now - start
-        return (total, Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18)
+        return (total, elapsed.inSeconds)
     }
 }
 

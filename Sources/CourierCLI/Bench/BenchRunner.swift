@@ -406,7 +406,7 @@ struct BenchRunner {
             guard isatty(2) != 0 else { return }
             while !Task.isCancelled {
                 try? await Task.sleep(for: .milliseconds(250))
-                let elapsed = Self.seconds(start.duration(to: clock.now))
+                let elapsed = start.duration(to: clock.now).inSeconds
                 let count = counter.count
                 writeAll("\r\u{1B}[K\(label): \(BenchReport.grouped(Double(count))) in \(String(format2: elapsed)) s"
                     + " (\(BenchReport.grouped(Double(count) / max(elapsed, 0.001)))/s)", to: 2)
@@ -422,7 +422,7 @@ struct BenchRunner {
             try await group.next()
             group.cancelAll()
         }
-        let elapsed = Self.seconds(start.duration(to: clock.now))
+        let elapsed = start.duration(to: clock.now).inSeconds
         let count = counter.count
         let cpu = BenchCPUSnapshot.now(processes).since(cpuAtStart, units: count)
         progress.cancel()
@@ -434,10 +434,6 @@ struct BenchRunner {
 
     private func progressLine(_ text: String) {
         writeAll((isatty(2) != 0 ? "\r\u{1B}[K" : "") + text + "\n", to: 2)
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     // MARK: Memory

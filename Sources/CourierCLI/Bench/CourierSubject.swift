@@ -31,16 +31,8 @@ struct CourierSubject: CallingBenchSubject {
             for emitter in 0..<emitters {
                 let share = count / emitters + (emitter < count % emitters ? 1 : 0)
                 group.addTask {
-                    guard batchSize > 1 else {
-                        for _ in 0..<share { try await client.emit(ExampleService.loadTick, [1, 2, 3]) }
-                        return
-                    }
-                    var left = share
-                    while left > 0 {
-                        let size = min(batchSize, left)
-                        try await client.emitBatch(ExampleService.loadTick, repeatElement([1, 2, 3], count: size))
-                        left -= size
-                    }
+                    try await client.emitCopies(of: [1, 2, 3], to: ExampleService.loadTick.name, count: share,
+                                                batch: batchSize)
                 }
             }
         }
