@@ -19,9 +19,7 @@ import Testing
         let cluster = try EmbeddedKafkaCluster(topics: ["pipe.req": 1, "pipe.replies": 2])
         defer { cluster.close() }
         let handled = Mutex<[Int]>([])
-        let (worker, _) = Self.echoWorker(cluster, group: "pipe-workers") { value in
-            handled.withLock { $0.append(value) }
-        }
+        let worker = Self.echoWorker(cluster, group: "pipe-workers") { value in handled.withLock { $0.append(value) } }
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
         // The first request's reply goes to a partition without a leader: its delivery stays pending.
         try cluster.setLeader(of: "pipe.replies", partition: 0, to: nil)
@@ -55,7 +53,7 @@ import Testing
         let cluster = try EmbeddedKafkaCluster(topics: ["pipe.req": 1, "pipe.replies": 2])
         defer { cluster.close() }
         let runs = Mutex<[Int: Int]>([:])
-        let (worker, _) = Self.echoWorker(cluster, group: "again-workers", configure: Self.redeliverQuickly) { value in
+        let worker = Self.echoWorker(cluster, group: "again-workers", configure: Self.redeliverQuickly) { value in
             runs.withLock { $0[value, default: 0] += 1 }
         }
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
@@ -100,7 +98,7 @@ import Testing
             Self.echoWorker(cluster, group: "revoked-workers", configure: { configuration in
                 Self.redeliverQuickly(&configuration)
                 configuration.revocationTimeout = .seconds(30)
-            }) { value in runs.withLock { $0["\(name) \(value)", default: 0] += 1 } }.0
+            }) { value in runs.withLock { $0["\(name) \(value)", default: 0] += 1 } }
         }
         func count(_ key: String) -> Int { runs.withLock { $0[key, default: 0] } }
         func wait(atMost seconds: Int, until condition: () -> Bool) async throws {
@@ -177,7 +175,7 @@ import Testing
         group: String,
         configure: (inout KafkaConfiguration) -> Void = { _ in },
         handled: @escaping @Sendable (Int) -> Void
-    ) -> (Microservice, KafkaServerTransport) {
+    ) -> Microservice {
         var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: group)
         configuration.consumerProperties.merge(KafkaConsumerTests.fastGroup) { _, new in new }
         configuration.consumerProperties["auto.commit.interval.ms"] = "50"
@@ -190,7 +188,7 @@ import Testing
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let server = KafkaServerTransport(configuration: configuration, logger: logger)
-        return (Microservice(router: router, transport: server, logger: logger), server)
+        return Microservice(router: router, transport: server, logger: logger)
     }
 
     /// Replies time out 300 ms after they were produced (librdkafka notices within about a second), and a record
