@@ -16,13 +16,17 @@ struct RedisClientConnection: Sendable {
 
     /// Connects both connections, subscribes `channels` (confirmed before it returns) and starts reading replies.
     ///
-    /// - Parameter decode: The reply in a message on a reply channel, or nil to ignore the message.
+    /// - Parameters:
+    ///   - decode: The reply in a message on a reply channel, or nil to ignore the message.
+    ///   - extended: Told, before the reply is handed over, of a reply that extends its call's deadline, with the
+    ///     channel it came on.
     static func open(
         configuration: RedisConfiguration,
         channels: [String],
         logger: Logger,
         replies: any ReplyReceiver,
-        decode: @escaping @Sendable (ByteBuffer) -> WireReply?
+        decode: @escaping @Sendable (ByteBuffer) -> WireReply?,
+        extended: (@Sendable (_ channel: String, _ by: Duration) -> Void)? = nil
     ) async throws -> RedisClientConnection {
         let commands = try await RedisConnection.connect(configuration: configuration, logger: logger)
         let subscriber: RedisSubscriber
@@ -39,6 +43,7 @@ struct RedisClientConnection: Sendable {
                     logger.debug("ignored a message that is not a reply", metadata: ["channel": "\(message.channel)"])
                     continue
                 }
+                if let extra = reply.extendDeadline { extended?(message.channel, extra) }
                 replies.receive(reply)
             }
         }

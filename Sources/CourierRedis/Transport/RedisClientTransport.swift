@@ -13,7 +13,8 @@ import Synchronization
 /// A request is published on the pattern's channel; its replies come back on the reply channel (NestJS:
 /// `<pattern>.reply`, shared by every call on that pattern; Ascender: `_rpc:response` and `_rpc:error`). The client
 /// subscribes to a reply channel once, on a subscriber connection of its own, and publishes only after Redis
-/// confirmed the subscription, so no first reply is missed. Replies are matched by id; the first terminal reply
+/// confirmed the subscription, so no first reply is missed; it keeps the subscription for later calls, up to
+/// ``RedisPubSubConfiguration/maxReplyChannels`` channels. Replies are matched by id; the first terminal reply
 /// wins (pub/sub fans requests out to every subscribed worker). An event is published on its pattern's channel, and
 /// `emit` returns once Redis answered (or, with ``RedisPubSubConfiguration/awaitsEventAcknowledgement`` off, once the
 /// `PUBLISH` is queued).
@@ -27,10 +28,16 @@ import Synchronization
 public final class RedisClientTransport: ClientTransport {
     public var name: String { "redis" }
 
-    /// A reply channel's subscription: in progress (callers wait for it) or confirmed.
+    /// A reply channel's subscription.
     private enum Subscription {
+        /// `SUBSCRIBE` sent; calls on the channel wait for Redis's confirmation before they publish.
         case pending(Task<Void, any Error>)
-        case confirmed
+        /// Subscribed. No call sent on the channel waits for a reply past `busyUntil`: the latest deadline of its
+        /// calls, extensions included (`distantFuture` for channels that are never let go).
+        case confirmed(busyUntil: NIODeadline)
+        /// Being let go (see ``RedisPubSubConfiguration/maxReplyChannels``): a call on it waits for the
+        /// `UNSUBSCRIBE`, then subscribes again.
+        case unsubscribing(Task<Void, Never>)
     }
 
     private let configuration: RedisPubSubConfiguration
@@ -78,7 +85,8 @@ public final class RedisClientTransport: ClientTransport {
         let channels = configuration.format.replyChannels(forRequestsOn: request.pattern)
         let publish: [RESPArgument] = ["PUBLISH", RESPArgument(request.pattern),
                                        RESPArgument(configuration.format.encode(request))]
-        if isSubscribed(channels) {
+        let busyUntil = request.timeout.map { NIODeadline.now() + TimeAmount($0) } ?? .distantFuture
+        if markBusy(channels, until: busyUntil) {
             // The usual case: no task, the reply is handled on the connection's event loop.
             connection.commands.enqueue(publish) { result in
                 self.published(result, id: id, pattern: request.pattern)
@@ -87,7 +95,7 @@ public final class RedisClientTransport: ClientTransport {
         }
         Task {
             do {
-                try await self.subscribe(channels, on: connection.subscriber)
+                try await self.subscribe(channels, on: connection.subscriber, busyUntil: busyUntil)
             } catch {
                 self.published(.failure(error), id: id, pattern: request.pattern)
                 return
@@ -112,10 +120,27 @@ public final class RedisClientTransport: ClientTransport {
         }
     }
 
-    private func isSubscribed(_ channels: [String]) -> Bool {
+    /// Whether every channel in `channels` is subscribed; those that are are kept until at least `busyUntil`.
+    private func markBusy(_ channels: [String], until busyUntil: NIODeadline) -> Bool {
         subscriptions.withLock { subscriptions in
-            channels.allSatisfy { if case .confirmed = subscriptions[$0] { true } else { false } }
+            var allConfirmed = true
+            for channel in channels {
+                // One hash of the channel's name per call: this runs on every call.
+                guard let index = subscriptions.index(forKey: channel),
+                    case .confirmed(let current) = subscriptions.values[index]
+                else {
+                    allConfirmed = false
+                    continue
+                }
+                if current < busyUntil { subscriptions.values[index] = .confirmed(busyUntil: busyUntil) }
+            }
+            return allConfirmed
         }
+    }
+
+    /// A handler extended its call's deadline (a reply on `channel` said so): keep the channel that long.
+    private func extendBusy(_ channel: String, by extra: Duration) {
+        _ = markBusy([channel], until: NIODeadline.now() + TimeAmount(extra))
     }
 
     public func emit(_ event: WireRequest) async throws {
@@ -177,38 +202,88 @@ public final class RedisClientTransport: ClientTransport {
 
     // MARK: Reply channels
 
-    /// Returns once every channel in `channels` is subscribed and confirmed.
-    private func subscribe(_ channels: [String], on subscriber: RedisSubscriber) async throws {
+    /// Returns once every channel in `channels` is subscribed and confirmed, each kept until at least `busyUntil`.
+    private func subscribe(_ channels: [String], on subscriber: RedisSubscriber, busyUntil: NIODeadline) async throws {
         for channel in channels {
             enum Step {
                 case done
                 case wait(Task<Void, any Error>)
+                case waitForUnsubscribe(Task<Void, Never>)
             }
-            let step = subscriptions.withLock { subscriptions -> Step in
-                switch subscriptions[channel] {
-                case .confirmed:
-                    return .done
-                case .pending(let task):
-                    return .wait(task)
-                case nil:
-                    // One SUBSCRIBE per channel, however many calls wait for it.
-                    let task = Task { try await subscriber.subscribe([channel]) }
-                    subscriptions[channel] = .pending(task)
-                    return .wait(task)
+            while true {
+                let step = subscriptions.withLock { subscriptions -> Step in
+                    switch subscriptions[channel] {
+                    case .confirmed(let current):
+                        if current < busyUntil { subscriptions[channel] = .confirmed(busyUntil: busyUntil) }
+                        return .done
+                    case .pending(let task):
+                        return .wait(task)
+                    case .unsubscribing(let task):
+                        return .waitForUnsubscribe(task)
+                    case nil:
+                        letIdleChannelsGo(&subscriptions, subscriber: subscriber)
+                        // One SUBSCRIBE per channel, however many calls wait for it.
+                        let task = Task { try await subscriber.subscribe([channel]) }
+                        subscriptions[channel] = .pending(task)
+                        return .wait(task)
+                    }
                 }
-            }
-            guard case .wait(let task) = step else { continue }
-            do {
-                try await task.value
-                subscriptions.withLock { $0[channel] = .confirmed }
-            } catch {
-                // Let the next call try again.
-                subscriptions.withLock { subscriptions in
-                    if case .pending = subscriptions[channel] { subscriptions[channel] = nil }
+                switch step {
+                case .done:
+                    break
+                case .waitForUnsubscribe(let task):
+                    // The UNSUBSCRIBE goes first on the subscriber connection; then the channel is free to subscribe.
+                    await task.value
+                    continue
+                case .wait(let task):
+                    do {
+                        try await task.value
+                    } catch {
+                        // Let the next call try again.
+                        subscriptions.withLock { subscriptions in
+                            if case .pending = subscriptions[channel] { subscriptions[channel] = nil }
+                        }
+                        throw error
+                    }
+                    subscriptions.withLock { subscriptions in
+                        switch subscriptions[channel] {
+                        case .confirmed(let current) where current >= busyUntil: break
+                        default: subscriptions[channel] = .confirmed(busyUntil: busyUntil)
+                        }
+                    }
                 }
-                throw error
+                break
             }
         }
+    }
+
+    /// Once ``RedisPubSubConfiguration/maxReplyChannels`` channels are held, unsubscribes every reply channel that
+    /// no call can still be waiting on (all its calls are a second past their deadlines). Under the subscriptions'
+    /// lock.
+    private func letIdleChannelsGo(_ subscriptions: inout [String: Subscription], subscriber: RedisSubscriber) {
+        guard subscriptions.count >= configuration.maxReplyChannels else { return }
+        // A second's grace: a late reply or extension may still be on its way when a call's deadline passes.
+        let idleSince = NIODeadline.now() - .seconds(1)
+        let idle = subscriptions.compactMap { channel, subscription -> String? in
+            guard case .confirmed(let busyUntil) = subscription, busyUntil < idleSince else { return nil }
+            return channel
+        }
+        guard !idle.isEmpty else { return }
+        let logger = logger
+        let task = Task {
+            do {
+                try await subscriber.unsubscribe(idle)
+            } catch {
+                // Forgotten by the subscriber either way: it does not subscribe them again after a reconnection.
+                logger.debug("could not unsubscribe idle reply channels", metadata: ["error": "\(error)"])
+            }
+            self.subscriptions.withLock { subscriptions in
+                for channel in idle {
+                    if case .unsubscribing = subscriptions[channel] { subscriptions[channel] = nil }
+                }
+            }
+        }
+        for channel in idle { subscriptions[channel] = .unsubscribing(task) }
     }
 
     // MARK: Connecting
@@ -233,10 +308,11 @@ public final class RedisClientTransport: ClientTransport {
             channels: fixed,
             logger: logger,
             replies: replies,
-            decode: { format.decodeReply($0) }
+            decode: { format.decodeReply($0) },
+            extended: { [weak self] channel, extra in self?.extendBusy(channel, by: extra) }
         )
         subscriptions.withLock { subscriptions in
-            for channel in fixed { subscriptions[channel] = .confirmed }
+            for channel in fixed { subscriptions[channel] = .confirmed(busyUntil: .distantFuture) }
         }
         return connection
     }

@@ -48,6 +48,20 @@ public struct RedisPubSubConfiguration: Sendable {
     /// Default: 4096
     public var maxUnacknowledgedEvents: Int
 
+    /// How many reply channels a client keeps subscribed before it lets idle ones go.
+    ///
+    /// A client subscribes to a pattern's reply channel (`<pattern>.reply`) on its first call to that pattern and
+    /// keeps it, so later calls skip the `SUBSCRIBE` round trip. NestJS's `ClientRedis` instead unsubscribes after
+    /// each pattern's last pending call. Once this many are subscribed, subscribing another first unsubscribes every
+    /// reply channel that no call can still be waiting on: every call sent on it is past its deadline, counting the
+    /// extensions its handler sent. So a client that calls an unbounded number of distinct patterns (say, one per
+    /// order id) holds a bounded number of subscriptions. A channel with a call still pending is never let go, so
+    /// the count can pass this limit while more channels than that are busy. Ascender's fixed reply channels are
+    /// never let go.
+    ///
+    /// Default: 1000
+    public var maxReplyChannels: Int
+
     /// Creates a configuration; every parameter but the connection has the documented default.
     public init(
         connection: RedisConfiguration = RedisConfiguration(),
@@ -55,22 +69,25 @@ public struct RedisPubSubConfiguration: Sendable {
         failsCallsWithoutSubscribers: Bool = true,
         runsHandlersOnEventLoop: Bool = true,
         awaitsEventAcknowledgement: Bool = true,
-        maxUnacknowledgedEvents: Int = 4096
+        maxUnacknowledgedEvents: Int = 4096,
+        maxReplyChannels: Int = 1000
     ) {
         precondition(maxUnacknowledgedEvents >= 1, "maxUnacknowledgedEvents must be at least 1")
+        precondition(maxReplyChannels >= 1, "maxReplyChannels must be at least 1")
         self.connection = connection
         self.format = format
         self.failsCallsWithoutSubscribers = failsCallsWithoutSubscribers
         self.runsHandlersOnEventLoop = runsHandlersOnEventLoop
         self.awaitsEventAcknowledgement = awaitsEventAcknowledgement
         self.maxUnacknowledgedEvents = maxUnacknowledgedEvents
+        self.maxReplyChannels = maxReplyChannels
     }
 
     /// Reads `redis://[[user]:password@]host[:port][/database]` (see ``RedisConfiguration/init(url:)-(TransportURL)``).
     /// Query options: `format` (`nestjs` or `ascender`), `failFast` (`true`/`false`,
     /// ``failsCallsWithoutSubscribers``), `handlersOnEventLoop` (`true`/`false`, ``runsHandlersOnEventLoop``),
-    /// `eventAcks` (`true`/`false`, ``awaitsEventAcknowledgement``), `maxUnacknowledgedEvents`, `commandTimeoutMs`,
-    /// `connectTimeoutMs`.
+    /// `eventAcks` (`true`/`false`, ``awaitsEventAcknowledgement``), `maxUnacknowledgedEvents`, `maxReplyChannels`,
+    /// `commandTimeoutMs`, `connectTimeoutMs`.
     public init(url: TransportURL) throws {
         var connection = try RedisConfiguration(url: url)
         var configuration = RedisPubSubConfiguration()
@@ -90,11 +107,15 @@ public struct RedisPubSubConfiguration: Sendable {
                 case "eventAcks": configuration.awaitsEventAcknowledgement = flag
                 default: configuration.runsHandlersOnEventLoop = flag
                 }
-            case "maxUnacknowledgedEvents":
+            case "maxUnacknowledgedEvents", "maxReplyChannels":
                 guard let count = Int(value), count >= 1 else {
-                    throw CourierError(.unprocessable, "maxUnacknowledgedEvents must be at least 1, got '\(value)'")
+                    throw CourierError(.unprocessable, "\(key) must be at least 1, got '\(value)'")
                 }
-                configuration.maxUnacknowledgedEvents = count
+                if key == "maxReplyChannels" {
+                    configuration.maxReplyChannels = count
+                } else {
+                    configuration.maxUnacknowledgedEvents = count
+                }
             case "commandTimeoutMs", "connectTimeoutMs":
                 guard let ms = Int64(value), ms > 0 else {
                     throw CourierError(.unprocessable, "\(key) must be a positive integer, got '\(value)'")
