@@ -52,12 +52,13 @@ public struct TCPWireFormat: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The frame of a request or event.
-    func frame(_ request: WireRequest, allocator: ByteBufferAllocator = .init()) -> ByteBuffer {
+    package func frame(_ request: WireRequest, allocator: ByteBufferAllocator = .init()) -> ByteBuffer {
         switch kind {
         case .nestJS:
             return NestFraming.frame(request, allocator: allocator)
         case .ascender:
-            var buffer = allocator.buffer(capacity: 96 + request.payload.readableBytes + request.pattern.utf8.count)
+            // Ascender's payload is a JSON string of the JSON: room for escaping it.
+            var buffer = allocator.buffer(capacity: NestJSEnvelope.capacity(for: request) + request.payload.readableBytes)
             AscenderEnvelope.encode(request, includesPattern: true, into: &buffer)
             buffer.writeInteger(UInt8(ascii: "\n"))
             return buffer
@@ -65,12 +66,12 @@ public struct TCPWireFormat: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// The frame of a reply.
-    func frame(_ reply: WireReply, allocator: ByteBufferAllocator = .init()) -> ByteBuffer {
+    package func frame(_ reply: WireReply, allocator: ByteBufferAllocator = .init()) -> ByteBuffer {
         switch kind {
         case .nestJS:
             return NestFraming.frame(reply, allocator: allocator)
         case .ascender:
-            var buffer = allocator.buffer(capacity: 96 + (reply.response?.readableBytes ?? 0))
+            var buffer = allocator.buffer(capacity: NestJSEnvelope.capacity(for: reply) + (reply.response?.readableBytes ?? 0))
             AscenderEnvelope.encode(reply, includesPattern: true, into: &buffer)
             buffer.writeInteger(UInt8(ascii: "\n"))
             return buffer
@@ -88,7 +89,7 @@ public struct TCPWireFormat: Sendable, Hashable, CustomStringConvertible {
     }
 
     /// Decodes a received frame; nil for a packet to ignore.
-    func decode(_ frame: ByteBuffer) throws(WireFormatError) -> WirePacket? {
+    package func decode(_ frame: ByteBuffer) throws(WireFormatError) -> WirePacket? {
         switch kind {
         case .nestJS: return try NestJSEnvelope.decode(frame)
         case .ascender: return try AscenderEnvelope.decode(frame)

@@ -8,6 +8,38 @@ import NIOCore
 import Testing
 
 @Suite struct NestJSEnvelopeTests {
+    /// The capacity a frame or message is allocated with covers every envelope whose strings need no escaping, so
+    /// writing it never grows (reallocates and copies) the buffer: the largest timeout and extension, headers, a
+    /// UUID correlation id, an empty payload (written as null).
+    @Test func capacityCoversEveryPlainEnvelope() {
+        let id = CorrelationID.make()
+        let payloads = [ByteBuffer(), ByteBuffer(string: "[1,2,3]"), ByteBuffer(string: String(repeating: "7", count: 300))]
+        let headerSets: [[String: String]] = [[:], ["tenant": "acme"], ["a": "1", "trace-id": "00-4bf92f-01", "b": ""]]
+        let timeouts: [Duration?] = [nil, .milliseconds(1), .seconds(Int64.max / 1000)]
+        for payload in payloads {
+            for headers in headerSets {
+                for timeout in timeouts {
+                    for correlationID in [nil, id] {
+                        let request = WireRequest(pattern: "orders.eu.created", payload: payload,
+                                                  correlationID: correlationID, headers: headers, timeout: timeout)
+                        var buffer = ByteBuffer()
+                        NestJSEnvelope.encode(request, into: &buffer)
+                        #expect(buffer.readableBytes <= NestJSEnvelope.capacity(for: request),
+                                "\(String(buffer: buffer))")
+                    }
+                }
+            }
+            for extend in [nil, Duration.milliseconds(1), .seconds(Int64.max / 1000)] {
+                for disposed in [false, true] {
+                    let reply = WireReply(correlationID: id, response: payload, isDisposed: disposed, extendDeadline: extend)
+                    var buffer = ByteBuffer()
+                    NestJSEnvelope.encode(reply, into: &buffer)
+                    #expect(buffer.readableBytes <= NestJSEnvelope.capacity(for: reply), "\(String(buffer: buffer))")
+                }
+            }
+        }
+    }
+
     static let id = "7c1d3b0e"
 
     // MARK: Helpers

@@ -29,6 +29,23 @@ public enum NestJSEnvelope {
 
     // MARK: Encoding
 
+    /// Bytes enough for ``encode(_:into:)-(WireRequest,_)`` to write `request` without growing the buffer, when no
+    /// string in it needs escaping (the common case). Growing it would allocate and copy the whole envelope again.
+    package static func capacity(for request: WireRequest) -> Int {
+        // The keys, quotes, braces and commas, `null` for an empty payload, and up to 20 digits of the timeout.
+        var bytes = 96 + request.pattern.utf8.count + request.payload.readableBytes
+        bytes += request.correlationID?.utf8.count ?? 0
+        for (key, value) in request.headers { bytes += key.utf8.count + value.utf8.count + 6 }
+        return bytes
+    }
+
+    /// Bytes enough for ``encode(_:into:)-(WireReply,_)`` to write a reply with a value or an end of stream (or an
+    /// extension) without growing the buffer, when its id needs no escaping.
+    package static func capacity(for reply: WireReply) -> Int {
+        // The keys, quotes, braces and commas, `null` for an empty value, and up to 20 digits of an extension.
+        84 + reply.correlationID.utf8.count + (reply.response?.readableBytes ?? 0)
+    }
+
     /// Appends the JSON text of a request or event.
     public static func encode(_ request: WireRequest, into buffer: inout ByteBuffer) {
         if encodePlain(request, into: &buffer) { return }

@@ -34,7 +34,7 @@ struct RedisStreamEntry: Sendable {
     static func addArguments(_ request: WireRequest, replyTo: String?, maxLength: Int?) -> [RESPArgument] {
         var arguments: [RESPArgument] = []
         if let maxLength { arguments += ["MAXLEN", "~", RESPArgument(maxLength)] }
-        var packet = ByteBufferAllocator().buffer(capacity: 96 + request.payload.readableBytes)
+        var packet = ByteBufferAllocator().buffer(capacity: NestJSEnvelope.capacity(for: request))
         NestJSEnvelope.encode(request, into: &packet)
         arguments += ["*", RESPArgument(packetField), RESPArgument(packet)]
         if let replyTo { arguments += [RESPArgument(replyToField), RESPArgument(replyTo)] }

@@ -65,7 +65,7 @@ final class RedisReplyPublisher: ReplyWriter {
             message = format.encode(reply)
         case .caller(let callerChannel):
             channel = callerChannel
-            var buffer = ByteBufferAllocator().buffer(capacity: 64 + (reply.response?.readableBytes ?? 0))
+            var buffer = ByteBufferAllocator().buffer(capacity: NestJSEnvelope.capacity(for: reply))
             NestJSEnvelope.encode(reply, into: &buffer)
             message = buffer
         }

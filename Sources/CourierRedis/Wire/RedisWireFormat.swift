@@ -61,7 +61,9 @@ public struct RedisWireFormat: Sendable, Hashable, CustomStringConvertible {
 
     /// The message for a request or event.
     func encode(_ request: WireRequest) -> ByteBuffer {
-        var buffer = ByteBufferAllocator().buffer(capacity: 96 + request.payload.readableBytes + request.pattern.utf8.count)
+        // Ascender's payload is a JSON string of the JSON: room for escaping it.
+        let escaping = kind == .ascender ? request.payload.readableBytes : 0
+        var buffer = ByteBufferAllocator().buffer(capacity: NestJSEnvelope.capacity(for: request) + escaping)
         switch kind {
         case .nestJS: NestJSEnvelope.encode(request, into: &buffer)
         case .ascender: AscenderEnvelope.encode(request, includesPattern: false, into: &buffer)
@@ -71,7 +73,8 @@ public struct RedisWireFormat: Sendable, Hashable, CustomStringConvertible {
 
     /// The message for a reply.
     func encode(_ reply: WireReply) -> ByteBuffer {
-        var buffer = ByteBufferAllocator().buffer(capacity: 64 + (reply.response?.readableBytes ?? 0))
+        let escaping = kind == .ascender ? reply.response?.readableBytes ?? 0 : 0
+        var buffer = ByteBufferAllocator().buffer(capacity: NestJSEnvelope.capacity(for: reply) + escaping)
         switch kind {
         case .nestJS: NestJSEnvelope.encode(reply, into: &buffer)
         case .ascender: AscenderEnvelope.encode(reply, includesPattern: false, into: &buffer)

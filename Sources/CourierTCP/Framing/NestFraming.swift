@@ -120,7 +120,7 @@ enum NestFraming {
 
     /// Frames a reply as `<utf16 length>#<json>`.
     static func frame(_ reply: WireReply, allocator: ByteBufferAllocator = .init()) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: 64 + (reply.response?.readableBytes ?? 0))
+        var buffer = allocator.buffer(capacity: prefixRoom + NestJSEnvelope.capacity(for: reply))
         buffer.moveWriterIndex(forwardBy: prefixRoom)
         buffer.moveReaderIndex(forwardBy: prefixRoom)
         NestJSEnvelope.encode(reply, into: &buffer)
@@ -130,7 +130,7 @@ enum NestFraming {
 
     /// Frames a request or event as `<utf16 length>#<json>`.
     static func frame(_ request: WireRequest, allocator: ByteBufferAllocator = .init()) -> ByteBuffer {
-        var buffer = allocator.buffer(capacity: 96 + request.payload.readableBytes + request.pattern.utf8.count)
+        var buffer = allocator.buffer(capacity: prefixRoom + NestJSEnvelope.capacity(for: request))
         buffer.moveWriterIndex(forwardBy: prefixRoom)
         buffer.moveReaderIndex(forwardBy: prefixRoom)
         NestJSEnvelope.encode(request, into: &buffer)
