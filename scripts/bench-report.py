@@ -436,6 +436,16 @@ def page(report, peers, analysis, image_dir):
                 table(["target", "figure", ""],
                       [[escape(t.get("name", "")), escape(t.get("figure", NA)),
                         "met" if t.get("met") else "**missed**"] for t in targets], ["---", "--:", "---"])]
+    codec = report.get("codec")
+    if codec:
+        out += ["", "## The codec alone", "",
+                "Courier's NestJS encodes and decodes of one message, on both sides, run back to back on one thread "
+                f"({number(codec.get('iterations'))} times; warm caches, so a lower bound of their cost inside a real "
+                f"call): **{codec.get('tcpCallMicros')} µs per TCP call** (the request's payload, envelope and frame, "
+                "their decoding by the worker, the reply's, and their decoding by the client) and "
+                f"**{codec.get('kafkaEventMicros')} µs per Kafka event** (the record, and the payload's parse for the "
+                "handler). The raw baselines skip this work. Added to raw's CPU per call or event, it bounds the share "
+                "of raw Courier could reach with no other cost of its own; the targets above give that bound."]
     memory = report.get("memory")
     if memory:
         title = next((t.get("title") for t in transports if t.get("id") == memory.get("transport")),

@@ -114,7 +114,7 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async t
         let output = try await Self.run([
             "bench", "--transports", "tcp", "--seconds", "0.3", "--warmup", "0", "--in-flight", "1,4",
             "--events", "500", "--emitters", "4", "--emit-batch", "\(emitBatch)", "--stream-length", "100",
-            "--memory-calls", "200", "--rounds", "\(rounds)", "--json", json.path,
+            "--memory-calls", "200", "--rounds", "\(rounds)", "--codec-iterations", "500", "--json", json.path,
         ])
         #expect(output.status == 0, "\(output.stderr)")
         #expect(output.stdout.contains("courier/raw"))
@@ -149,6 +149,11 @@ func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async t
         #expect(memory["inFlight"] as? Int == 200)
         #expect(memory["failures"] as? Int == 0)
         #expect(memory["workerPeakRSSMiB"] as? Double ?? 0 > 0)
+        let codec = try #require(report["codec"] as? [String: Any])
+        #expect(codec["tcpCallMicros"] as? Double ?? 0 > 0)
+        #expect(codec["kafkaEventMicros"] as? Double ?? 0 > 0)
+        #expect(codec["iterations"] as? Int == 500)
+        #expect(output.stdout.contains("codec alone"))
         let targets = try #require(report["targets"] as? [[String: Any]])
         let names = targets.compactMap { $0["name"] as? String }
         #expect(names.contains { $0.hasPrefix("TCP: sequential p50") })

@@ -66,6 +66,15 @@ struct Bench: AsyncParsableCommand {
     @Option(name: .long, help: "Calls a worker holds in flight for the memory figure (0 skips it).")
     var memoryCalls: Int = 10_000
 
+    @Option(
+        name: .long,
+        help: """
+            Runs of the codec-alone loop (Courier's NestJS encodes and decodes of a TCP call and a Kafka event on one \
+            thread, reported beside the targets); 0 skips it.
+            """
+    )
+    var codecIterations: Int = 200_000
+
     @Option(name: .long, help: "A Redis server to use (redis://HOST:PORT); default: start redis-server from PATH.")
     var redis: String?
 
@@ -108,8 +117,10 @@ struct Bench: AsyncParsableCommand {
             throw ValidationError("--in-flight must list positive numbers, e.g. 1,16,64,256")
         }
         guard (1...20).contains(rounds) else { throw ValidationError("--rounds must be 1 to 20") }
-        guard events >= 1, emitters >= 1, emitBatch >= 1, streamLength >= 1, memoryCalls >= 0 else {
-            throw ValidationError("--events, --emitters, --emit-batch and --stream-length must be ≥ 1, --memory-calls ≥ 0")
+        guard events >= 1, emitters >= 1, emitBatch >= 1, streamLength >= 1, memoryCalls >= 0, codecIterations >= 0 else {
+            throw ValidationError(
+                "--events, --emitters, --emit-batch and --stream-length must be ≥ 1, --memory-calls and --codec-iterations ≥ 0"
+            )
         }
     }
 

@@ -180,6 +180,19 @@ struct BenchReport: Codable, Sendable {
         var failures: Int
     }
 
+    /// Courier's wire-format work per message alone, on one thread (``BenchCodec``).
+    struct Codec: Codable, Sendable {
+        /// A TCP call's NestJS encodes and decodes on both sides, in microseconds.
+        var tcpCallMicros: Double
+        /// A Kafka event's record and payload coding on both sides, in microseconds.
+        var kafkaEventMicros: Double
+        var iterations: Int
+
+        /// The most of raw's throughput that a side doing raw's work plus `micros` could reach at raw's cores
+        /// busy: `raw / (raw + micros)`, from raw's CPU per call or event.
+        static func ceiling(rawMicros: Double, plus micros: Double) -> Double { rawMicros / (rawMicros + micros) }
+    }
+
     struct Target: Codable, Sendable {
         var name: String
         var figure: String
@@ -192,6 +205,8 @@ struct BenchReport: Codable, Sendable {
     var settings: Settings
     var transports: [Transport] = []
     var memory: Memory?
+    /// Absent in reports written before 2026-11-24.
+    var codec: Codec?
     var targets: [Target] = []
 }
 
@@ -207,8 +222,10 @@ extension BenchReport {
         if let tcp = transport("tcp") {
             if let mine = tcp.courier.callsPerSecond(inFlight: 64), let raw = tcp.raw?.callsPerSecond(inFlight: 64) {
                 let ratio = mine / raw
+                let rawCPU = tcp.raw?.throughput.first { $0.inFlight == 64 }?.cpu?.totalMicrosPerUnit
                 targets.append(Target(name: "TCP: RPC with 64 in flight ≥ 80 % of the raw echo",
-                                      figure: "\(Self.percent(ratio)) (\(rate(mine)) vs \(rate(raw)) calls/s)",
+                                      figure: "\(Self.percent(ratio)) (\(rate(mine)) vs \(rate(raw)) calls/s)"
+                                          + codecCeiling(rawMicros: rawCPU, plus: codec?.tcpCallMicros),
                                       met: ratio >= 0.8))
             }
             if let mine = tcp.courier.callsPerSecond(inFlight: 64) {
@@ -237,7 +254,9 @@ extension BenchReport {
             if let mine = kafka.courier.eventsPerSecond, let raw = kafka.raw?.eventsPerSecond {
                 let ratio = mine / raw
                 targets.append(Target(name: "Kafka (embedded): events handled ≥ 80 % of raw produce → consume",
-                                      figure: "\(Self.percent(ratio)) (\(rate(mine)) vs \(rate(raw)) events/s)",
+                                      figure: "\(Self.percent(ratio)) (\(rate(mine)) vs \(rate(raw)) events/s)"
+                                          + codecCeiling(rawMicros: kafka.raw?.eventsCPU?.totalMicrosPerUnit,
+                                                         plus: codec?.kafkaEventMicros),
                                       met: ratio >= 0.8))
             }
             if let mine = kafka.courier.callsPerSecond(inFlight: 256) {
@@ -255,6 +274,14 @@ extension BenchReport {
                                   figure: "\(Self.decimal(peak)) MiB peak", met: peak <= 100 && memory.failures == 0))
         }
         self.targets = targets
+    }
+
+    /// "; the codec alone: at most N %", when both figures were measured.
+    private func codecCeiling(rawMicros: Double?, plus codecMicros: Double?) -> String {
+        guard let rawMicros, let codecMicros, rawMicros > 0 else { return "" }
+        let ceiling = Codec.ceiling(rawMicros: rawMicros, plus: codecMicros)
+        return "; raw's \(Self.decimal(rawMicros)) µs per unit plus the codec's \(Self.hundredths(codecMicros)) "
+            + "leave at most \(Self.percent(ceiling))"
     }
 
     static func grouped(_ value: Double) -> String {
@@ -334,6 +361,12 @@ extension BenchReport {
             }
             lines.append(cells.joined(separator: "  "))
             if index == 0 { lines.append(widths.map { String(repeating: "-", count: $0) }.joined(separator: "  ")) }
+        }
+        if let codec {
+            lines.append("")
+            lines.append("codec alone (NestJS encodes and decodes, both sides, one thread): "
+                + "\(Self.hundredths(codec.tcpCallMicros)) µs per TCP call, "
+                + "\(Self.hundredths(codec.kafkaEventMicros)) µs per Kafka event")
         }
         if let memory {
             lines.append("")

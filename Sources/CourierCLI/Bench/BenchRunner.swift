@@ -50,6 +50,10 @@ struct BenchRunner {
             )
         )
         let selected = options.selectedTransports
+        if options.codecIterations > 0, selected.contains("tcp") || selected.contains("kafka-embedded") {
+            progressLine("measuring the codec alone")
+            report.codec = try BenchCodec.measure(iterations: options.codecIterations)
+        }
         var redisServer: BenchProcess?
         var redisURL = options.redis
         if redisURL == nil, selected.contains(where: { $0.hasPrefix("redis") }) {
