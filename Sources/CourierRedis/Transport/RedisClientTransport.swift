@@ -45,6 +45,8 @@ public final class RedisClientTransport: ClientTransport {
     private let connection = RedisClientConnectionSlot(closedMessage: "the Redis client is closed")
     private let receiver = Mutex<(any ReplyReceiver)?>(nil)
     private let subscriptions = Mutex<[String: Subscription]>([:])
+    /// When a new subscription last looked for idle channels (see ``letIdleChannelsGo``), in uptime nanoseconds.
+    private let lastSweep = Atomic<Int64>(-1_000_000_000)
     /// Events published without waiting for Redis's answer that are not answered yet.
     private let unacknowledgedEvents: RedisUnansweredCommands
 
@@ -262,8 +264,14 @@ public final class RedisClientTransport: ClientTransport {
     /// lock.
     private func letIdleChannelsGo(_ subscriptions: inout [String: Subscription], subscriber: RedisSubscriber) {
         guard subscriptions.count >= configuration.maxReplyChannels else { return }
+        // A sweep reads every channel: at most one a second, so that thousands of busy channels do not make every
+        // new subscription cost a sweep of them all.
+        let now = NIODeadline.now()
+        let nanoseconds = Int64(now.uptimeNanoseconds)
+        guard nanoseconds - lastSweep.load(ordering: .relaxed) >= 1_000_000_000 else { return }
+        lastSweep.store(nanoseconds, ordering: .relaxed)
         // A second's grace: a late reply or extension may still be on its way when a call's deadline passes.
-        let idleSince = NIODeadline.now() - .seconds(1)
+        let idleSince = now - .seconds(1)
         let idle = subscriptions.compactMap { channel, subscription -> String? in
             guard case .confirmed(let busyUntil) = subscription, busyUntil < idleSince else { return nil }
             return channel

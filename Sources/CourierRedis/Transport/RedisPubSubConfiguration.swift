@@ -56,8 +56,8 @@ public struct RedisPubSubConfiguration: Sendable {
     /// reply channel that no call can still be waiting on: every call sent on it is past its deadline, counting the
     /// extensions its handler sent. So a client that calls an unbounded number of distinct patterns (say, one per
     /// order id) holds a bounded number of subscriptions. A channel with a call still pending is never let go, so
-    /// the count can pass this limit while more channels than that are busy. Ascender's fixed reply channels are
-    /// never let go.
+    /// the count can pass this limit while more channels than that are busy. The client looks for idle channels at
+    /// most once a second. Ascender's fixed reply channels are never let go.
     ///
     /// Default: 1000
     public var maxReplyChannels: Int
