@@ -58,7 +58,7 @@ import Testing
                     for n in 0..<5 {
                         group.addTask {
                             let answer = try await client.send(MessagePattern<Int, Int>("echo.\(n)"), n,
-                                                               timeout: .milliseconds(800))
+                                                               timeout: .seconds(2))
                             #expect(answer == n)
                         }
                     }
@@ -68,14 +68,14 @@ import Testing
                 #expect(try await Self.replyChannels(on: redis.configuration) == five,
                         "a channel's subscription is kept after its call")
 
-                // Every call above is now more than a second past its deadline.
-                try await Task.sleep(for: .milliseconds(1900))
-                #expect(try await client.send(MessagePattern<Int, Int>("echo.5"), 5, timeout: .seconds(5)) == 5)
+                // Every call above was sent before it was answered, so it is now more than a second past its deadline.
+                try await Task.sleep(for: .milliseconds(3100))
+                #expect(try await client.send(MessagePattern<Int, Int>("echo.5"), 5, timeout: .seconds(10)) == 5)
                 let afterLimit = try await Self.waitForReplyChannels(["echo.5.reply"], on: redis.configuration)
                 #expect(afterLimit == ["echo.5.reply"], "idle reply channels must be let go past the limit")
 
                 // A pattern whose channel was let go is subscribed again on its next call.
-                #expect(try await client.send(MessagePattern<Int, Int>("echo.0"), 10, timeout: .seconds(5)) == 10)
+                #expect(try await client.send(MessagePattern<Int, Int>("echo.0"), 10, timeout: .seconds(10)) == 10)
                 #expect(try await Self.replyChannels(on: redis.configuration) == ["echo.0.reply", "echo.5.reply"])
                 await client.shutdown()
             }
@@ -89,12 +89,12 @@ import Testing
             var router = MessageRouter()
             router.on(Self.echo) { value, _ in value }
             router.on(MessagePattern<Int, Int>("hold.plain")) { value, _ in
-                try await Task.sleep(for: .seconds(4))
+                try await Task.sleep(for: .milliseconds(5500))
                 return value
             }
             router.on(MessagePattern<Int, Int>("hold.extended")) { value, context in
-                try await context.extendDeadline(by: .seconds(8))
-                try await Task.sleep(for: .seconds(4))
+                try await context.extendDeadline(by: .seconds(20))
+                try await Task.sleep(for: .milliseconds(5500))
                 return value
             }
             let server = RedisServerTransport(configuration: RedisPubSubConfiguration(connection: redis.configuration),
@@ -102,17 +102,19 @@ import Testing
             try await RedisTransportTests.withWorker(server, router: router) {
                 try await server.waitUntilSubscribed()
                 let client = Self.client(redis.configuration, maxReplyChannels: 2)
+                #expect(try await client.send(MessagePattern<Int, Int>("echo.idle"), 1, timeout: .seconds(2)) == 1)
+                // Sent after echo.idle was answered, so echo.idle is idle when these are 3.1 s old.
                 let started = ContinuousClock.now
-                #expect(try await client.send(MessagePattern<Int, Int>("echo.idle"), 1, timeout: .milliseconds(800)) == 1)
-                let plain = Task { try await client.send(MessagePattern<Int, Int>("hold.plain"), 2, timeout: .seconds(8)) }
-                // Without its handler's extension this call's channel would be idle 3 s after it was sent.
+                let plain = Task { try await client.send(MessagePattern<Int, Int>("hold.plain"), 2, timeout: .seconds(20)) }
+                // Without its handler's extension this call's channel would be idle 4 s after it was sent; its reply
+                // comes 5.5 s after the worker got it.
                 let extended = Task {
-                    try await client.send(MessagePattern<Int, Int>("hold.extended"), 3, timeout: .seconds(2))
+                    try await client.send(MessagePattern<Int, Int>("hold.extended"), 3, timeout: .seconds(3))
                 }
 
-                try await Task.sleep(until: started + .milliseconds(3300))
+                try await Task.sleep(until: started + .milliseconds(4300))
                 // Three channels held, limit two: subscribing a fourth lets the idle one go.
-                #expect(try await client.send(MessagePattern<Int, Int>("echo.new"), 4, timeout: .seconds(5)) == 4)
+                #expect(try await client.send(MessagePattern<Int, Int>("echo.new"), 4, timeout: .seconds(10)) == 4)
                 let kept: Set = ["hold.plain.reply", "hold.extended.reply", "echo.new.reply"]
                 #expect(try await Self.waitForReplyChannels(kept, on: redis.configuration) == kept)
 
