@@ -58,7 +58,7 @@ import Testing
                     for n in 0..<5 {
                         group.addTask {
                             let answer = try await client.send(MessagePattern<Int, Int>("echo.\(n)"), n,
-                                                               timeout: .seconds(2))
+                                                               timeout: .seconds(5))
                             #expect(answer == n)
                         }
                     }
@@ -69,7 +69,7 @@ import Testing
                         "a channel's subscription is kept after its call")
 
                 // Every call above was sent before it was answered, so it is now more than a second past its deadline.
-                try await Task.sleep(for: .milliseconds(3100))
+                try await Task.sleep(for: .milliseconds(6100))
                 #expect(try await client.send(MessagePattern<Int, Int>("echo.5"), 5, timeout: .seconds(10)) == 5)
                 let afterLimit = try await Self.waitForReplyChannels(["echo.5.reply"], on: redis.configuration)
                 #expect(afterLimit == ["echo.5.reply"], "idle reply channels must be let go past the limit")
@@ -89,12 +89,12 @@ import Testing
             var router = MessageRouter()
             router.on(Self.echo) { value, _ in value }
             router.on(MessagePattern<Int, Int>("hold.plain")) { value, _ in
-                try await Task.sleep(for: .milliseconds(5500))
+                try await Task.sleep(for: .milliseconds(7500))
                 return value
             }
             router.on(MessagePattern<Int, Int>("hold.extended")) { value, context in
                 try await context.extendDeadline(by: .seconds(20))
-                try await Task.sleep(for: .milliseconds(5500))
+                try await Task.sleep(for: .milliseconds(7500))
                 return value
             }
             let server = RedisServerTransport(configuration: RedisPubSubConfiguration(connection: redis.configuration),
@@ -102,17 +102,17 @@ import Testing
             try await RedisTransportTests.withWorker(server, router: router) {
                 try await server.waitUntilSubscribed()
                 let client = Self.client(redis.configuration, maxReplyChannels: 2)
-                #expect(try await client.send(MessagePattern<Int, Int>("echo.idle"), 1, timeout: .seconds(2)) == 1)
-                // Sent after echo.idle was answered, so echo.idle is idle when these are 3.1 s old.
+                #expect(try await client.send(MessagePattern<Int, Int>("echo.idle"), 1, timeout: .seconds(5)) == 1)
+                // Sent after echo.idle was answered, so echo.idle is idle when these are 6 s old.
                 let started = ContinuousClock.now
                 let plain = Task { try await client.send(MessagePattern<Int, Int>("hold.plain"), 2, timeout: .seconds(20)) }
-                // Without its handler's extension this call's channel would be idle 4 s after it was sent; its reply
-                // comes 5.5 s after the worker got it.
+                // Without its handler's extension this call's channel would be idle 6 s after it was sent; its reply
+                // comes 7.5 s after the worker got it.
                 let extended = Task {
-                    try await client.send(MessagePattern<Int, Int>("hold.extended"), 3, timeout: .seconds(3))
+                    try await client.send(MessagePattern<Int, Int>("hold.extended"), 3, timeout: .seconds(5))
                 }
 
-                try await Task.sleep(until: started + .milliseconds(4300))
+                try await Task.sleep(until: started + .milliseconds(6300))
                 // Three channels held, limit two: subscribing a fourth lets the idle one go.
                 #expect(try await client.send(MessagePattern<Int, Int>("echo.new"), 4, timeout: .seconds(10)) == 4)
                 let kept: Set = ["hold.plain.reply", "hold.extended.reply", "echo.new.reply"]
