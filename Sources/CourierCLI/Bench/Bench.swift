@@ -25,7 +25,8 @@ struct Bench: AsyncParsableCommand {
             also accounts for \
             the CPU time of this process, the worker (or raw server) and a broker process it started, per call \
             or event, and how many of the machine's cores were busy. Then a worker holds --memory-calls calls in \
-            flight and its peak RSS is reported. Each step warms up first.
+            flight and its peak RSS is reported. Each step warms up first. Before the transports, it times \
+            Courier's NestJS coding of a TCP call and a Kafka event alone, on one thread (--codec-iterations).
 
             Transports: tcp, redis (pub/sub), redis-streams, kafka-embedded (librdkafka's mock cluster inside \
             this process), kafka-broker (`courier dev-broker` in its own process, or --kafka-broker URL). Redis \

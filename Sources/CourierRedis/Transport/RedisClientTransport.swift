@@ -243,16 +243,27 @@ public final class RedisClientTransport: ClientTransport {
                     } catch {
                         // Let the next call try again.
                         subscriptions.withLock { subscriptions in
-                            if case .pending = subscriptions[channel] { subscriptions[channel] = nil }
+                            if case .pending(let current) = subscriptions[channel], current == task {
+                                subscriptions[channel] = nil
+                            }
                         }
                         throw error
                     }
-                    subscriptions.withLock { subscriptions in
+                    let confirmed = subscriptions.withLock { subscriptions -> Bool in
                         switch subscriptions[channel] {
-                        case .confirmed(let current) where current >= busyUntil: break
-                        default: subscriptions[channel] = .confirmed(busyUntil: busyUntil)
+                        case .pending(let current) where current == task:
+                            subscriptions[channel] = .confirmed(busyUntil: busyUntil)
+                            return true
+                        case .confirmed(let current):
+                            if current < busyUntil { subscriptions[channel] = .confirmed(busyUntil: busyUntil) }
+                            return true
+                        case .pending, .unsubscribing, nil:
+                            // Let go before this caller's turn (the calls of those who confirmed it first were past
+                            // their deadlines): subscribe again rather than call an unsubscribed channel confirmed.
+                            return false
                         }
                     }
+                    if !confirmed { continue }
                 }
                 break
             }
