@@ -54,6 +54,78 @@ import Testing
         return bytes
     }
 
+    /// Every packet the general decoder would give, as text: what the compact path must reproduce.
+    static func describe(_ packet: WirePacket) -> String {
+        switch packet {
+        case .request(let request):
+            return "request \(request.pattern.debugDescription) \(String(buffer: request.payload).debugDescription) "
+                + "\(String(describing: request.correlationID)) \(request.headers.sorted { $0.key < $1.key }) "
+                + "\(String(describing: request.timeout))"
+        case .reply(let reply):
+            return "reply \(reply.correlationID.debugDescription) "
+                + "\(String(describing: reply.response.map { String(buffer: $0) })) \(String(describing: reply.error)) "
+                + "\(reply.isDisposed) \(String(describing: reply.status)) \(String(describing: reply.extendDeadline))"
+        }
+    }
+
+    /// The decoder's compact path (Courier's and NestJS's own envelope shapes) and its general path agree on every
+    /// input: the same packet, or both an error. Seeds in the compact shapes, then mutations of them.
+    @Test func theCompactEnvelopePathDecodesAsTheGeneralOneDoes() throws {
+        let compact: [String] = [
+            #"{"pattern":"math.sum","data":[1,2,3],"metadata":{"courier-timeout-ms":"30000"},"id":"1b4e28ba-2fa1-41d2-883f-0016d3cca427"}"#,
+            #"{"pattern":"math.sum","data":[1,2,3],"id":"7c1d3b0e"}"#,
+            #"{"pattern":"load.tick","data":{"a":[1,{"b":null}],"s":"\u00e9\""}}"#,
+            #"{"pattern":"","data":null}"#,
+            #"{"pattern":"{\"cmd\":\"sum\"}","data":1,"id":"x"}"#,
+            #"{"pattern":"{not json","data":1,"id":"x"}"#,
+            #"{"pattern":"p","data":1,"metadata":{"courier-timeout-ms":"999999999999999999"},"id":"x"}"#,
+            #"{"pattern":"p","data":1,"metadata":{"courier-timeout-ms":"9999999999999999999"},"id":"x"}"#,
+            #"{"pattern":"p","data":1,"metadata":{"courier-timeout-ms":"12a"},"id":"x"}"#,
+            #"{"pattern":"p","data":1,"metadata":{"courier-timeout-ms":"10","tenant":"acme"},"id":"x"}"#,
+            #"{"pattern":"p","data":1,"metadata":{"a":"1","courier-timeout-ms":"10"},"id":"x"}"#,
+            #"{"pattern":"p","data":1,"id":"x","id":"y"}"#,
+            #"{"pattern":"p","data":1,"pattern":"q"}"#,
+            #"{"pattern":"caf\u00e9","data":1,"id":"é"}"#,
+            #"{"response":6,"isDisposed":true,"id":"7c1d3b0e"}"#,
+            #"{"response":"a\nb","id":"x"}"#,
+            #"{"response":null,"isDisposed":true,"id":"x"}"#,
+            #"{"response":[],"isDisposed":false,"id":"x"}"#,
+            #"{"response":1,"courier-extend-ms":5,"id":"x"}"#,
+            #"{"response":1,"err":"no","isDisposed":true,"id":"x"}"#,
+            #"{"response":1,"isDisposed":true,"id":7}"#,
+            #"{"response":1,"isDisposed":true,"id":"x"} "#,
+            #" {"response":1,"isDisposed":true,"id":"x"}"#,
+            #"{"response":1,"isDisposed":true,"id":"x"}}"#,
+            #"{"response": 1,"id":"x"}"#,
+            "{\"response\":1,\"id\":\"a\u{7F}b\"}",
+            "{\"response\":1,\"id\":\"a\u{1}b\"}",
+            #"{"pattern":"p","data":"# + String(repeating: "[", count: 511) + String(repeating: "]", count: 511) + "}",
+            #"{"pattern":"p","data":"# + String(repeating: "[", count: 512) + String(repeating: "]", count: 512) + "}",
+        ]
+        var random = Seeded(state: 0x0C0A_7AC7)
+        var inputs = compact.map { Array($0.utf8) }
+        let count = Int(ProcessInfo.processInfo.environment["COURIER_FUZZ_COUNT"] ?? "") ?? 5_000
+        for _ in 0..<count {
+            inputs.append(Self.mutate(Array(compact.randomElement(using: &random)!.utf8), with: &random))
+        }
+        var compactAccepted = 0
+        for input in inputs {
+            let buffer = ByteBuffer(bytes: input)
+            let viaDecode = Result { try NestJSEnvelope.decode(buffer) }
+            let viaGeneral = Result { try NestJSEnvelope.decodeGenerally(buffer) }
+            switch (viaDecode, viaGeneral) {
+            case (.success(let packet), .success(let expected)):
+                #expect(Self.describe(packet) == Self.describe(expected), "\(String(decoding: input, as: UTF8.self))")
+                compactAccepted += 1
+            case (.failure, .failure):
+                break
+            default:
+                Issue.record("decode and the general path disagree on \(String(decoding: input, as: UTF8.self)): \(viaDecode) / \(viaGeneral)")
+            }
+        }
+        #expect(compactAccepted > inputs.count / 20, "the mutations should leave many decodable envelopes")
+    }
+
     struct Typed: Decodable {
         var a: Int?
         var b: [String: Double]?

@@ -155,6 +155,16 @@ package struct JSONScanner {
         in bytes: UnsafeRawBufferPointer,
         from offset: Int
     ) throws -> (range: Range<Int>, kind: JSONKind) {
+        try scanValue(in: bytes, from: offset, maximumDepth: maximumDepth)
+    }
+
+    /// ``scanValue(in:from:)`` for a value nested in `maximumDepth`'s complement of containers (an object's member
+    /// is scanned with one level less, as ``scanObject(_:_:)`` does).
+    package static func scanValue(
+        in bytes: UnsafeRawBufferPointer,
+        from offset: Int,
+        maximumDepth: Int
+    ) throws -> (range: Range<Int>, kind: JSONKind) {
         var scanner = JSONScanner(bytes: bytes, offset: offset, end: bytes.count)
         scanner.skipWhitespace()
         return try scanner.scanValue(maximumDepth: maximumDepth)
