@@ -440,8 +440,8 @@ def page(report, peers, analysis, image_dir):
     if codec:
         out += ["", "## The codec alone", "",
                 "Courier's NestJS encodes and decodes of one message, on both sides, run back to back on one thread "
-                f"({number(codec.get('iterations'))} times; warm caches, so a lower bound of their cost inside a real "
-                f"call): **{codec.get('tcpCallMicros')} µs per TCP call** (the request's payload, envelope and frame, "
+                f"({number(codec.get('iterations'))} times in five rounds, the best round reported; warm caches, so a "
+                f"lower bound of their cost inside a real call): **{codec.get('tcpCallMicros')} µs per TCP call** (the request's payload, envelope and frame, "
                 "their decoding by the worker, the reply's, and their decoding by the client) and "
                 f"**{codec.get('kafkaEventMicros')} µs per Kafka event** (the record, and the payload's parse for the "
                 "handler). The raw baselines skip this work. Added to raw's CPU per call or event, it bounds the share "
