@@ -345,7 +345,7 @@ public enum NestJSEnvelope {
     }
 
     /// Whole milliseconds from decimal digits, or nil (as `Int64(text)` would give) for anything else.
-    private static func milliseconds(_ digits: UnsafeRawBufferPointer) -> Duration? {
+    fileprivate static func milliseconds(_ digits: UnsafeRawBufferPointer) -> Duration? {
         guard !digits.isEmpty, digits.count <= 18 else { return nil }
         var value: Int64 = 0
         for byte in digits {
@@ -374,7 +374,7 @@ public enum NestJSEnvelope {
         }
     }
 
-    private static func text(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
+    fileprivate static func text(_ bytes: UnsafeRawBufferPointer, _ range: Range<Int>) -> String {
         String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
     }
 
@@ -509,7 +509,7 @@ extension JSONValue {
 }
 
 /// The envelopes Courier and NestJS write, read without the general object scan: members in the order they write
-/// them, no whitespace, ASCII strings without escapes. Anything else (and anything invalid) returns `nil` for the
+/// them, no whitespace between them, ASCII strings without escapes. Anything else (and anything invalid) returns `nil` for the
 /// general decoder, which gives the same packet for every input this accepts.
 ///
 /// - Requests and events: `{"pattern":"p","data":V}`, then `,"metadata":{"courier-timeout-ms":"N"}` and
@@ -539,9 +539,12 @@ private struct CompactEnvelope {
             take(",\"data\":"), let data = value()
         else { return nil }
         var timeout: Duration?
-        if take(",\"metadata\":{\"courier-timeout-ms\":\"") {
-            guard let milliseconds = digits(), take("\"}") else { return nil }
-            timeout = .milliseconds(milliseconds)
+        if take(",\"metadata\":{\"courier-timeout-ms\":") {
+            guard let digits = plainString(),
+                let milliseconds = NestJSEnvelope.milliseconds(UnsafeRawBufferPointer(rebasing: bytes[digits])),
+                take("}")
+            else { return nil }
+            timeout = milliseconds
         }
         var id: Range<Int>?
         if take(",\"id\":") {
@@ -600,31 +603,14 @@ private struct CompactEnvelope {
 
     /// A member's value, validated as the general decoder's object scan does (one level of nesting less).
     private mutating func value() -> Range<Int>? {
-        guard offset < bytes.count, !Self.isWhitespace(bytes[offset]),
-            let (range, _) = try? JSONScanner.scanValue(in: bytes, from: offset,
-                                                        maximumDepth: JSONScanner.maximumDepth - 1)
+        guard let (range, _) = try? JSONScanner.scanValue(in: bytes, from: offset,
+                                                          maximumDepth: JSONScanner.maximumDepth - 1)
         else { return nil }
         offset = range.upperBound
         return range
     }
 
-    /// Whole milliseconds, 1 to 18 decimal digits, as the general decoder reads Courier's timeout.
-    private mutating func digits() -> Int64? {
-        var value: Int64 = 0
-        let start = offset
-        while offset < bytes.count, bytes[offset] >= UInt8(ascii: "0"), bytes[offset] <= UInt8(ascii: "9") {
-            value = value &* 10 &+ Int64(bytes[offset] - UInt8(ascii: "0"))
-            offset += 1
-        }
-        guard (1...18).contains(offset - start) else { return nil }
-        return value
-    }
-
     private func text(_ range: Range<Int>) -> String {
-        String(decoding: UnsafeRawBufferPointer(rebasing: bytes[range]), as: UTF8.self)
-    }
-
-    private static func isWhitespace(_ byte: UInt8) -> Bool {
-        byte == 0x20 || byte == 0x0A || byte == 0x0D || byte == 0x09
+        NestJSEnvelope.text(bytes, range)
     }
 }
