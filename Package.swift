@@ -52,6 +52,7 @@ let package = Package(
             name: "CourierTCP",
             dependencies: [
                 "CourierCore",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],

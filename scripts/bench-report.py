@@ -27,6 +27,13 @@ NA = "—"   # a figure that was not measured
 
 def event_acks_row(settings):
     """The settings row saying whether Courier's emits awaited acknowledgements (older reports: Kafka only)."""
+    if "tcp" in settings.get("eventAcksTransports", []):
+        acks = settings["eventAcks"]
+        return ["TCP, Kafka and Redis pub/sub emits",
+                "await each event's write or acknowledgement (`--event-acks`)" if acks
+                else "return once the event is queued (`eventAcks=false`: the TCP connection with at most 4,096 "
+                     "events unwritten, librdkafka's queue, or the Redis connection with at most 4,096 `PUBLISH`es "
+                     "unanswered), as the raw loops do"]
     if "eventAcks" in settings:
         acks = settings["eventAcks"]
         return ["Kafka and Redis pub/sub emits",

@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 import CourierCore
+import Logging
 import NIOCore
 import NIOPosix
 import Synchronization
@@ -12,14 +13,19 @@ import Synchronization
 ///
 /// One connection carries every call, multiplexed by correlation id, as NestJS's `ClientTCP` does. It connects
 /// on the first call; when the connection drops, the calls pending on it fail at once with
-/// ``CourierError/Code/transportUnavailable`` and the next call connects again. `nativeClient` returns the NIO
-/// `Channel`.
+/// ``CourierError/Code/transportUnavailable`` and the next call connects again. An `emit` returns once its event is
+/// written to the socket, or, with ``TCPConfiguration/awaitsEventAcknowledgement`` off, once it is queued (up to
+/// ``TCPConfiguration/maxUnwrittenEvents``). `nativeClient` returns the NIO `Channel`.
 public final class TCPClientTransport: ClientTransport {
     public var name: String { "tcp" }
 
     private let configuration: TCPConfiguration
     private let eventLoopGroup: any EventLoopGroup
+    private let logger: Logger
     private let state = Mutex<ConnectionState>(.idle)
+    /// Events queued without waiting (``TCPConfiguration/awaitsEventAcknowledgement`` off) that the write batch has
+    /// not handed to the connection yet.
+    private let unwrittenEvents = UnwrittenEvents()
 
     private enum ConnectionState {
         case idle
@@ -33,12 +39,15 @@ public final class TCPClientTransport: ClientTransport {
     /// - Parameters:
     ///   - configuration: Where to connect and the frame limits.
     ///   - eventLoopGroup: The NIO event loops to use. Default: the process-wide singleton group.
+    ///   - logger: Where events that could not be written are reported (with acknowledgements off).
     public init(
         configuration: TCPConfiguration = .init(),
-        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        eventLoopGroup: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton,
+        logger: Logger = Logger(label: "courier.tcp.client")
     ) {
         self.configuration = configuration
         self.eventLoopGroup = eventLoopGroup
+        self.logger = logger
     }
 
     /// Creates a TCP client transport for `host:port`.
@@ -78,33 +87,42 @@ public final class TCPClientTransport: ClientTransport {
     public func emit(_ event: WireRequest) async throws {
         let frame = configuration.format.frame(event)
         if configuration.format.exceeds(frame, maxFrameLength: configuration.maxFrameLength) { throw tooLarge(event) }
-        guard case .connected(_, let writer) = state.withLock({ $0 }) else {
+        guard case .connected(let channel, let writer) = state.withLock({ $0 }) else {
             throw CourierError.unavailable("not connected to \(endpoint)")
         }
+        if mayQueueWithoutWaiting(1, on: channel) {
+            writer.write(.event(frame, counted: true), promise: nil)
+            return
+        }
         do {
-            try await writer.writeAndWait(.event(frame))
+            try await writer.writeAndWait(.event(frame, counted: false))
         } catch {
             throw CourierError.unavailable("could not write to \(endpoint): \(error)", underlying: error)
         }
     }
 
     /// Frames every event first (a batch with one too large for a frame sends nothing), then queues them all in one
-    /// write batch and waits for the last to be written.
+    /// write batch and waits for the last to be written (with acknowledgements off, only where the batch does not
+    /// fit within ``TCPConfiguration/maxUnwrittenEvents``, as for ``emit(_:)``).
     public func emit(batch events: [WireRequest]) async throws {
-        var frames: [TCPClientHandler.Outbound] = []
+        var frames: [ByteBuffer] = []
         frames.reserveCapacity(events.count)
         for event in events {
             let frame = configuration.format.frame(event)
             if configuration.format.exceeds(frame, maxFrameLength: configuration.maxFrameLength) {
                 throw tooLarge(event)
             }
-            frames.append(.event(frame))
+            frames.append(frame)
         }
-        guard case .connected(_, let writer) = state.withLock({ $0 }) else {
+        guard case .connected(let channel, let writer) = state.withLock({ $0 }) else {
             throw CourierError.unavailable("not connected to \(endpoint)")
         }
+        if mayQueueWithoutWaiting(frames.count, on: channel) {
+            writer.writeAll(frames.map { .event($0, counted: true) })
+            return
+        }
         do {
-            try await writer.writeAllAndWait(frames)
+            try await writer.writeAllAndWait(frames.map { .event($0, counted: false) })
         } catch {
             throw CourierError.unavailable("could not write to \(endpoint): \(error)", underlying: error)
         }
@@ -127,6 +145,17 @@ public final class TCPClientTransport: ClientTransport {
     // MARK: Connection management
 
     private var endpoint: String { "tcp://\(configuration.host):\(configuration.port)" }
+
+    /// With acknowledgements off, counts `count` events as queued and returns true, unless the connection's outbound
+    /// buffer is full or the queued events would pass ``TCPConfiguration/maxUnwrittenEvents``: then the caller must
+    /// wait for its writes, which is what bounds a fast emitter.
+    private func mayQueueWithoutWaiting(_ count: Int, on channel: any Channel) -> Bool {
+        guard !configuration.awaitsEventAcknowledgement, channel.isWritable else { return false }
+        let queued = unwrittenEvents.count.add(count, ordering: .relaxed).newValue
+        if queued <= max(1, configuration.maxUnwrittenEvents) { return true }
+        unwrittenEvents.count.subtract(count, ordering: .relaxed)
+        return false
+    }
 
     private func tooLarge(_ request: WireRequest) -> CourierError {
         CourierError(
@@ -185,6 +214,8 @@ public final class TCPClientTransport: ClientTransport {
     private func startConnection(replies: any ReplyReceiver) -> EventLoopFuture<any Channel> {
         let configuration = self.configuration
         let endpoint = self.endpoint
+        let unwrittenEvents = self.unwrittenEvents
+        let logger = self.logger
         return ClientBootstrap(group: eventLoopGroup)
             .connectTimeout(configuration.connectTimeout.timeAmount)
             .channelOption(.socketOption(.tcp_nodelay), value: 1)
@@ -211,13 +242,26 @@ public final class TCPClientTransport: ClientTransport {
                     let writer = WriteCoalescer<TCPClientHandler.Outbound>(
                         channel: channel,
                         onUnwritten: { item in
-                            guard case .request(let id, _) = item else { return }
-                            replies.fail(
-                                correlationIDs: CollectionOfOne(id),
-                                with: .unavailable("connection to \(endpoint) closed before the request was sent")
-                            )
+                            switch item {
+                            case .request(let id, _):
+                                replies.fail(
+                                    correlationIDs: CollectionOfOne(id),
+                                    with: .unavailable("connection to \(endpoint) closed before the request was sent")
+                                )
+                            case .event(_, counted: true):
+                                unwrittenEvents.count.subtract(1, ordering: .relaxed)
+                                logger.warning("an event was lost: the connection closed before it was written",
+                                               metadata: ["endpoint": "\(endpoint)"])
+                            case .event(_, counted: false):
+                                break  // its caller waits, and is told
+                            }
                         },
-                        writeOnLoop: { item, promise in handler.value.write(item, promise: promise) }
+                        writeOnLoop: { item, promise in
+                            if case .event(_, counted: true) = item {
+                                unwrittenEvents.count.subtract(1, ordering: .relaxed)
+                            }
+                            handler.value.write(item, promise: promise)
+                        }
                     )
                     state = .connected(channel, writer)
                     return true
@@ -248,7 +292,8 @@ final class TCPClientHandler: ChannelInboundHandler {
 
     enum Outbound {
         case request(id: String, frame: ByteBuffer)
-        case event(ByteBuffer)
+        /// `counted`: queued without waiting, and counted in the transport's unwritten events until written.
+        case event(ByteBuffer, counted: Bool)
     }
 
     struct Release { let id: String }
@@ -293,7 +338,7 @@ final class TCPClientHandler: ChannelInboundHandler {
             // pending call, this one included (the coalescer only writes to an active channel).
             pending.insert(id)
             context.write(wrapOutboundOut(frame), promise: promise)
-        case .event(let frame):
+        case .event(let frame, _):
             context.write(wrapOutboundOut(frame), promise: promise)
         }
     }
@@ -337,4 +382,9 @@ final class TCPClientHandler: ChannelInboundHandler {
         }
         context.fireChannelInactive()
     }
+}
+
+/// The count behind ``TCPConfiguration/maxUnwrittenEvents``, shared with a connection's write batch.
+final class UnwrittenEvents: Sendable {
+    let count = Atomic<Int>(0)
 }

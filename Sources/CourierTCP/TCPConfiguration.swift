@@ -54,6 +54,24 @@ public struct TCPConfiguration: Sendable {
     /// Default: ``TCPWireFormat/nestJS``
     public var format: TCPWireFormat = .nestJS
 
+    /// Whether a client's `emit` returns only once its event is written to the socket.
+    ///
+    /// When `false`, `emit` returns as soon as the event is queued on the connection, as NestJS's `ClientTCP` does,
+    /// so events pipeline without a wait each. An event queued that way is lost if the connection closes before it
+    /// is written, and the caller is not told (one still queued in Courier then is logged). Either way, while
+    /// ``maxUnwrittenEvents`` events wait to be handed to the connection, or its outbound buffer is above NIO's
+    /// high-water mark (the channel is not writable), `emit` waits until its own event is written: that bounds
+    /// what a fast emitter queues in memory. Calls (`send`) never wait for their writes.
+    ///
+    /// Default: `true`
+    public var awaitsEventAcknowledgement: Bool = true
+
+    /// With ``awaitsEventAcknowledgement`` off, how many events may wait to be handed to the connection before
+    /// `emit` waits. Values below 1 count as 1.
+    ///
+    /// Default: `4096`
+    public var maxUnwrittenEvents: Int = 4096
+
     /// Creates a configuration; every parameter has the documented default.
     public init(
         host: String = "127.0.0.1",
@@ -74,11 +92,13 @@ public struct TCPConfiguration: Sendable {
     /// The query options a `tcp://` URL may have.
     static let urlOptions: Set<String> = [
         "maxFrameLength", "incompleteFrameTimeoutMs", "connectTimeoutMs", "handlersOnEventLoop", "format",
+        "eventAcks", "maxUnwrittenEvents",
     ]
 
     /// Reads a `tcp://host:port` URL. Query options: `maxFrameLength` (characters), `incompleteFrameTimeoutMs`,
-    /// `connectTimeoutMs`, `handlersOnEventLoop` (`true`/`false`), `format` (`nestjs` or `ascender`); any other
-    /// option is an error (a misspelt one would otherwise do nothing).
+    /// `connectTimeoutMs`, `handlersOnEventLoop` (`true`/`false`), `format` (`nestjs` or `ascender`), `eventAcks`
+    /// (`true`/`false`, ``awaitsEventAcknowledgement``), `maxUnwrittenEvents`; any other option is an error (a
+    /// misspelt one would otherwise do nothing).
     public init(url: TransportURL) throws {
         guard url.scheme == "tcp" else {
             throw CourierError(.unprocessable, "not a TCP URL: \(url)")
@@ -116,6 +136,18 @@ public struct TCPConfiguration: Sendable {
                 throw CourierError(.unprocessable, "format must be nestjs or ascender, got '\(value)'")
             }
             self.format = format
+        }
+        if let value = url.options["eventAcks"] {
+            guard let flag = Bool(value) else {
+                throw CourierError(.unprocessable, "eventAcks must be true or false, got '\(value)'")
+            }
+            awaitsEventAcknowledgement = flag
+        }
+        if let value = url.options["maxUnwrittenEvents"] {
+            guard let count = Int(value), count >= 1 else {
+                throw CourierError(.unprocessable, "maxUnwrittenEvents must be a positive integer, got '\(value)'")
+            }
+            maxUnwrittenEvents = count
         }
     }
 }

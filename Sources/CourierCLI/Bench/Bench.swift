@@ -85,8 +85,8 @@ struct Bench: AsyncParsableCommand {
     @Flag(
         name: .long,
         help: """
-            Make Courier's Kafka and Redis pub/sub emits await the broker's acknowledgement (default: not, like the raw \
-            loops, which pipeline their events).
+            Make Courier's TCP, Kafka and Redis pub/sub emits await their write or the broker's acknowledgement \
+            (default: not, like the raw loops, which pipeline their events).
             """
     )
     var eventAcks = false

@@ -31,6 +31,8 @@ struct BenchReport: Codable, Sendable {
         /// Whether Courier's Kafka and Redis pub/sub emits awaited the broker's acknowledgement (absent in older
         /// reports: they did; reports from 2026-11-22 name it `kafkaEventAcks` and it covered Kafka only).
         var eventAcks: Bool?
+        /// The transports `eventAcks` applied to (absent in older reports: Kafka and Redis pub/sub).
+        var eventAcksTransports: [String]?
         var streamLength: Int
         var inFlight: [Int]
         var payload: String

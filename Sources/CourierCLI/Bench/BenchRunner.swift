@@ -42,6 +42,7 @@ struct BenchRunner {
                 emitters: options.emitters,
                 emitBatch: options.emitBatch,
                 eventAcks: options.eventAcks,
+                eventAcksTransports: ["tcp", "redis", "kafka"],
                 streamLength: options.streamLength,
                 inFlight: options.inFlightCounts,
                 payload: "[1,2,3]",
@@ -93,6 +94,7 @@ struct BenchRunner {
             switch transport {
             case "tcp":
                 measured = try await measure(id: "tcp", title: "TCP", courierURL: "tcp://127.0.0.1:0",
+                                             clientOptions: "eventAcks=\(options.eventAcks)",
                                              rawURL: options.noRaw ? nil : "tcp://127.0.0.1:0")
             case "redis":
                 measured = try await measure(id: "redis", title: "Redis pub/sub", courierURL: redisURL!,

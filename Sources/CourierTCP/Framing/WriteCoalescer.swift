@@ -45,6 +45,14 @@ package final class WriteCoalescer<Item: Sendable>: Sendable {
         enqueue { $0.append((item, promise)) }
     }
 
+    /// Queues `items` in order, under one lock and with one hop to the event loop, without waiting for them.
+    package func writeAll(_ items: [Item]) {
+        enqueue { queued in
+            queued.reserveCapacity(queued.count + items.count)
+            for item in items { queued.append((item, nil)) }
+        }
+    }
+
     /// Queues `items` in order, under one lock and with one hop to the event loop, and waits until the last is
     /// written (the channel writes in order, so the others were written before it, or the channel failed first).
     package func writeAllAndWait(_ items: [Item]) async throws {
