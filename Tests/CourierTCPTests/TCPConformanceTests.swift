@@ -42,6 +42,14 @@ struct TCPHarness: ConformanceHarness {
         )
     }
 
+    /// Emits that return once their events are queued (`eventAcks=false`): every scenario's events still arrive.
+    @Test(arguments: TransportConformance.scenarios)
+    func conformanceWithUnacknowledgedEvents(_ scenario: TransportConformance.Scenario) async throws {
+        var configuration = TCPConfiguration(host: "127.0.0.1", port: 0)
+        configuration.awaitsEventAcknowledgement = false
+        try await scenario.run(TCPHarness(configuration: configuration))
+    }
+
     /// Courier to Courier over Ascender's JSON lines: everything works, through Courier's extensions to the format.
     @Test(arguments: TransportConformance.scenarios)
     func conformanceOnAscendersFormat(_ scenario: TransportConformance.Scenario) async throws {
