@@ -50,7 +50,7 @@ public struct PayloadCoder: Sendable {
         if Value.self == ByteBuffer.self, let raw = value as? ByteBuffer { return raw }
         do {
             do {
-                return ByteBuffer(bytes: try CourierJSONEncoder().encode(value))
+                return try CourierJSONEncoder().encodeToBuffer(value)
             } catch is CourierJSONCodingError {
                 let encoder = JSONEncoder()
                 encoder.outputFormatting = [.withoutEscapingSlashes]

@@ -3,6 +3,15 @@
 // Licensed under Apache License v2.0. See LICENSE for license information.
 //===----------------------------------------------------------------------===//
 
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import NIOCore
+
 /// A Foundation-free `Encodable` → compact JSON encoder that writes straight into a byte array.
 ///
 /// It produces what Foundation's `JSONEncoder` with default strategies and `outputFormatting =
@@ -32,13 +41,27 @@ package struct CourierJSONEncoder: Sendable {
     /// - Throws: `EncodingError` as Foundation's encoder would throw it, whatever the value's own `encode(to:)`
     ///   throws, or ``CourierJSONCodingError/unsupported(_:)`` when only Foundation can encode the value.
     package func encode<T: Encodable>(_ value: T) throws -> [UInt8] {
-        var out: [UInt8] = []
-        if try EncodingState.writeKnown(value, to: &out, path: { [] }) {
-            return out
+        try withOutput(of: value) { Array($0) }
+    }
+
+    /// Encodes a value as compact UTF-8 JSON into a buffer of its size (see ``encode(_:)``).
+    package func encodeToBuffer<T: Encodable>(_ value: T) throws -> ByteBuffer {
+        try withOutput(of: value) { ByteBuffer(bytes: $0) }
+    }
+
+    /// Encodes `value` with this thread's spare state, whose arrays keep their capacity from one call to the next
+    /// (so a payload costs no allocation of its own besides what `body` makes of the bytes), and hands `body` the
+    /// bytes written, which are valid only during the call.
+    private func withOutput<T: Encodable, Result>(
+        of value: T,
+        _ body: (UnsafeBufferPointer<UInt8>) -> Result
+    ) throws -> Result {
+        let state = EncodingState.Spare.take()
+        defer { EncodingState.Spare.giveBack(state) }
+        if try !EncodingState.writeKnown(value, to: &state.out, path: { [] }) {
+            try state.encodeTopLevel(value)
         }
-        let state = EncodingState()
-        try state.encodeTopLevel(value)
-        return state.out
+        return state.out.withUnsafeBufferPointer(body)
     }
 }
 
@@ -90,9 +113,58 @@ private final class EncodingState {
     /// Set once the output cannot be trusted any more; every later operation throws it.
     @exclusivity(unchecked) var failure: CourierJSONCodingError?
     @exclusivity(unchecked) private var lastSerial: UInt32 = 0
+    /// The first serial of the current `encode` call. A state is reused by later calls on its thread, so a handle
+    /// kept from an earlier call (against the `Encoder` contract) holds a smaller serial, and must neither write
+    /// nor fail the current call.
+    @exclusivity(unchecked) private var firstSerial: UInt32 = 1
 
     init() {
         out.reserveCapacity(128)
+    }
+
+    /// Output capacity past which a state is not kept for reuse, so a thread does not hold on to the memory of one
+    /// large payload.
+    static let keptCapacity = 64 * 1024
+
+    /// Clears the state for the next `encode` call on its thread; false when it must not be reused.
+    func reset() -> Bool {
+        guard out.capacity <= Self.keptCapacity, lastSerial < UInt32.max / 2 else { return false }
+        out.removeAll(keepingCapacity: true)
+        levels.removeAll(keepingCapacity: true)
+        keySpans.removeAll(keepingCapacity: true)
+        failure = nil
+        firstSerial = lastSerial &+ 1
+        return true
+    }
+
+    /// One spare state per thread. An `encode` call runs on one thread without suspending, so the state it takes
+    /// is its own until it gives it back; a nested call (a value's `encode(to:)` encoding something else with
+    /// Courier's encoder) finds no spare and makes its own.
+    enum Spare {
+        private static let key: pthread_key_t = {
+            var key = pthread_key_t()
+            let created = pthread_key_create(&key) { pointer in
+                // The thread's spare, released as the thread exits.
+                #if canImport(Darwin)
+                Unmanaged<EncodingState>.fromOpaque(pointer).release()
+                #else
+                if let pointer { Unmanaged<EncodingState>.fromOpaque(pointer).release() }
+                #endif
+            }
+            precondition(created == 0, "pthread_key_create failed: \(created)")
+            return key
+        }()
+
+        static func take() -> EncodingState {
+            guard let spare = pthread_getspecific(key) else { return EncodingState() }
+            pthread_setspecific(key, nil)
+            return Unmanaged<EncodingState>.fromOpaque(spare).takeRetainedValue()
+        }
+
+        static func giveBack(_ state: EncodingState) {
+            guard state.reset(), pthread_getspecific(key) == nil else { return }
+            pthread_setspecific(key, Unmanaged.passRetained(state).toOpaque())
+        }
     }
 
     // MARK: Levels
@@ -148,6 +220,10 @@ private final class EncodingState {
     }
 
     private func enterSlowly(_ level: Int, _ serial: UInt32) throws {
+        // Serial 0 marks a container whose opening failed in this call (see the containers).
+        guard serial == 0 || serial >= firstSerial else {
+            throw CourierJSONCodingError.unsupported("an encoder was used after its encode call returned")
+        }
         guard level < levels.count && levels[level].serial == serial else {
             throw fail("a container was written to after a container opened later than it")
         }
