@@ -241,19 +241,26 @@ public final class TCPClientTransport: ClientTransport {
                     guard case .connecting = state else { return false }
                     let writer = WriteCoalescer<TCPClientHandler.Outbound>(
                         channel: channel,
-                        onUnwritten: { item in
-                            switch item {
-                            case .request(let id, _):
+                        onUnwritten: { items in
+                            var ids: [String] = []
+                            var lostEvents = 0
+                            for item in items {
+                                switch item {
+                                case .request(let id, _): ids.append(id)
+                                case .event(_, counted: true): lostEvents += 1
+                                case .event(_, counted: false): break  // its caller waits, and is told
+                                }
+                            }
+                            if !ids.isEmpty {
                                 replies.fail(
-                                    correlationIDs: CollectionOfOne(id),
+                                    correlationIDs: ids,
                                     with: .unavailable("connection to \(endpoint) closed before the request was sent")
                                 )
-                            case .event(_, counted: true):
-                                unwrittenEvents.count.subtract(1, ordering: .relaxed)
-                                logger.warning("an event was lost: the connection closed before it was written",
-                                               metadata: ["endpoint": "\(endpoint)"])
-                            case .event(_, counted: false):
-                                break  // its caller waits, and is told
+                            }
+                            if lostEvents > 0 {
+                                unwrittenEvents.count.subtract(lostEvents, ordering: .relaxed)
+                                logger.warning("events were lost: the connection closed before they were written",
+                                               metadata: ["endpoint": "\(endpoint)", "events": "\(lostEvents)"])
                             }
                         },
                         writeOnLoop: { item, promise in

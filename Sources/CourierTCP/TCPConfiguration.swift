@@ -58,10 +58,10 @@ public struct TCPConfiguration: Sendable {
     ///
     /// When `false`, `emit` returns as soon as the event is queued on the connection, as NestJS's `ClientTCP` does,
     /// so events pipeline without a wait each. An event queued that way is lost if the connection closes before it
-    /// is written, and the caller is not told (one still queued in Courier then is logged). Either way, while
-    /// ``maxUnwrittenEvents`` events wait to be handed to the connection, or its outbound buffer is above NIO's
-    /// high-water mark (the channel is not writable), `emit` waits until its own event is written: that bounds
-    /// what a fast emitter queues in memory. Calls (`send`) never wait for their writes.
+    /// is written, and the caller is not told (those still queued in Courier then are logged, once per write
+    /// batch). Either way, while ``maxUnwrittenEvents`` events wait to be handed to the connection, or its outbound
+    /// buffer is above NIO's high-water mark (the channel is not writable), `emit` waits until its own event is
+    /// written: that bounds what a fast emitter queues in memory. Calls (`send`) never wait for their writes.
     ///
     /// Default: `true`
     public var awaitsEventAcknowledgement: Bool = true
@@ -95,6 +95,15 @@ public struct TCPConfiguration: Sendable {
         "eventAcks", "maxUnwrittenEvents",
     ]
 
+    /// The `true`/`false` option `name` of `url`, if given.
+    private static func flag(_ name: String, in url: TransportURL) throws -> Bool? {
+        guard let value = url.options[name] else { return nil }
+        guard let flag = Bool(value) else {
+            throw CourierError(.unprocessable, "\(name) must be true or false, got '\(value)'")
+        }
+        return flag
+    }
+
     /// Reads a `tcp://host:port` URL. Query options: `maxFrameLength` (characters), `incompleteFrameTimeoutMs`,
     /// `connectTimeoutMs`, `handlersOnEventLoop` (`true`/`false`), `format` (`nestjs` or `ascender`), `eventAcks`
     /// (`true`/`false`, ``awaitsEventAcknowledgement``), `maxUnwrittenEvents`; any other option is an error (a
@@ -125,24 +134,14 @@ public struct TCPConfiguration: Sendable {
             }
             connectTimeout = .milliseconds(ms)
         }
-        if let value = url.options["handlersOnEventLoop"] {
-            guard let flag = Bool(value) else {
-                throw CourierError(.unprocessable, "handlersOnEventLoop must be true or false, got '\(value)'")
-            }
-            runsHandlersOnEventLoop = flag
-        }
+        if let flag = try Self.flag("handlersOnEventLoop", in: url) { runsHandlersOnEventLoop = flag }
         if let value = url.options["format"] {
             guard let format = TCPWireFormat(name: value) else {
                 throw CourierError(.unprocessable, "format must be nestjs or ascender, got '\(value)'")
             }
             self.format = format
         }
-        if let value = url.options["eventAcks"] {
-            guard let flag = Bool(value) else {
-                throw CourierError(.unprocessable, "eventAcks must be true or false, got '\(value)'")
-            }
-            awaitsEventAcknowledgement = flag
-        }
+        if let flag = try Self.flag("eventAcks", in: url) { awaitsEventAcknowledgement = flag }
         if let value = url.options["maxUnwrittenEvents"] {
             guard let count = Int(value), count >= 1 else {
                 throw CourierError(.unprocessable, "maxUnwrittenEvents must be a positive integer, got '\(value)'")

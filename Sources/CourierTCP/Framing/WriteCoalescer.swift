@@ -20,19 +20,19 @@ package final class WriteCoalescer<Item: Sendable>: Sendable {
 
     package let channel: any Channel
     private let pending = Mutex(Pending())
-    private let onUnwritten: @Sendable (Item) -> Void
+    private let onUnwritten: @Sendable ([Item]) -> Void
     private let writeOnLoop: (@Sendable (Item, EventLoopPromise<Void>?) -> Void)?
 
     /// - Parameters:
     ///   - channel: Where the writes go.
-    ///   - onUnwritten: Called for each item that found the channel already closed (its promise, if any, fails
-    ///     too), so the caller can fail what waited on it.
+    ///   - onUnwritten: Called once per batch that found the channel already closed, with its items (their
+    ///     promises, if any, fail too), so the caller can fail what waited on them.
     ///   - writeOnLoop: Writes one item on the event loop, in place of `channel.write` (which starts at the tail
     ///     of the pipeline and boxes an item that is not a buffer); the batch is still flushed through the
     ///     channel.
     package init(
         channel: any Channel,
-        onUnwritten: @escaping @Sendable (Item) -> Void = { _ in },
+        onUnwritten: @escaping @Sendable ([Item]) -> Void = { _ in },
         writeOnLoop: (@Sendable (Item, EventLoopPromise<Void>?) -> Void)? = nil
     ) {
         self.channel = channel
@@ -96,10 +96,8 @@ package final class WriteCoalescer<Item: Sendable>: Sendable {
         }
         guard channel.isActive else {
             // Closing happens on this event loop too, so a channel found active here stays so for this batch.
-            for (item, promise) in batch {
-                promise?.fail(ChannelError.ioOnClosedChannel)
-                onUnwritten(item)
-            }
+            for (_, promise) in batch { promise?.fail(ChannelError.ioOnClosedChannel) }
+            onUnwritten(batch.map(\.0))
             return
         }
         if let writeOnLoop {
