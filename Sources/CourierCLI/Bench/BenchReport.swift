@@ -28,8 +28,9 @@ struct BenchReport: Codable, Sendable {
         var emitters: Int?
         /// Events per emit call in Courier's event step (`emitBatch` above 1; absent in older reports: 1).
         var emitBatch: Int?
-        /// Whether Courier's Kafka and Redis pub/sub emits awaited the broker's acknowledgement (absent in older
-        /// reports: they did; reports from 2026-11-22 name it `kafkaEventAcks` and it covered Kafka only).
+        /// Whether Courier's emits awaited their acknowledgement (the broker's, or on TCP their write), on the
+        /// transports `eventAcksTransports` names (absent in older reports: they did; reports from 2026-11-22 name
+        /// it `kafkaEventAcks` and it covered Kafka only).
         var eventAcks: Bool?
         /// The transports `eventAcks` applied to (absent in older reports: Kafka and Redis pub/sub).
         var eventAcksTransports: [String]?
