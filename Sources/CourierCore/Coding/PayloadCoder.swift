@@ -75,7 +75,7 @@ public struct PayloadCoder: Sendable {
         if Value.self == ByteBuffer.self { return buffer as! Value }
         do {
             do {
-                return try buffer.withUnsafeReadableBytes { try CourierJSONDecoder().decode(Value.self, from: $0) }
+                return try CourierJSONDecoder().decode(Value.self, from: buffer)
             } catch is CourierJSONCodingError {
                 return try JSONDecoder().decode(Value.self, from: Data(buffer.readableBytesView))
             } catch let strict as DecodingError where Self.isMalformedJSON(strict) {

@@ -3,6 +3,8 @@
 // Licensed under Apache License v2.0. See LICENSE for license information.
 //===----------------------------------------------------------------------===//
 
+import NIOCore
+
 /// A Foundation-free JSON → `Decodable` decoder that reads values straight from the input bytes.
 ///
 /// Its semantics are those of Foundation's `JSONDecoder` with default strategies: numbers decode into any integer
@@ -28,16 +30,38 @@ package struct CourierJSONDecoder: Sendable {
     /// Creates a decoder; it has no options because it implements only Foundation's default strategies.
     package init() {}
 
-    /// Decodes a value from a JSON document.
+    /// Decodes a value from the readable bytes of a JSON document.
+    ///
+    /// Decoders and containers read the buffer's bytes in place. A value may keep the decoder it is given and read
+    /// from it after this call returned (lazy decoding does, and Foundation allows it by keeping its own copy of
+    /// the input), so the decoder keeps `buffer` alive as long as any of them: a kept decoder reads the bytes it
+    /// was given, not memory freed and reused since.
     ///
     /// - Parameters:
     ///   - type: The type to decode; any `Decodable`, including scalars (fragments).
-    ///   - bytes: The UTF-8 document; it must hold exactly one value, optionally surrounded by whitespace, and be
+    ///   - buffer: The UTF-8 document; it must hold exactly one value, optionally surrounded by whitespace, and be
     ///     smaller than 4 GiB.
     /// - Returns: The decoded value.
     /// - Throws: `DecodingError` as Foundation's decoder would throw it, whatever the type's own `init(from:)`
     ///   throws, or ``CourierJSONCodingError/unsupported(_:)`` when only Foundation can decode the type.
+    package func decode<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
+        // The pointer stays valid while the state holds `buffer`: a copy of the buffer shares its storage, so a
+        // later write through another copy copies the storage first instead of moving or freeing it.
+        try buffer.withUnsafeReadableBytes { try decode(type, from: $0, keepingAlive: buffer) }
+    }
+
+    /// Decodes a value from a JSON document in memory that the caller keeps alive and unchanged for as long as the
+    /// value may use a decoder it kept (the `ByteBuffer` variant keeps its buffer alive itself); otherwise as that
+    /// variant.
     package func decode<T: Decodable>(_ type: T.Type, from bytes: UnsafeRawBufferPointer) throws -> T {
+        try decode(type, from: bytes, keepingAlive: nil)
+    }
+
+    private func decode<T: Decodable>(
+        _ type: T.Type,
+        from bytes: UnsafeRawBufferPointer,
+        keepingAlive owner: ByteBuffer?
+    ) throws -> T {
         // Offsets are stored as 32 bits to keep decoders small enough to pass without allocating.
         guard bytes.count < Int(UInt32.max) else {
             throw CourierJSONCodingError.unsupported("documents of 4 GiB or more")
@@ -52,7 +76,7 @@ package struct CourierJSONDecoder: Sendable {
         } catch let error as JSONError {
             throw DecodingState.malformed(error)
         }
-        let state = DecodingState(bytes: bytes)
+        let state = DecodingState(bytes: bytes, owner: owner)
         let result = try state.decode(type, JSONSlice(value), parent: nil, step: nil)
         // The type's own code may have caught our error and carried on, which Foundation would not have needed.
         if let failure = state.failure { throw failure }
@@ -143,8 +167,10 @@ private struct Member {
 
 /// Everything one `decode` call shares.
 private final class DecodingState {
-    /// The document; valid for the duration of the `decode` call that owns this state.
+    /// The document; valid as long as `owner` is held, or for the `decode` call that made this state when it is nil.
     let bytes: UnsafeRawBufferPointer
+    /// The buffer `bytes` points into, held so that decoders and containers a value kept can still read them.
+    private let owner: ByteBuffer?
     // Confined to one `decode` call on one thread, with no overlapping accesses: the runtime's exclusivity checks
     // would only cost time.
     /// Set when Foundation is needed; thrown again at the end even if the `Decodable` code caught it.
@@ -153,8 +179,9 @@ private final class DecodingState {
     /// Objects with more members than this are looked up through a dictionary instead of a linear scan.
     static let linearMemberLimit = 12
 
-    init(bytes: UnsafeRawBufferPointer) {
+    init(bytes: UnsafeRawBufferPointer, owner: ByteBuffer?) {
         self.bytes = bytes
+        self.owner = owner
     }
 
     /// The first offset at or after `offset` that is not JSON whitespace.
