@@ -155,6 +155,28 @@ import Testing
         #expect(try await first.value.map { String(buffer: $0) } == "1")
     }
 
+    /// A call refused for its duplicate id must not touch the pending call that holds the id, even when its task
+    /// was cancelled (its cancellation handler forgot "the call with this id", which was the other one).
+    @Test func aCancelledDuplicateDoesNotCancelThePendingCall() async throws {
+        let correlator = ReplyCorrelator()
+        let sent = Signal()
+        let first = Task {
+            try await correlator.awaitReply(id: "dup", pattern: "p", timeout: .seconds(5)) { sent.fire() }
+        }
+        await sent.wait()
+        let duplicate = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            return try await correlator.awaitReply(id: "dup", pattern: "p", timeout: .seconds(5)) {
+                Issue.record("send must not run for a rejected call")
+            }
+        }
+        _ = await Self.courierError { _ = try await duplicate.value }
+        #expect(correlator.pendingCount == 1)
+        correlator.receive(Self.reply("dup", "1"))
+        let value = try await first.value
+        #expect(value.map { String(buffer: $0) } == "1")
+    }
+
     @Test func cancellingTheAwaitingTaskGivesCancelled() async throws {
         let correlator = ReplyCorrelator()
         let sent = Signal()

@@ -95,18 +95,25 @@ public final class ReplyCorrelator: ReplyReceiver, Sendable {
     ) async throws -> ByteBuffer? {
         let deadline = NIODeadline.now() + TimeAmount.nanoseconds(timeout.nanosecondCount)
         let shard = shard(for: id)
+        // Whether this call's entry is in the table (1), or the cancellation handler ran before it was (2): the
+        // handler must not forget an entry of the same id that another call holds (this one's registration refused
+        // as a duplicate, or not made yet), so whichever of the two comes second forgets this call's entry.
+        let registration = Atomic<Int>(0)
         return try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { continuation in
                 guard shard.register(id: id, pattern: pattern, mode: .single, deadline: deadline,
                                      sink: .single(continuation)) else { return }
-                if Task.isCancelled {
+                let (registered, _) = registration.compareExchange(expected: 0, desired: 1,
+                                                                   ordering: .acquiringAndReleasing)
+                if !registered || Task.isCancelled {
                     shard.cancel(id: id)
                     return
                 }
                 send()
             }
         } onCancel: {
-            shard.cancel(id: id)
+            let (first, _) = registration.compareExchange(expected: 0, desired: 2, ordering: .acquiringAndReleasing)
+            if !first { shard.cancel(id: id) }
         }
     }
 
