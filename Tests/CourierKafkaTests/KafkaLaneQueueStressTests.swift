@@ -1,0 +1,90 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import CourierCore
+import Testing
+
+@testable import CourierKafka
+
+/// A lane's queue and a record's pending state under concurrent producers: nothing lost, reordered or left waiting.
+@Suite struct KafkaLaneQueueStressTests {
+    struct Hung: Error {}
+
+    static func within<T: Sendable>(
+        _ limit: Duration = .seconds(10),
+        _ body: @escaping @Sendable () async throws -> T
+    ) async throws -> T {
+        try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask { try await body() }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return nil
+            }
+            guard let first = try await group.next(), let value = first else {
+                group.cancelAll()
+                throw Hung()
+            }
+            group.cancelAll()
+            return value
+        }
+    }
+
+    @Test func theReaderGetsEveryElementInOrderThenNil() async throws {
+        for round in 0..<200 {
+            let queue = KafkaLaneQueue<Int>()
+            let count = round % 50
+            let seen = try await Self.within {
+                async let reader: [Int] = {
+                    var seen: [Int] = []
+                    while let element = await queue.next() {
+                        seen.append(element)
+                        if element % 7 == round % 7 { await Task.yield() }
+                    }
+                    return seen
+                }()
+                for index in 0..<count {
+                    queue.push(index)
+                    if index % 5 == round % 5 { await Task.yield() }
+                }
+                queue.finish()
+                queue.push(-1)
+                return await reader
+            }
+            #expect(seen == Array(0..<count), "round \(round)")
+        }
+    }
+
+    @Test func pendingRecordWaitersAllWakeWhateverTheOrder() async throws {
+        for round in 0..<300 {
+            let pending = KafkaPendingRecord(
+                KafkaConsumerMessage(topic: "t", partition: 0, offset: Int64(round), key: nil, value: nil, headers: []))
+            let replies = round % 4
+            for _ in 0..<replies { pending.expectDelivery() }
+            let outcome = try await Self.within {
+                await withTaskGroup(of: Void.self) { group in
+                    group.addTask { _ = await pending.deliveriesSettled() }
+                    group.addTask { _ = await pending.finished() }
+                    for index in 0..<replies {
+                        group.addTask {
+                            if index % 2 == round % 2 { await Task.yield() }
+                            if index == 0 && round % 3 == 0 {
+                                pending.withdrawExpectedDelivery()
+                            } else {
+                                pending.delivered(.failure(CourierError.unavailable("x")))
+                            }
+                        }
+                    }
+                    group.addTask {
+                        if round % 2 == 0 { await Task.yield() }
+                        pending.handled(.succeeded)
+                    }
+                }
+                return await pending.finished()
+            }
+            _ = outcome
+            #expect(pending.finishedOutcome != nil)
+        }
+    }
+}
