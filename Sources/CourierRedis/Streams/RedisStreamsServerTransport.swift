@@ -174,7 +174,11 @@ public final class RedisStreamsServerTransport: ServerTransport {
                     try await measureClockOffset(with: commands)
                     streams += try await discoverStreams(matching: wildcards, known: streams, with: commands)
                     for stream in streams {
-                        for (entry, deliveries) in try await claimIdleEntries(of: stream, with: commands) {
+                        let claimed = try await claimIdleEntries(of: stream, with: commands)
+                        // Held (renewed) from now, not only once dispatched: the later ones wait here for the
+                        // earlier ones' handler slots, and would otherwise look idle to other workers.
+                        for (entry, _) in claimed { leases.hold(entry.id, of: entry.stream) }
+                        for (entry, deliveries) in claimed {
                             await dispatch(entry, deliveries: deliveries, acknowledger: acknowledger,
                                            commands: commands, dispatcher: dispatcher, handlers: &handlers)
                         }
@@ -193,6 +197,8 @@ public final class RedisStreamsServerTransport: ServerTransport {
                 let read = group + [count] + block + streams.map { RESPArgument($0) } + streams.map { _ in ">" }
                 let entries = try RedisStreamEntry.entries(fromRead: try await reader.send(read))
                 failures = 0
+                // Up to `count` entries per stream: held (renewed) while they wait here for a handler slot.
+                for entry in entries { leases.hold(entry.id, of: entry.stream) }
                 for entry in entries {
                     await dispatch(entry, deliveries: 1, acknowledger: acknowledger, commands: commands,
                                    dispatcher: dispatcher, handlers: &handlers)
@@ -227,6 +233,7 @@ public final class RedisStreamsServerTransport: ServerTransport {
         guard let packet = entry.field(RedisStreamEntry.packetField),
             case .request(var request) = try? NestJSEnvelope.decode(packet)
         else {
+            leases.release(entry.id, of: entry.stream)
             dispatcher.reportBadInput("a stream entry without a Courier packet", metadata: metadata)
             acknowledger.deadLetter(entry, error: "not a Courier entry (no valid 'packet' field)", deliveries: deliveries)
             return
@@ -239,6 +246,7 @@ public final class RedisStreamsServerTransport: ServerTransport {
         {
             // Its caller gave up before any worker took it. Not for a claimed entry: a worker took it, and its
             // handler may have extended the caller's deadline, so it is handled again (at least once).
+            leases.release(entry.id, of: entry.stream)
             logger.debug("skipping an expired request", metadata: ["stream": "\(entry.stream)", "id": "\(entry.id)"])
             acknowledger.acknowledge(entry)
             return
