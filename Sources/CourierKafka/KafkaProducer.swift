@@ -294,16 +294,18 @@ public final class KafkaProducer: Sendable {
     ) throws -> UInt64? {
         // Registered before enqueueing: the report can arrive before rd_kafka_produceva returns.
         let id = try deliveries.reserveID(awaitedBy: onDelivery)
+        // A waiter gone already was failed by a close that stopped the poll thread meanwhile: it has run, so the
+        // message counts as handed over (and failed), and this call must neither throw nor report a full queue.
         do {
             if try enqueueUnlessFull(id: id, topic: topic, partition: partition, key: key, value: value,
                                      headers: headers) {
                 return id
             }
         } catch {
-            deliveries.withdraw(id)
+            if onDelivery != nil, !deliveries.withdraw(id) { return id }
             throw error
         }
-        deliveries.withdraw(id)
+        if onDelivery != nil, !deliveries.withdraw(id) { return id }
         return nil
     }
 

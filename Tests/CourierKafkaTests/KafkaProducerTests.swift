@@ -7,6 +7,7 @@ import CRdKafka
 import CourierCore
 import Foundation
 import Logging
+import Synchronization
 import Testing
 
 @testable import CourierKafka
@@ -311,5 +312,30 @@ import Testing
             return
         }
         #expect((error as? CourierError)?.code == .transportUnavailable, "\(error)")
+    }
+
+    /// A producer that closes while a message is being enqueued fails that message's waiter (its `didStop`), and
+    /// the enqueue then finds the handle closed. The waiter must still run exactly once and the call must not also
+    /// fail: `send` resumed its continuation from both, which crashes the process. A large value keeps the enqueue
+    /// busy copying it (between reserving the id and reaching the handle) while the producer closes.
+    @Test func closeDuringAnEnqueueRunsItsDeliveryCallbackOnlyIfTheCallSucceeds() async throws {
+        var quiet = Logger(label: "courier.kafka.test")
+        quiet.logLevel = .critical
+        let value = [UInt8](repeating: 7, count: 400_000_000)
+        for _ in 0..<3 {
+            let producer = try KafkaProducer(bootstrapServers: "127.0.0.1:1", logger: quiet)
+            let callbacks = Mutex(0)
+            let outcome: Task<Bool?, Never> = Task.detached {
+                // nil: the call threw.
+                try? producer.produce(topic: "nowhere", partition: nil, key: nil, value: value, headers: [],
+                                      onDelivery: { _ in callbacks.withLock { $0 += 1 } })
+            }
+            try await Task.sleep(for: .milliseconds(5))
+            await producer.close(flushTimeout: .zero)
+            let returned = await outcome.value
+            let calls = callbacks.withLock { $0 }
+            // Enqueued (true): exactly one callback. Not enqueued (false) or thrown (nil): none.
+            #expect(calls == (returned == true ? 1 : 0), "returned \(String(describing: returned)), \(calls) callback(s)")
+        }
     }
 }

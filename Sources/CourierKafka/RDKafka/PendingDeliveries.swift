@@ -37,9 +37,11 @@ final class PendingDeliveries: Sendable {
         }
     }
 
-    /// Forgets the waiter of `id` without resuming it (its message was never enqueued).
-    func withdraw(_ id: UInt64) {
-        _ = state.withLock { $0.waiting.removeValue(forKey: id) }
+    /// Forgets the waiter of `id` without resuming it (its message was never enqueued); returns `false` if it was no
+    /// longer registered, because ``failAll(_:)`` has already resumed it (the producer closed meanwhile).
+    @discardableResult
+    func withdraw(_ id: UInt64) -> Bool {
+        state.withLock { $0.waiting.removeValue(forKey: id) } != nil
     }
 
     /// Refuses new messages from now on. Returns whether this call was the one that stopped them.
