@@ -81,7 +81,14 @@ public final class KafkaAdmin: Sendable {
         timeout: Duration = .seconds(10)
     ) async throws -> [String: TopicCreation] {
         guard !topics.isEmpty else { return [:] }
-        for topic in topics { try KafkaTopicName.validate(topic.name) }
+        for topic in topics {
+            try KafkaTopicName.validate(topic.name)
+            // librdkafka takes 32-bit counts; converting a larger one would trap.
+            guard Int32(exactly: topic.partitions) != nil, Int32(exactly: topic.replicationFactor) != nil else {
+                throw CourierError(.unprocessable, "cannot create topic '\(topic.name)': \(topic.partitions) partitions "
+                    + "and replication factor \(topic.replicationFactor) must each fit in 32 bits")
+            }
+        }
         let milliseconds = Int32(clamping: timeout.milliseconds)
         let results = try await withCheckedThrowingContinuation { continuation in
             let id = pending.register(continuation)

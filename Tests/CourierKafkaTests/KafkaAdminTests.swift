@@ -57,6 +57,25 @@ import Testing
         await admin.close()
     }
 
+    /// Counts are `Int`s (a `kafka://…?createTopics=` option is read as one) but librdkafka takes `Int32`: a count
+    /// beyond it trapped in the conversion and ended the process. It must be refused as unprocessable instead.
+    @Test func refusesCountsBeyondInt32InsteadOfTrapping() async {
+        await #expect(processExitsWith: .success) {
+            var silent = Logger(label: "courier.kafka.test")
+            silent.logLevel = .critical
+            let admin = try KafkaAdmin(bootstrapServers: "127.0.0.1:1", logger: silent)
+            let tooMany = Int(Int32.max) + 1
+            for topic in [KafkaTopicSpecification(name: "many", partitions: tooMany),
+                          KafkaTopicSpecification(name: "many", partitions: 1, replicationFactor: tooMany)] {
+                do {
+                    _ = try await admin.createTopics([topic], timeout: .milliseconds(100))
+                    exit(2)
+                } catch let error as CourierError where error.code == .unprocessable {}
+            }
+            await admin.close()
+        }
+    }
+
     @Test func failsWithATimeoutWhenNoBrokerAnswers() async throws {
         let admin = try KafkaAdmin(bootstrapServers: "127.0.0.1:1", logger: Self.silent)
         let error = await #expect(throws: CourierError.self) {
