@@ -56,6 +56,23 @@ import Testing
         }
     }
 
+    /// A subscriber's sink outlives its connections. A replaced connection's handler may be removed after its
+    /// successor's was added; it must leave the successor's way to resume reading in place, or a subscriber that
+    /// held a read back would never read again.
+    @Test func aReplacedConnectionLeavesItsSuccessorsResumeReading() throws {
+        let loop = EmbeddedEventLoop()
+        let (sink, messages) = RedisPubSubSink.make(bufferSize: 4, eventLoop: loop)
+        let old = EmbeddedChannel(loop: loop)
+        let new = EmbeddedChannel(loop: loop)
+        try old.pipeline.syncOperations.addHandler(RedisChannelHandler(endpoint: "redis://old:6379", pushes: sink) { _ in })
+        try new.pipeline.syncOperations.addHandler(RedisChannelHandler(endpoint: "redis://new:6379", pushes: sink) { _ in })
+        _ = try old.finish(acceptAlreadyClosed: true)
+        #expect(sink.resumeReading != nil)
+        _ = try new.finish(acceptAlreadyClosed: true)
+        #expect(sink.resumeReading == nil)
+        withExtendedLifetime(messages) {}
+    }
+
     @Test func repliesAreMatchedToCommandsInOrder() throws {
         let harness = try Harness()
         let first = try harness.send(["GET", "a"])

@@ -55,7 +55,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     }
 
     func handlerAdded(context: ChannelHandlerContext) {
-        pushes?.resumeReading = { [weak self] in
+        pushes?.setResumeReading(owner: self) { [weak self] in
             guard let self, self.isReadHeldBack else { return }
             self.isReadHeldBack = false
             context.read()
@@ -63,7 +63,7 @@ final class RedisChannelHandler: ChannelDuplexHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        pushes?.resumeReading = nil
+        pushes?.clearResumeReading(owner: self)
         timeoutTask?.cancel()
     }
 

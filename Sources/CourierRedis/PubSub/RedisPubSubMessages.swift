@@ -169,7 +169,10 @@ final class RedisPubSubSink {
     /// Whether the consumer wants more; when not, the current connection stops reading.
     private(set) var wantsMore = true
     /// Resumes reading on the current connection, if it held back a read; set by that connection's handler.
-    var resumeReading: (() -> Void)?
+    private(set) var resumeReading: (() -> Void)?
+    /// The handler that set ``resumeReading``: a replaced connection's handler, removed after its successor was
+    /// added, must not clear its successor's (the subscriber would stop reading for good once it held a read back).
+    private var resumeReadingOwner: ObjectIdentifier?
 
     private init(buffer: RedisPubSubBuffer) {
         self.buffer = buffer
@@ -203,9 +206,23 @@ final class RedisPubSubSink {
         resumeReading?()
     }
 
+    /// Makes `resume` the way to resume reading, on the connection of `owner` (its handler).
+    func setResumeReading(owner: AnyObject, _ resume: @escaping () -> Void) {
+        resumeReading = resume
+        resumeReadingOwner = ObjectIdentifier(owner)
+    }
+
+    /// Forgets how to resume reading, if `owner` (a handler being removed) is the one that set it.
+    func clearResumeReading(owner: AnyObject) {
+        guard resumeReadingOwner == ObjectIdentifier(owner) else { return }
+        resumeReading = nil
+        resumeReadingOwner = nil
+    }
+
     /// Ends the sequence after the messages already delivered.
     func finish() {
         resumeReading = nil
+        resumeReadingOwner = nil
         buffer.finish()
     }
 }
