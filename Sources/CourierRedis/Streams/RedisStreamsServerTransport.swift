@@ -296,8 +296,11 @@ public final class RedisStreamsServerTransport: ServerTransport {
             ["XCLAIM", RESPArgument(stream), RESPArgument(configuration.group), RESPArgument(configuration.consumer),
              idle] + counts.keys.sorted().map { RESPArgument($0) }
         )
+        let entries = try RedisStreamEntry.entries(in: stream, list: claimed)
+        try await forgetDeletedEntries(counts.keys.filter { id in !entries.contains { $0.id == id } }, of: stream,
+                                       with: commands)
         var work: [(RedisStreamEntry, Int)] = []
-        for entry in try RedisStreamEntry.entries(in: stream, list: claimed) {
+        for entry in entries {
             let deliveries = (counts[entry.id] ?? 0) + 1
             if deliveries > configuration.maxDeliveries {
                 try await RedisStreamsAcknowledger.moveToDeadLetters(
@@ -314,6 +317,24 @@ public final class RedisStreamsServerTransport: ServerTransport {
             }
         }
         return work
+    }
+
+    /// Acknowledges those of `ids` (pending entries the claim did not return) that are no longer in the stream.
+    ///
+    /// An entry deleted after it was read (XDEL, MAXLEN trimming) has nothing left to handle. Redis 7 drops such
+    /// entries from the pending list as it claims them; before 7, XCLAIM answers nil for them and they stay pending
+    /// for good, filling the XPENDING window so that the idle entries after them are never claimed. An id the claim
+    /// skipped because another worker claimed it meanwhile is still in the stream, and is left alone.
+    private func forgetDeletedEntries(_ ids: [String], of stream: String, with commands: RedisConnection) async throws {
+        var deleted: [RESPArgument] = []
+        for id in ids.sorted() {
+            let range = try await commands.send(["XRANGE", RESPArgument(stream), RESPArgument(id), RESPArgument(id)])
+            if range.array?.isEmpty == true { deleted.append(RESPArgument(id)) }
+        }
+        guard !deleted.isEmpty else { return }
+        _ = try await commands.send(["XACK", RESPArgument(stream), RESPArgument(configuration.group)] + deleted)
+        logger.debug("acknowledged pending entries deleted from their stream",
+                     metadata: ["stream": "\(stream)", "count": "\(deleted.count)"])
     }
 
     /// The streams not yet in `known` whose names match a wildcard route, with the group created on each.
