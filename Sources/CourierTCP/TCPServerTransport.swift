@@ -264,7 +264,17 @@ final class TCPReplyWriter: ReplyWriter {
         let queued = elementsSinceWait.wrappingAdd(1, ordering: .relaxed).newValue
         if queued >= Self.elementWindow || !channel.isWritable {
             elementsSinceWait.store(0, ordering: .relaxed)
-            try await writer.writeAndWait(frame)
+            // The wait ends when the handler is cancelled (its worker stops): a peer that never reads would
+            // otherwise hold the handler, its connection and the worker's shutdown for ever.
+            let written = channel.eventLoop.makePromise(of: Void.self)
+            let waited = channel.eventLoop.makePromise(of: Void.self)
+            written.futureResult.cascade(to: waited)
+            writer.write(frame, promise: written)
+            try await withTaskCancellationHandler {
+                try await waited.futureResult.get()
+            } onCancel: {
+                waited.fail(CancellationError())  // a later completion of `waited` is ignored
+            }
         } else {
             writer.write(frame, promise: nil)
         }

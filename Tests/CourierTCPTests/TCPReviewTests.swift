@@ -1,0 +1,71 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import Courier
+import CourierTCP
+import NIOCore
+import NIOPosix
+import Synchronization
+import Testing
+
+/// Adversarial peers of a TCP worker, each bounded in time so that a hang fails instead of blocking.
+@Suite struct TCPReviewTests {
+    typealias Fixtures = TCPTransportTests
+
+    /// Runs `body`, and returns false if it has not finished within `limit` (the body is then left running).
+    static func finishes(within limit: Duration, _ body: @escaping @Sendable () async -> Void) async -> Bool {
+        let done = Atomic<Bool>(false)
+        let task = Task {
+            await body()
+            done.store(true, ordering: .relaxed)
+        }
+        _ = task
+        let clock = ContinuousClock()
+        let end = clock.now + limit
+        while clock.now < end {
+            if done.load(ordering: .relaxed) { return true }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        return done.load(ordering: .relaxed)
+    }
+
+    /// A peer that sends bytes and never reads what comes back (autoRead off).
+    static func connectNonReadingPeer(port: Int) async throws -> any Channel {
+        try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .channelOption(.autoRead, value: false)
+            .channelOption(.socketOption(.so_rcvbuf), value: 16 * 1024)
+            .connect(host: "127.0.0.1", port: port)
+            .get()
+    }
+
+    @Test func gracefulShutdownFinishesWhileAStreamConsumerNeverReads() async throws {
+        let flood = StreamPattern<Int, String>("probe.flood")
+        let sent = Fixtures.Counter()
+        var router = Fixtures.router()
+        router.on(flood) { _, _, replies in
+            let chunk = String(repeating: "x", count: 64 * 1024)
+            for _ in 0..<100_000 {
+                try await replies.send(chunk)
+                sent.increment()
+            }
+        }
+        let worker = try await Fixtures.startWorker(router: router, gracefulShutdownTimeout: .milliseconds(200))
+        let peer = try await Self.connectNonReadingPeer(port: worker.port)
+        try await peer.writeAndFlush(ByteBuffer(string: Fixtures.frame(#"{"pattern":"probe.flood","data":0,"id":"1"}"#)))
+        // Wait until the handler is held up by the full socket: its count stops moving.
+        var last = -1
+        for _ in 0..<100 {
+            try await Task.sleep(for: .milliseconds(100))
+            let now = sent.count
+            if now > 0, now == last { break }
+            last = now
+        }
+        #expect(sent.count > 0 && sent.count < 100_000)
+        let stopped = await Self.finishes(within: .seconds(8)) { await worker.stop() }
+        #expect(stopped, "the worker never stopped: a handler waiting for a write to a peer that does not read")
+        try? await peer.close()
+        if !stopped { worker.task.cancel() }
+    }
+}
