@@ -42,6 +42,9 @@ package final class FrameDecoder<Parser: FrameParser>: ChannelDuplexHandler, Rem
         guard !failed else { return }
         let incoming = unwrapInboundIn(data)
         if var existing = cumulation {
+            // Taken out first, so that the append finds its storage uniquely held and writes in place (a second
+            // reference made every read copy everything gathered so far: quadratic in a frame's reads).
+            cumulation = nil
             var incoming = incoming
             existing.writeBuffer(&incoming)
             cumulation = existing
