@@ -22,7 +22,8 @@ struct LineFrameParser: FrameParser {
             let view = buffer.readableBytesView
             guard let end = view.dropFirst(searched).firstIndex(of: UInt8(ascii: "\n")) else {
                 searched = view.count
-                if view.count > maxLineLength {
+                // One byte of room for a "\r" whose "\n" has not arrived: the limit counts the line without its end.
+                if view.count > maxLineLength + (view.last == UInt8(ascii: "\r") ? 1 : 0) {
                     throw FrameError(reason: "a line longer than the limit of \(maxLineLength) bytes")
                 }
                 return nil
