@@ -89,4 +89,17 @@ import Testing
         #expect(TCPWireFormat(name: "Ascender") == .ascender)
         #expect(TCPWireFormat(name: "grpc") == nil)
     }
+
+    /// Ascender's lines at the limit, with their line end split across reads.
+    @Test func aLineAtTheLimitEndedByCRLFIsAcceptedWhenTheLineFeedComesInALaterRead() throws {
+        let decoder = try LineFramingTests.Decoder(maxLineLength: 16)
+        let line = String(repeating: "x", count: 16)
+        // The limit counts the line without its line end, so this line is within it whichever read brings "\n".
+        try decoder.feed(line + "\r")
+        try decoder.feed("\n")
+        #expect(try decoder.frames() == [line])
+        #expect(decoder.channel.isActive)
+        // One byte more is still refused.
+        #expect(throws: FrameError.self) { try decoder.feed(String(repeating: "y", count: 17) + "\r\n") }
+    }
 }

@@ -11,7 +11,7 @@ import Synchronization
 import Testing
 
 /// Adversarial peers of a TCP worker, each bounded in time so that a hang fails instead of blocking.
-@Suite struct TCPReviewTests {
+@Suite struct TCPAdversarialPeerTests {
     typealias Fixtures = TCPTransportTests
 
     /// Runs `body`, and returns false if it has not finished within `limit` (the body is then left running).
