@@ -31,6 +31,18 @@ public struct TCPConfiguration: Sendable {
     /// Default: `.seconds(30)` (NestJS's `incompleteMessageTimeout`)
     public var incompleteFrameTimeout: Duration?
 
+    /// How long a worker's stream reply may wait for its write before the connection is closed; `nil` waits
+    /// forever.
+    ///
+    /// A streaming handler's `replies.send` waits for its element to be written every 64 elements, and whenever the
+    /// connection's outbound buffer is full. A peer that stops reading holds it there: its handler slot, its
+    /// connection and, with no timeout, the caller's deadline passing changes nothing (a NestJS caller announces
+    /// none). Once a write has waited this long, the worker closes the connection: the handler's `replies.send`
+    /// fails with ``CourierError/Code/transportUnavailable``, and the peer's calls on the connection fail.
+    ///
+    /// Default: `.seconds(30)` (as ``incompleteFrameTimeout``, for a peer that stops sending)
+    public var stalledWriteTimeout: Duration? = .seconds(30)
+
     /// How long a client waits for a connection to be established.
     ///
     /// Default: `.seconds(10)`
@@ -92,7 +104,7 @@ public struct TCPConfiguration: Sendable {
     /// The query options a `tcp://` URL may have.
     static let urlOptions: Set<String> = [
         "maxFrameLength", "incompleteFrameTimeoutMs", "connectTimeoutMs", "handlersOnEventLoop", "format",
-        "eventAcks", "maxUnwrittenEvents",
+        "eventAcks", "maxUnwrittenEvents", "stalledWriteTimeoutMs",
     ]
 
     /// The `true`/`false` option `name` of `url`, if given.
@@ -105,9 +117,9 @@ public struct TCPConfiguration: Sendable {
     }
 
     /// Reads a `tcp://host:port` URL. Query options: `maxFrameLength` (characters), `incompleteFrameTimeoutMs`,
-    /// `connectTimeoutMs`, `handlersOnEventLoop` (`true`/`false`), `format` (`nestjs` or `ascender`), `eventAcks`
-    /// (`true`/`false`, ``awaitsEventAcknowledgement``), `maxUnwrittenEvents`; any other option is an error (a
-    /// misspelt one would otherwise do nothing).
+    /// `stalledWriteTimeoutMs` (both `0` for none), `connectTimeoutMs`, `handlersOnEventLoop` (`true`/`false`),
+    /// `format` (`nestjs` or `ascender`), `eventAcks` (`true`/`false`, ``awaitsEventAcknowledgement``),
+    /// `maxUnwrittenEvents`; any other option is an error (a misspelt one would otherwise do nothing).
     public init(url: TransportURL) throws {
         guard url.scheme == "tcp" else {
             throw CourierError(.unprocessable, "not a TCP URL: \(url)")
@@ -127,6 +139,12 @@ public struct TCPConfiguration: Sendable {
                 throw CourierError(.unprocessable, "incompleteFrameTimeoutMs must be a non-negative integer")
             }
             incompleteFrameTimeout = ms == 0 ? nil : .milliseconds(ms)
+        }
+        if let value = url.options["stalledWriteTimeoutMs"] {
+            guard let ms = Int64(value), ms >= 0 else {
+                throw CourierError(.unprocessable, "stalledWriteTimeoutMs must be a non-negative integer")
+            }
+            stalledWriteTimeout = ms == 0 ? nil : .milliseconds(ms)
         }
         if let value = url.options["connectTimeoutMs"] {
             guard let ms = Int64(value), ms > 0 else {

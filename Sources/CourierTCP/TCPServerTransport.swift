@@ -73,7 +73,8 @@ public final class TCPServerTransport: ServerTransport {
                         try configuration.format.addDecoder(to: channel.pipeline.syncOperations,
                                                             configuration: configuration)
                         let writer = TCPReplyWriter(writer: WriteCoalescer(channel: channel), format: format,
-                                                    maxFrameLength: maxFrameLength)
+                                                    maxFrameLength: maxFrameLength,
+                                                    stalledWriteTimeout: configuration.stalledWriteTimeout)
                         let metadata = TransportMetadata(transport: "tcp",
                                                          remoteAddress: channel.remoteAddress?.description)
                         // On the event loop, a synchronous handler runs as its frame is read, while the connection's
@@ -237,13 +238,17 @@ final class TCPReplyWriter: ReplyWriter {
     let writer: WriteCoalescer<ByteBuffer>
     let format: TCPWireFormat
     let maxFrameLength: Int
+    /// How long an awaited element's write may wait before the connection is closed (``TCPConfiguration``).
+    let stalledWriteTimeout: Duration?
     /// Stream elements queued on this connection since one was awaited.
     private let elementsSinceWait = Atomic<Int>(0)
 
-    init(writer: WriteCoalescer<ByteBuffer>, format: TCPWireFormat, maxFrameLength: Int) {
+    init(writer: WriteCoalescer<ByteBuffer>, format: TCPWireFormat, maxFrameLength: Int,
+         stalledWriteTimeout: Duration? = nil) {
         self.writer = writer
         self.format = format
         self.maxFrameLength = maxFrameLength
+        self.stalledWriteTimeout = stalledWriteTimeout
     }
 
     private var channel: any Channel { writer.channel }
@@ -269,6 +274,17 @@ final class TCPReplyWriter: ReplyWriter {
             let written = channel.eventLoop.makePromise(of: Void.self)
             let waited = channel.eventLoop.makePromise(of: Void.self)
             written.futureResult.cascade(to: waited)
+            if let timeout = stalledWriteTimeout {
+                // A peer that reads nothing for this long is gone or hostile: closing fails this write (and the
+                // connection's other calls), which ends the handler and frees its slot.
+                let channel = self.channel
+                let stalled = channel.eventLoop.scheduleTask(in: timeout.timeAmount) {
+                    waited.fail(CourierError(.transportUnavailable,
+                                             "the peer read no reply for \(timeout); closing its connection"))
+                    channel.close(promise: nil)
+                }
+                written.futureResult.whenComplete { _ in stalled.cancel() }
+            }
             writer.write(frame, promise: written)
             try await withTaskCancellationHandler {
                 try await waited.futureResult.get()

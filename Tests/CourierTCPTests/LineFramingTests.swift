@@ -77,6 +77,11 @@ import Testing
         // 10^13 ms wrapped to a negative TimeAmount, which made every frame split across two reads time out at once.
         let configuration = try TCPConfiguration(url: TransportURL("tcp://h:1?incompleteFrameTimeoutMs=10000000000000"))
         #expect(configuration.incompleteFrameTimeout?.timeAmount == .nanoseconds(.max))
+        let stalled = try TCPConfiguration(url: TransportURL("tcp://h:1?stalledWriteTimeoutMs=1500"))
+        #expect(stalled.stalledWriteTimeout == .milliseconds(1500))
+        #expect(try TCPConfiguration(url: TransportURL("tcp://h:1?stalledWriteTimeoutMs=0")).stalledWriteTimeout == nil)
+        #expect(try TCPConfiguration(url: TransportURL("tcp://h:1")).stalledWriteTimeout == .seconds(30))
+        #expect(throws: CourierError.self) { try TCPConfiguration(url: TransportURL("tcp://h:1?stalledWriteTimeoutMs=-1")) }
         #expect(Duration.milliseconds(1500).timeAmount == .milliseconds(1500))
     }
 

@@ -68,4 +68,37 @@ import Testing
         try? await peer.close()
         if !stopped { worker.task.cancel() }
     }
+
+    /// A peer that asks for a stream and never reads (announcing no deadline, as NestJS callers do) holds the
+    /// handler in `replies.send` once the socket is full. After `stalledWriteTimeout` the worker closes the
+    /// connection, and the handler's `send` fails, which frees its slot; without it the handler waited forever.
+    @Test func aStreamWriteThatStallsPastItsTimeoutClosesTheConnection() async throws {
+        let flood = StreamPattern<Int, String>("probe.stall")
+        let sent = Fixtures.Counter()
+        let ended = Mutex<(any Error)?>(nil)
+        var router = Fixtures.router()
+        router.on(flood) { _, _, replies in
+            let chunk = String(repeating: "x", count: 64 * 1024)
+            do {
+                for _ in 0..<100_000 {
+                    try await replies.send(chunk)
+                    sent.increment()
+                }
+            } catch {
+                ended.withLock { $0 = error }
+                throw error
+            }
+        }
+        let worker = try await Fixtures.startWorker(router: router, stalledWriteTimeout: .milliseconds(300))
+        defer { worker.task.cancel() }
+        let peer = try await Self.connectNonReadingPeer(port: worker.port)
+        try await peer.writeAndFlush(ByteBuffer(string: Fixtures.frame(#"{"pattern":"probe.stall","data":0,"id":"1"}"#)))
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(8)
+        while ended.withLock({ $0 == nil }), clock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        let error = ended.withLock { $0 }
+        #expect((error as? CourierError)?.code == .transportUnavailable, "the handler ended with \(String(describing: error))")
+        #expect(sent.count < 100_000)
+        try? await peer.close()
+    }
 }

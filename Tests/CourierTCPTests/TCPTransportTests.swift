@@ -94,17 +94,18 @@ import Testing
         incompleteFrameTimeout: Duration? = .seconds(30),
         gracefulShutdownTimeout: Duration = .milliseconds(200),
         maxConcurrentHandlers: Int? = nil,
-        runsHandlersOnEventLoop: Bool = true
+        runsHandlersOnEventLoop: Bool = true,
+        stalledWriteTimeout: Duration? = .seconds(30)
     ) async throws -> Worker {
-        let transport = TCPServerTransport(
-            configuration: .init(
-                host: "127.0.0.1",
-                port: port,
-                maxFrameLength: maxFrameLength,
-                incompleteFrameTimeout: incompleteFrameTimeout,
-                runsHandlersOnEventLoop: runsHandlersOnEventLoop
-            )
+        var tcp = TCPConfiguration(
+            host: "127.0.0.1",
+            port: port,
+            maxFrameLength: maxFrameLength,
+            incompleteFrameTimeout: incompleteFrameTimeout,
+            runsHandlersOnEventLoop: runsHandlersOnEventLoop
         )
+        tcp.stalledWriteTimeout = stalledWriteTimeout
+        let transport = TCPServerTransport(configuration: tcp)
         var configuration = MicroserviceConfiguration(gracefulShutdownTimeout: gracefulShutdownTimeout)
         if let maxConcurrentHandlers { configuration.maxConcurrentHandlers = maxConcurrentHandlers }
         let service = Microservice(router: router, transport: transport, configuration: configuration,
