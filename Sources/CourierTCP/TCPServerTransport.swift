@@ -70,6 +70,9 @@ public final class TCPServerTransport: ServerTransport {
                 .childChannelOption(.socketOption(.so_keepalive), value: 1)
                 .bind(host: configuration.host, port: configuration.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        // No more requests are read while replies cannot be written (NIO's high-water mark): a
+                        // peer that sends and never reads would otherwise fill the worker's memory with replies.
+                        try channel.pipeline.syncOperations.addHandler(BackPressureHandler())
                         try configuration.format.addDecoder(to: channel.pipeline.syncOperations,
                                                             configuration: configuration)
                         let writer = TCPReplyWriter(writer: WriteCoalescer(channel: channel), format: format,

@@ -101,4 +101,38 @@ import Testing
         #expect(sent.count < 100_000)
         try? await peer.close()
     }
+
+    /// A peer that sends requests and never reads the replies: once the worker's outbound buffer is full it stops
+    /// reading the peer's requests, so the replies it holds stay bounded (it read and answered every request
+    /// before, buffering every reply in memory). The kernel's socket buffers take the first few MB of replies
+    /// (about 90,000 here), so the peer sends far more.
+    @Test func aPeerThatNeverReadsItsRepliesIsNoLongerRead() async throws {
+        let calls = MessagePattern<[Int], Int>("probe.count")
+        let handled = Fixtures.Counter()
+        var router = Fixtures.router()
+        router.on(calls) { values, _ in
+            handled.increment()
+            return values.reduce(0, +)
+        }
+        let worker = try await Fixtures.startWorker(router: router)
+        defer { worker.task.cancel() }
+        let peer = try await Self.connectNonReadingPeer(port: worker.port)
+        let requests = 400_000
+        var bytes = ByteBuffer()
+        for id in 0..<requests {
+            bytes.writeString(Fixtures.frame(#"{"pattern":"probe.count","data":[1,2,3],"id":"\#(id)"}"#))
+        }
+        // Not awaited: the worker is expected to stop reading, and then this write never completes.
+        peer.writeAndFlush(bytes, promise: nil)
+        // Until the count stops moving.
+        var last = -1
+        for _ in 0..<100 {
+            try await Task.sleep(for: .milliseconds(100))
+            if handled.count == last, last > 0 { break }
+            last = handled.count
+        }
+        #expect(handled.count > 0)
+        #expect(handled.count < requests / 2, "the worker read \(handled.count) of \(requests) requests whose replies no one read")
+        try? await peer.close()
+    }
 }
