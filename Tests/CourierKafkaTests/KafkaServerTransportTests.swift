@@ -254,6 +254,45 @@ import Testing
         await producer.close()
     }
 
+    /// A failing event whose dead letter is refused for what it is (here `<topic>.dlq` would be longer than Kafka's
+    /// 249 characters, so no redelivery can ever produce it) must not block its partition forever: "a poison record
+    /// blocks it for a bounded time only". The next record of the partition is handled.
+    @Test func anEventWhoseDeadLetterCanNeverBeProducedDoesNotStopItsPartition() async throws {
+        let topic = "audit." + String(repeating: "x", count: KafkaTopicName.maximumLength - "audit.".count)
+        let cluster = try EmbeddedKafkaCluster(topics: [topic: 1])
+        defer { cluster.close() }
+        var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "dlq-illegal")
+        configuration.consumerProperties.merge(KafkaConsumerTests.fastGroup) { _, new in new }
+        configuration.eventFailures = .deadLetter(retries: 0)
+        configuration.redeliveryBackoff = .milliseconds(100)
+        configuration.maxRedeliveryBackoff = .milliseconds(100)
+        let handled = Mutex<[Int]>([])
+        var router = MessageRouter()
+        router.on(EventPattern<Int>(topic)) { value, _ in
+            handled.withLock { $0.append(value) }
+            if value == 1 { throw CourierError(.unprocessable, "poison") }
+        }
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let worker = Microservice(router: router, transport: KafkaServerTransport(configuration: configuration,
+                                                                                  logger: logger), logger: logger)
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await worker.run() }
+            for value in [1, 2] {
+                _ = try await producer.send(topic: topic, partition: 0, value: Array("\(value)".utf8))
+            }
+            for _ in 0..<150 where !handled.withLock({ $0.contains(2) }) {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            group.cancelAll()
+        }
+        let runs = handled.withLock { $0 }
+        #expect(runs.contains(2), "the record after the poison one was never handled; runs: \(runs)")
+        #expect(runs.filter { $0 == 1 }.count == 1, "the poison record ran \(runs.filter { $0 == 1 }.count) times")
+        await producer.close()
+    }
+
     @Test(arguments: [true, false])
     func courierClientsEmitWithOrWithoutWaitingForTheBroker(_ awaitsAcknowledgement: Bool) async throws {
         try await Self.withWorker { fixture in

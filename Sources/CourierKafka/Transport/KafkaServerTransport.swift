@@ -452,6 +452,12 @@ public final class KafkaServerTransport: ServerTransport {
             do {
                 try await deadLetter(record, suffix: suffix, error: outcome.error, attempts: attempts,
                                      producer: context.producer, topics: context.topics)
+            } catch let error as CourierError where Self.refusesEveryDeadLetter(error, topic: record.topic + suffix) {
+                // Refused for what it is (an illegal dead-letter topic name, a record too large): every redelivery
+                // would be refused again and block the partition forever, so the record counts as failed, as a
+                // reply refused for what it is does.
+                context.logger.error("cannot ever dead-letter \(record.topicPartition)@\(record.offset), skipping it: \(error)")
+                return outcome
             } catch {
                 // Not parked: leave it unacknowledged so it comes back rather than being lost.
                 context.logger.error("could not dead-letter \(record.topicPartition)@\(record.offset): \(error)")
@@ -459,6 +465,13 @@ public final class KafkaServerTransport: ServerTransport {
             }
         }
         return outcome
+    }
+
+    /// Whether a dead letter to `topic` failed with `error` for what it is, so that no redelivery could produce it:
+    /// the topic name is not legal, or the record is too large. (A missing topic may still be created: that record
+    /// comes back.)
+    private static func refusesEveryDeadLetter(_ error: CourierError, topic: String) -> Bool {
+        error.code == .payloadTooLarge || (try? KafkaTopicName.check(topic)) == nil
     }
 
     /// Publishes a record whose handler kept failing to `<topic><suffix>`, and waits for the broker.
