@@ -162,6 +162,24 @@ public final class KafkaConsumer: Sendable {
         context.revocation?.gate.release(revocation: revocation)
     }
 
+    /// Whether the group is taking `partition` away (or has taken it): true from the moment the rebalance callback
+    /// announces the revocation, before the `revoked` event is read, until ``revocationSeen(_:)``.
+    ///
+    /// Non-blocking and safe from any task.
+    func isRevoking(_ partition: KafkaTopicPartition) -> Bool {
+        context.revoking.withLock { $0[partition] != nil }
+    }
+
+    /// The reader has handled the `revoked` event of `partitions` (so they may be assigned and read again).
+    func revocationSeen(_ partitions: [KafkaTopicPartition]) {
+        context.revoking.withLock { revoking in
+            for partition in partitions {
+                guard let count = revoking[partition] else { continue }
+                revoking[partition] = count > 1 ? count - 1 : nil
+            }
+        }
+    }
+
     /// Leaves the group and stops: the final revocation is delivered, stored offsets are committed, and then
     /// ``events`` ends. Idempotent.
     public func close() async {

@@ -135,6 +135,54 @@ import Testing
         await producer.close()
     }
 
+    /// The same when the worker's record budget is spent: the records being handled again hold every permit
+    /// (`maxBufferedRecords` 2), so the worker's reader waits for a permit with a third record in hand and does not
+    /// reach the revocation behind it. The worker must still stop handling the record of the partition it lost
+    /// (its next owner handles it), instead of doing so until the broker takes the reply.
+    @Test func aRevokedPartitionsRecordIsLeftToItsNextOwnerWhileTheBudgetIsSpent() async throws {
+        let cluster = try EmbeddedKafkaCluster(topics: ["pipe.req": 2, "pipe.replies": 2])
+        defer { cluster.close() }
+        let runs = Mutex<[String: Int]>([:])
+        func worker(_ name: String) -> Microservice {
+            Self.echoWorker(cluster, group: "spent-workers", configure: { configuration in
+                Self.redeliverQuickly(&configuration)
+                configuration.revocationTimeout = .seconds(5)
+                configuration.maxBufferedRecords = 2
+            }) { value in runs.withLock { $0["\(name) \(value)", default: 0] += 1 } }
+        }
+        func count(_ key: String) -> Int { runs.withLock { $0[key, default: 0] } }
+        func wait(atMost seconds: Int, until condition: () -> Bool) async throws {
+            for _ in 0..<(seconds * 10) where !condition() { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        let (first, second) = (worker("first"), worker("second"))
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
+        try cluster.setLeader(of: "pipe.replies", partition: 0, to: nil)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await first.run() }
+            for (value, partition) in [(1, Int32(0)), (2, Int32(1)), (3, Int32(0))] {
+                let request = WireRequest(pattern: "pipe.req", payload: ByteBuffer(string: "\(value)"),
+                                          correlationID: "c\(value)")
+                let record = try KafkaRecordCodec.encodeRequest(
+                    request, replyTo: .init(topic: "pipe.replies", partition: 0)
+                )
+                _ = try await producer.send(topic: record.topic, partition: partition, value: record.value,
+                                            headers: record.producerHeaders)
+            }
+            try await wait(atMost: 30) { count("first 1") >= 2 && count("first 2") >= 2 }
+            #expect(count("first 1") >= 2 && count("first 2") >= 2)
+            group.addTask { try await second.run() }
+            try await wait(atMost: 60) { count("second 1") + count("second 2") > 0 }
+            let lost = count("second 1") > 0 ? 1 : 2
+            #expect(count("second \(lost)") > 0)
+            try await Task.sleep(for: .seconds(1))
+            let before = count("first \(lost)")
+            try await Task.sleep(for: .seconds(3))
+            #expect(count("first \(lost)") == before, "the first worker still handles the record it lost")
+            group.cancelAll()
+        }
+        await producer.close()
+    }
+
     /// A lane stores the offsets of events it handled one after another once per run (and every
     /// `storeEvery` records): after the last of a run that is not a multiple of it, the whole run is committed.
     @Test func aRunOfHandledEventsIsCommittedToItsLastRecord() async throws {

@@ -31,6 +31,12 @@ final class ConsumerContext: Sendable {
     let pauseDelay: Duration
     /// The consumer's fatal error (`RD_KAFKA_RESP_ERR__FATAL` from a poll), or its owner's (``fail(_:)``).
     let fatal = FatalErrorWatch()
+    /// The partitions revoked, from the moment the rebalance callback announces their revocation until the reader
+    /// has handled the `revoked` event (``KafkaConsumer/revocationSeen(_:)``): the reader may not reach that event
+    /// (it can be waiting for room for a record taken before it), so work that would go on until its partition is
+    /// revoked checks this too. Counted per partition: a revocation announced while the reader has not yet seen an
+    /// earlier one of the same partition is not cleared with it.
+    let revoking = Mutex<[KafkaTopicPartition: Int]>([:])
 
     /// Ends the events after those already buffered, for `error`: the consumer can do nothing more.
     func fail(_ error: CourierError) {
@@ -206,6 +212,7 @@ final class ConsumerContext: Sendable {
             }
             emit(.assigned(list))
         case RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS:
+            revoking.withLock { revoking in for partition in list { revoking[partition, default: 0] += 1 } }
             // Emitted before unassigning so the reader sees it after every message of these partitions.
             if let (gate, timeout) = revocation {
                 let revocation = gate.arm()

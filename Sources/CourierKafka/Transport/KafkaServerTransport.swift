@@ -172,6 +172,8 @@ public final class KafkaServerTransport: ServerTransport {
                         revokedLanes[partition] = lane.finished
                         finishing.append(lane)
                     }
+                    // Their lanes are finished, which stops what `isRevoking` stopped until now.
+                    consumer.revocationSeen(revoked)
                     group.addTask {
                         for lane in finishing { await lane.finished.value }
                         consumer.revocationHandled(for: event)
@@ -336,7 +338,8 @@ public final class KafkaServerTransport: ServerTransport {
     /// ``KafkaConfiguration/maxRedeliveryBackoff``), as Spring Kafka's error handler seeks back to a failed record.
     ///
     /// - Returns: Whether the record is finished now; `false` if the worker stopped or the partition was revoked
-    ///   first (`lane` finished): the record then comes back after the restart, or to the partition's next owner.
+    ///   first (`lane` finished, or the consumer announced the revocation): the record then comes back after the
+    ///   restart, or to the partition's next owner.
     private static func redeliver(
         _ record: KafkaConsumerMessage,
         after failure: (any Error)?,
@@ -346,7 +349,11 @@ public final class KafkaServerTransport: ServerTransport {
         var attempt = 1
         var reason = failure.map { "\($0)" } ?? "the worker could not finish it"
         let clock = ContinuousClock()
-        while !Task.isCancelled, !lane.isFinished {
+        // The revocation can be announced before the lane is finished: the worker's reader may be waiting for a
+        // budget permit (held by this record and those behind it) and not reach the `revoked` event.
+        let partition = record.topicPartition
+        let revoked = { lane.isFinished || context.consumer.isRevoking(partition) }
+        while !Task.isCancelled, !revoked() {
             let backoff = min(context.maxRedeliveryBackoff, context.redeliveryBackoff * (1 << min(attempt - 1, 16)))
             context.logger.warning(
                 "a record's reply could not reach the broker; its partition waits while the record is handled again",
@@ -355,10 +362,10 @@ public final class KafkaServerTransport: ServerTransport {
             )
             // In steps, so that a revocation (which waits for this lane) is not held up by a long backoff.
             let end = clock.now + backoff
-            while clock.now < end, !Task.isCancelled, !lane.isFinished {
+            while clock.now < end, !Task.isCancelled, !revoked() {
                 try? await Task.sleep(for: min(.milliseconds(100), clock.now.duration(to: end)))
             }
-            if Task.isCancelled || lane.isFinished { break }
+            if Task.isCancelled || revoked() { break }
             var replying: KafkaPendingRecord?
             let handled = await withDiscardingTaskGroup { handlers in
                 await process(record, &replying, context: context, in: &handlers)
