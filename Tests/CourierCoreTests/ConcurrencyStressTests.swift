@@ -18,8 +18,9 @@ import Testing
         let value = Atomic(0)
     }
 
-    /// Runs `body`, failing with `Hung` if it takes longer than `limit` (generous: on a loaded machine, with every
-    /// suite running at once, a round of a few hundred tasks was seen to take more than 10 s).
+    /// Runs `body`, failing with `Hung` if it takes longer than `limit` (generous: one round of the semaphore test
+    /// passed 10 s once, in a CI run with every suite running at once and heavy tests beside it; it takes
+    /// milliseconds alone).
     static func within<T: Sendable>(
         _ limit: Duration = .seconds(30),
         _ body: @escaping @Sendable () async throws -> T
