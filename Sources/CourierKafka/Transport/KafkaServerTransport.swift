@@ -135,7 +135,9 @@ public final class KafkaServerTransport: ServerTransport {
                     let lane: Lane?
                     if let recent, recent.partition == message.partition, recent.topic == message.topic {
                         lane = recent.lane
-                    } else if Self.isForeignReply(message.topic, subscribed: subscriptions) {
+                    } else if Self.isForeignReply(message.topic, subscribed: subscriptions,
+                                                  deadLetterSuffix: configuration.eventFailures.deadLetterSuffix)
+                    {
                         lane = nil
                     } else if let existing = lanes[message.topicPartition] {
                         lane = existing
@@ -152,7 +154,8 @@ public final class KafkaServerTransport: ServerTransport {
                     }
                     recent = (message.topic, message.partition, lane)
                     guard let lane else {
-                        // A wildcard (`orders.*`) also matches reply topics (`orders.reply`): replies are not work.
+                        // A wildcard (`orders.*`) also matches reply topics (`orders.reply`), and `orders.**` dead-letter
+                        // topics (`orders.created.dlq`): neither is work.
                         try? consumer.storeOffset(message)
                         continue
                     }
@@ -207,9 +210,21 @@ public final class KafkaServerTransport: ServerTransport {
         let finished: OneShot<Void>
     }
 
-    /// Whether `topic` is a reply topic that only a wildcard subscription brought in.
-    static func isForeignReply(_ topic: String, subscribed: [String]) -> Bool {
-        topic.hasSuffix(KafkaTopicName.replySuffix) && !subscribed.contains(topic)
+    /// Whether `topic` is a reply topic, or this worker's own dead-letter topic, that only a wildcard subscription
+    /// brought in: neither is work for the wildcard's handler. A dead letter handled by the handler that failed it
+    /// would fail again and be parked in `<topic>.dlq.dlq`, and so on. A dead-letter topic is the worker's own when
+    /// the topic it came from (`topic` without `deadLetterSuffix`) is subscribed too; a route written for dead
+    /// letters (`orders.*.dlq`) still gets them.
+    static func isForeignReply(_ topic: String, subscribed: [String], deadLetterSuffix: String? = nil) -> Bool {
+        guard !subscribed.contains(topic) else { return false }
+        if topic.hasSuffix(KafkaTopicName.replySuffix) { return true }
+        guard let deadLetterSuffix, !deadLetterSuffix.isEmpty, topic.hasSuffix(deadLetterSuffix) else { return false }
+        let origin = String(topic.dropLast(deadLetterSuffix.count))
+        return subscribed.contains { subscription in
+            // Wildcard routes are subscribed as the regular expressions `KafkaTopicName.subscription` writes.
+            guard subscription.hasPrefix("^") else { return subscription == origin }
+            return (try? Regex(subscription).wholeMatch(in: origin)) != nil
+        }
     }
 
     /// What every lane of one worker shares.
