@@ -560,6 +560,20 @@ import Testing
         #expect(NestPatternNormalizer.routeString(for: .object(members)) == expected)
     }
 
+    /// Keys with ASCII punctuation, in the order Node 20 (ICU 78, en-US) `localeCompare` sorts them: ICU ranks `_`
+    /// before `-` before `:` and `.`, and `$` after every other symbol, unlike code-point order.
+    static let measuredPunctuationOrder = ["a", "a_b", "A_b", "a-b", "a:b", "a.b", "a@b", "a/b", "a#b", "a~b", "a$b",
+                                           "a0", "ab", "aB", "Ab"]
+
+    @Test func punctuationInKeysSortsAsLocaleCompareDoes() {
+        var members: [String: JSONValue] = [:]
+        for key in Self.measuredPunctuationOrder { members[key] = 1 }
+        let expected = "{" + Self.measuredPunctuationOrder.map { "\"\($0)\":1" }.joined(separator: ",") + "}"
+        #expect(NestPatternNormalizer.routeString(for: .object(members)) == expected)
+        #expect(Self.measuredPunctuationOrder.reversed().sorted(by: NestPatternNormalizer.localeLess)
+            == Self.measuredPunctuationOrder)
+    }
+
     @Test func localeLessIsAStrictOrderOverTheMeasuredKeys() {
         let keys = Self.measuredOrder
         for (i, lhs) in keys.enumerated() {

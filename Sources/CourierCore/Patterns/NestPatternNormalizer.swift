@@ -83,8 +83,17 @@ public enum NestPatternNormalizer {
         case 0x30...0x39: return 0x1000 + value  // digits after punctuation
         case 0x41...0x5A: return 0x2000 + value + 0x20  // letters, case-folded
         case 0x61...0x7A: return 0x2000 + value
-        case 0..<0x80: return value  // punctuation and symbols first
+        case 0x20..<0x7F: return 0x100 + punctuationRank[Int(value)]  // punctuation and symbols first, in ICU's order
+        case 0..<0x80: return value  // control characters before everything else
         default: return 0x3000 + value
         }
     }
+
+    /// ICU's root collation orders ASCII punctuation and symbols neither by code point nor by kind (measured with
+    /// Node's `localeCompare`): `_` before `-` before `.`, and `$` last, for example.
+    private static let punctuationRank: [UInt32] = {
+        var rank = [UInt32](repeating: 0, count: 0x80)
+        for (index, byte) in " _-,;:!?.'\"()[]{}@*/\\&#%`^+<=>|~$".utf8.enumerated() { rank[Int(byte)] = UInt32(index) }
+        return rank
+    }()
 }
