@@ -545,6 +545,19 @@ import Testing
         #expect(try decodeRequest(#"{"pattern":[-1e19],"data":1}"#).pattern == #"{"0":-10000000000000000000}"#)
     }
 
+    @Test func smallNumbersAreWrittenAsJavaScriptWritesThem() throws {
+        // Node: String(0.00001) is "0.00001", String(1.5e-7) is "1.5e-7"; Swift writes "1e-05" and "1.5e-07".
+        #expect(NestPatternNormalizer.javaScriptNumber(0.00001) == "0.00001")
+        #expect(NestPatternNormalizer.javaScriptNumber(-0.00002) == "-0.00002")
+        #expect(NestPatternNormalizer.javaScriptNumber(0.000123) == "0.000123")
+        #expect(NestPatternNormalizer.javaScriptNumber(1.5e-7) == "1.5e-7")
+        #expect(NestPatternNormalizer.javaScriptNumber(1e-7) == "1e-7")
+        #expect(NestPatternNormalizer.javaScriptNumber(2.5e-300) == "2.5e-300")
+        #expect(NestPatternNormalizer.javaScriptNumber(1.5e300) == "1.5e+300")
+        #expect(NestPatternNormalizer.javaScriptNumber(123.456) == "123.456")
+        #expect(try decodeRequest(#"{"pattern":{"v":0.00001},"data":1,"id":"1"}"#).pattern == #"{"v":0.00001}"#)
+    }
+
     @Test func stringValuesAreNotEscaped() {
         // NestJS v10/v11 wrap string values in quotes without escaping.
         #expect(NestPatternNormalizer.routeString(for: ["q": "a\"b"]) == #"{"q":"a"b"}"#)

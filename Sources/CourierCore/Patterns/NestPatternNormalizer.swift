@@ -46,7 +46,7 @@ public enum NestPatternNormalizer {
 
     /// `String(value)` as JavaScript writes it (for the numbers Swift and JavaScript write alike).
     static func javaScriptNumber(_ value: Double) -> String {
-        guard value.isFinite, value == value.rounded(), abs(value) < 1e21 else { return String(value) }
+        guard value.isFinite, value == value.rounded(), abs(value) < 1e21 else { return javaScriptNonInteger(value) }
         if let integer = Int64(exactly: value) { return String(integer) }
         // An integer beyond Int64 (the number came from the network; `Int64(value)` would trap): JavaScript writes
         // it in full, its shortest round-trip digits followed by zeros. Swift writes the same digits as "d.ddde+XX".
@@ -56,6 +56,29 @@ public enum NestPatternNormalizer {
         let digits = text[..<e].filter { $0 != "." && $0 != "-" }
         let zeros = exponent - (digits.count - 1)
         return zeros >= 0 ? sign + digits + String(repeating: "0", count: zeros) : text
+    }
+
+    /// A number that is not an integer below 1e21, as JavaScript writes it. Both languages write the shortest digits
+    /// that round-trip, but Swift switches to an exponent below 1e-4 and pads it to two digits ("1e-05"), where
+    /// JavaScript writes decimals down to 1e-6 and no padding ("0.00001", "1.5e-7").
+    private static func javaScriptNonInteger(_ value: Double) -> String {
+        let text = String(value)
+        guard value.isFinite, let e = text.firstIndex(of: "e"),
+            let exponent = Int(text[text.index(after: e)...].drop { $0 == "+" })
+        else { return text }
+        let sign = value < 0 ? "-" : ""
+        let digits = String(text[..<e].filter { $0 != "." && $0 != "-" })
+        // The value is 0.digits × 10^point.
+        let point = exponent + 1
+        if point <= 0, point > -6 {
+            return sign + "0." + String(repeating: "0", count: -point) + digits
+        }
+        if point > 0, point <= 21 {
+            if point >= digits.count { return sign + digits + String(repeating: "0", count: point - digits.count) }
+            return sign + digits.prefix(point) + "." + digits.dropFirst(point)
+        }
+        let mantissa = digits.count == 1 ? digits : digits.prefix(1) + "." + digits.dropFirst()
+        return sign + mantissa + "e" + (exponent < 0 ? "-" : "+") + String(abs(exponent))
     }
 
     /// An approximation of `a.localeCompare(b) < 0` under ICU's root collation, exact for ASCII.
