@@ -113,6 +113,9 @@ import Testing
         ("tcp://host:", "bad port"),
         ("tcp://[::1]:x", "bad port"),
         ("kafka://a:9092,b:port", "bad port"),
+        // A malformed escape must not drop the credential silently (connecting without the password).
+        ("redis://:50%off@cache:6379", "bad percent-escape in the password"),
+        ("redis://al%zzce:pw@cache:6379", "bad percent-escape in the user"),
     ])
     func invalidURLsAreRejected(_ text: String, _ reason: String) {
         let error = #expect(throws: CourierError.self, "\(text)") {

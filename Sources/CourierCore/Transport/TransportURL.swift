@@ -51,11 +51,17 @@ public struct TransportURL: Sendable, Hashable, CustomStringConvertible {
         if let at = rest.lastIndex(of: "@") {
             let credentials = rest[..<at]
             rest = rest[rest.index(after: at)...]
+            func decoded(_ text: Substring, _ what: String) throws -> String {
+                guard let value = String(text).removingPercentEncoding else {
+                    throw fail("bad percent-escape in the \(what) (write a literal % as %25)")
+                }
+                return value
+            }
             if let colon = credentials.firstIndex(of: ":") {
-                user = String(credentials[..<colon]).removingPercentEncoding
-                password = String(credentials[credentials.index(after: colon)...]).removingPercentEncoding
+                user = try decoded(credentials[..<colon], "user")
+                password = try decoded(credentials[credentials.index(after: colon)...], "password")
             } else {
-                user = String(credentials).removingPercentEncoding
+                user = try decoded(credentials, "user")
             }
             if user == "" { user = nil }
         }
