@@ -113,6 +113,9 @@ import Testing
         ("tcp://host:", "bad port"),
         ("tcp://[::1]:x", "bad port"),
         ("kafka://a:9092,b:port", "bad port"),
+        // A typo after an IPv6 host's `]` must not leave the port to the default (tcp://[::1]3001 is not :3000).
+        ("tcp://[::1]3001", "bad port"),
+        ("tcp://[::1:3000", "missing ']'"),
         // A malformed escape must not drop the credential silently (connecting without the password).
         ("redis://:50%off@cache:6379", "bad percent-escape in the password"),
         ("redis://al%zzce:pw@cache:6379", "bad percent-escape in the user"),

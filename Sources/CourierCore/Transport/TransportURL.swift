@@ -75,10 +75,11 @@ public struct TransportURL: Sendable, Hashable, CustomStringConvertible {
         for part in hosts.split(separator: ",") {
             var host = Substring(part)
             var port: Int?
-            if host.hasPrefix("["), let close = host.firstIndex(of: "]") {  // [::1]:3000
+            if host.hasPrefix("[") {  // [::1]:3000
+                guard let close = host.firstIndex(of: "]") else { throw fail("missing ']' in '\(part)'") }
                 let after = host[host.index(after: close)...]
-                if after.hasPrefix(":") {
-                    guard let value = Int(after.dropFirst()), (0...65535).contains(value) else {
+                if !after.isEmpty {
+                    guard after.hasPrefix(":"), let value = Int(after.dropFirst()), (0...65535).contains(value) else {
                         throw fail("bad port in '\(part)'")
                     }
                     port = value
