@@ -70,4 +70,11 @@ import Testing
         #expect(KafkaTopicCreation().specification(for: "r", minimumPartitions: 3).partitions == 3)
         #expect(KafkaTopicCreation().specification(for: "r").partitions == -1)
     }
+
+    /// librdkafka reads `host:port` with more than one `:` and no `]` before the last as an IPv6 address without a
+    /// port: an IPv6 broker's port would be lost (and taken as part of its address) without the brackets.
+    @Test func ipv6BrokersKeepTheirBrackets() throws {
+        let configuration = try KafkaConfiguration(url: TransportURL("kafka://[::1]:9093,[fe80::2],b3:9094"))
+        #expect(configuration.bootstrapServers == "[::1]:9093,[fe80::2]:9092,b3:9094")
+    }
 }

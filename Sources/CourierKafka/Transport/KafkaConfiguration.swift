@@ -135,7 +135,11 @@ public struct KafkaConfiguration: Sendable {
     /// (`kafka://b1:9092?security.protocol=SASL_SSL&sasl.mechanisms=PLAIN`).
     public init(url: TransportURL) throws {
         guard url.scheme == "kafka" else { throw CourierError(.unprocessable, "not a Kafka URL: \(url)") }
-        let servers = url.endpoints.map { "\($0.host):\($0.port ?? 9092)" }.joined(separator: ",")
+        // librdkafka reads an IPv6 address only in brackets when a port follows it.
+        let servers = url.endpoints.map { endpoint in
+            let host = endpoint.host.contains(":") ? "[\(endpoint.host)]" : endpoint.host
+            return "\(host):\(endpoint.port ?? 9092)"
+        }.joined(separator: ",")
         self.init(bootstrapServers: servers)
         for (key, value) in url.options {
             switch key {
