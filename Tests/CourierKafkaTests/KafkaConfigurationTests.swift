@@ -71,6 +71,16 @@ import Testing
         #expect(KafkaTopicCreation().specification(for: "r").partitions == -1)
     }
 
+    /// Credentials and a path in a `kafka://` URL were dropped without a word: `kafka://alice:secret@b1` connected
+    /// without SASL. They must be refused (SASL goes in librdkafka properties: `?sasl.username=…`).
+    @Test func credentialsAndAPathAreRejected() throws {
+        for bad in ["kafka://alice:secret@b1:9092", "kafka://:secret@b1:9092", "kafka://b1:9092/orders"] {
+            let error = #expect(throws: CourierError.self, "\(bad)") { try KafkaConfiguration(url: TransportURL(bad)) }
+            #expect(error?.code == .unprocessable)
+        }
+        #expect(try KafkaConfiguration(url: TransportURL("kafka://b1:9092/")).bootstrapServers == "b1:9092")
+    }
+
     /// librdkafka reads `host:port` with more than one `:` and no `]` before the last as an IPv6 address without a
     /// port: an IPv6 broker's port would be lost (and taken as part of its address) without the brackets.
     @Test func ipv6BrokersKeepTheirBrackets() throws {

@@ -135,6 +135,13 @@ public struct KafkaConfiguration: Sendable {
     /// (`kafka://b1:9092?security.protocol=SASL_SSL&sasl.mechanisms=PLAIN`).
     public init(url: TransportURL) throws {
         guard url.scheme == "kafka" else { throw CourierError(.unprocessable, "not a Kafka URL: \(url)") }
+        guard url.user == nil, url.password == nil else {
+            throw CourierError(.unprocessable, "a Kafka URL takes no user or password: give SASL credentials as "
+                + "librdkafka properties (?security.protocol=SASL_SSL&sasl.mechanisms=PLAIN&sasl.username=…&sasl.password=…)")
+        }
+        guard url.path.isEmpty else {
+            throw CourierError(.unprocessable, "a Kafka URL takes no path, got '/\(url.path)'")
+        }
         // librdkafka reads an IPv6 address only in brackets when a port follows it.
         let servers = url.endpoints.map { endpoint in
             let host = endpoint.host.contains(":") ? "[\(endpoint.host)]" : endpoint.host
