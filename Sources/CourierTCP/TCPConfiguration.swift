@@ -127,6 +127,12 @@ public struct TCPConfiguration: Sendable {
         if let unknown = url.options.keys.sorted().first(where: { !Self.urlOptions.contains($0) }) {
             throw CourierError(.unprocessable, "unknown TCP URL option '\(unknown)'")
         }
+        // Like an unknown option, a part TCP has no use for would otherwise be dropped without a word.
+        guard url.endpoints.count == 1 else { throw CourierError(.unprocessable, "a TCP URL takes one host: \(url)") }
+        guard url.user == nil, url.password == nil else {
+            throw CourierError(.unprocessable, "a TCP URL takes no user or password: \(url)")
+        }
+        guard url.path.isEmpty else { throw CourierError(.unprocessable, "a TCP URL takes no path: \(url)") }
         self.init(host: url.host, port: url.port(default: 3000))
         if let value = url.options["maxFrameLength"] {
             guard let limit = Int(value), limit > 0 else {

@@ -80,6 +80,15 @@ import Testing
         }
     }
 
+    /// TCP has no credentials, one host and no path: a URL naming more would lose it silently (a second host that
+    /// was meant as a fallback, a password that was meant to be checked), as a misspelt option would.
+    @Test func urlPartsTCPCannotUseAreRejected() throws {
+        for bad in ["tcp://alice:secret@127.0.0.1:3000", "tcp://127.0.0.1:3000/orders", "tcp://a:3000,b:3001"] {
+            #expect(throws: CourierError.self, "\(bad)") { try TCPConfiguration(url: TransportURL(bad)) }
+        }
+        #expect(try TCPConfiguration(url: TransportURL("tcp://127.0.0.1:3000/")).port == 3000)
+    }
+
     /// While the client's event loop is held up (so nothing can be written), an emit that awaits its write waits;
     /// without acknowledgements, emits return at once until `maxUnwrittenEvents` are queued, then wait. Every event
     /// arrives once the loop runs again.
