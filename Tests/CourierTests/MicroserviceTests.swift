@@ -284,6 +284,42 @@ import Testing
         }
     }
 
+    /// `maxConcurrentHandlers` is a `var`, so the initializer's precondition does not cover every configuration:
+    /// with no handler slot the worker would serve and never handle a message. It must refuse to start instead.
+    @Test(.timeLimit(.minutes(1))) func noHandlerSlotsStopTheServiceAtStart() async throws {
+        for slots in [0, -1] {
+            var configuration = MicroserviceConfiguration()
+            configuration.maxConcurrentHandlers = slots
+            let memory = InMemoryTransport()
+            let worker = Microservice(router: Self.router(gauge: Gauge()), transport: memory.server,
+                                      configuration: configuration, logger: Self.quietLogger)
+            let client = CourierClient(transport: memory.makeClient())
+            let outcome = await withTaskGroup(of: String.self) { group in
+                group.addTask {
+                    do {
+                        try await worker.run()
+                        return "returned"
+                    } catch let error as CourierError {
+                        return error.code == .unprocessable ? "refused" : "threw \(error)"
+                    } catch {
+                        return "threw \(error)"
+                    }
+                }
+                group.addTask {
+                    // Without the refusal, this call is never handled: it times out while the worker serves on.
+                    try? await Task.sleep(for: .milliseconds(100))
+                    let reply = await capture { try await client.send(Self.slow, 1, timeout: .seconds(3)) }
+                    return "call: \(reply)"
+                }
+                let first = await group.next() ?? "nothing"
+                group.cancelAll()
+                return first
+            }
+            await client.shutdown()
+            #expect(outcome == "refused", "maxConcurrentHandlers = \(slots)")
+        }
+    }
+
     @Test(arguments: [
         ["a.b", "a.b"],  // duplicate
         ["a.**.c"],  // `**` not last

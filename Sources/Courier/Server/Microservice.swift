@@ -69,9 +69,16 @@ public final class Microservice: Service, Sendable {
 
     /// Serves until graceful shutdown or cancellation.
     ///
-    /// - Throws: A registration problem from ``MessageRouter/validate()``, or the transport's failure to start.
+    /// - Throws: A registration problem from ``MessageRouter/validate()``, a
+    ///   ``MicroserviceConfiguration/maxConcurrentHandlers`` below 1, or the transport's failure to start.
     public func run() async throws {
         try router.validate()
+        // The initializer checks it, but the property can be set afterwards: with no handler slot the worker would
+        // serve and never handle a message.
+        guard configuration.maxConcurrentHandlers > 0 else {
+            throw CourierError(.unprocessable,
+                               "maxConcurrentHandlers must be positive, got \(configuration.maxConcurrentHandlers)")
+        }
         let dispatcher = HandlerDispatcher(
             router: router,
             configuration: configuration,
