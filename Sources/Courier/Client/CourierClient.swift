@@ -173,7 +173,9 @@ public final class CourierClient: Sendable {
         let (request, id, timeout) = try await prepareRequest(pattern, payload, timeout, headers)
         let transport = self.transport
         do {
-            return try await correlator.awaitReply(id: id, pattern: pattern, timeout: timeout) {
+            // A handler's onward call never waits past the handler's deadline, even if the callee extends it.
+            return try await correlator.awaitReply(id: id, pattern: pattern, timeout: timeout,
+                                                   extensionLimit: CallDeadline.current) {
                 transport.send(request)
             }
         } catch {
@@ -218,7 +220,8 @@ public final class CourierClient: Sendable {
     ) async throws -> AsyncThrowingStream<ByteBuffer, any Error> {
         let (request, id, timeout) = try await prepareRequest(pattern, payload, timeout, headers)
         let transport = self.transport
-        let stream = correlator.openStream(id: id, pattern: pattern, timeout: timeout, idleTimeout: idleTimeout) {
+        let stream = correlator.openStream(id: id, pattern: pattern, timeout: timeout, idleTimeout: idleTimeout,
+                                           extensionLimit: CallDeadline.current) {
             transport.release(correlationID: id)
         }
         transport.send(request)

@@ -24,6 +24,8 @@ struct CorrelationStateMachine<Sink> {
         var pattern: String
         /// The call's deadline (the caller's timeout, moved later by the handler's extensions).
         var deadline: NIODeadline
+        /// The latest the deadline may be extended to (an onward call's calling handler's deadline); `nil`: no limit.
+        var extensionLimit: NIODeadline? = nil
         var sink: Sink
         /// For a stream with an idle timeout: how long it may wait for its next packet, and until when it waits for
         /// the next one now.
@@ -79,13 +81,14 @@ struct CorrelationStateMachine<Sink> {
         mode: Mode,
         deadline: NIODeadline,
         idleTimeout: TimeAmount? = nil,
+        extensionLimit: NIODeadline? = nil,
         now: NIODeadline? = nil,
         sink: Sink
     ) -> RegisterAction {
         if isShutdown {
             return .reject(sink, .unavailable("the client is shut down"))
         }
-        var entry = Entry(mode: mode, pattern: pattern, deadline: deadline, sink: sink)
+        var entry = Entry(mode: mode, pattern: pattern, deadline: deadline, extensionLimit: extensionLimit, sink: sink)
         // The clock is read only for an idle timeout (`now` is for tests).
         if let idleTimeout { entry.idle = (idleTimeout, (now ?? .now()) + idleTimeout) }
         let expiresAt = entry.expiresAt
@@ -123,7 +126,8 @@ struct CorrelationStateMachine<Sink> {
             }
         }
         if let extra = reply.extendDeadline {
-            let proposed = now + TimeAmount.nanoseconds(extra.nanosecondCount)
+            var proposed = now + TimeAmount.nanoseconds(extra.nanosecondCount)
+            if let limit = entry.extensionLimit { proposed = min(proposed, limit) }
             if proposed > entry.deadline {
                 entries.values[index].deadline = proposed
             }

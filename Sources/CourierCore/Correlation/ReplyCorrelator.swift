@@ -91,6 +91,7 @@ public final class ReplyCorrelator: ReplyReceiver, Sendable {
         id: String,
         pattern: String,
         timeout: Duration,
+        extensionLimit: NIODeadline? = nil,
         send: () -> Void
     ) async throws -> ByteBuffer? {
         let deadline = NIODeadline.now() + TimeAmount.nanoseconds(timeout.nanosecondCount)
@@ -102,7 +103,7 @@ public final class ReplyCorrelator: ReplyReceiver, Sendable {
         return try await withTaskCancellationHandler {
             try await withUnsafeThrowingContinuation { continuation in
                 guard shard.register(id: id, pattern: pattern, mode: .single, deadline: deadline,
-                                     sink: .single(continuation)) else { return }
+                                     extensionLimit: extensionLimit, sink: .single(continuation)) else { return }
                 let (registered, _) = registration.compareExchange(expected: 0, desired: 1,
                                                                    ordering: .acquiringAndReleasing)
                 if !registered || Task.isCancelled {
@@ -129,6 +130,7 @@ public final class ReplyCorrelator: ReplyReceiver, Sendable {
         pattern: String,
         timeout: Duration,
         idleTimeout: Duration? = nil,
+        extensionLimit: NIODeadline? = nil,
         onRelease: @escaping @Sendable () -> Void
     ) -> AsyncThrowingStream<ByteBuffer, any Error> {
         let deadline = NIODeadline.now() + TimeAmount.nanoseconds(timeout.nanosecondCount)
@@ -146,7 +148,7 @@ public final class ReplyCorrelator: ReplyReceiver, Sendable {
         }
         _ = shard.register(id: id, pattern: pattern, mode: .stream, deadline: deadline,
                            idleTimeout: idleTimeout.map { TimeAmount.nanoseconds($0.nanosecondCount) },
-                           sink: .stream(Sink.StreamBox(continuation)))
+                           extensionLimit: extensionLimit, sink: .stream(Sink.StreamBox(continuation)))
         return stream
     }
 
@@ -189,11 +191,12 @@ public final class ReplyCorrelator: ReplyReceiver, Sendable {
             mode: CorrelationStateMachine<Sink>.Mode,
             deadline: NIODeadline,
             idleTimeout: TimeAmount? = nil,
+            extensionLimit: NIODeadline? = nil,
             sink: Sink
         ) -> Bool {
             let action = state.withLock {
                 $0.machine.register(id: id, pattern: pattern, mode: mode, deadline: deadline, idleTimeout: idleTimeout,
-                                    sink: sink)
+                                    extensionLimit: extensionLimit, sink: sink)
             }
             switch action {
             case .none:

@@ -1,0 +1,61 @@
+//===----------------------------------------------------------------------===//
+// This source file is part of the Courier open source project.
+// Licensed under Apache License v2.0. See LICENSE for license information.
+//===----------------------------------------------------------------------===//
+
+import Courier
+import CourierTesting
+import Synchronization
+import Testing
+
+/// What a handler's context and stream writer promise: deadlines, extensions and the end of a stream.
+@Suite struct HandlerContextTests {
+    static let outer = MessagePattern<NoPayload, String>("context.outer")
+    static let inner = MessagePattern<NoPayload, String>("context.inner")
+    static let lateStream = StreamPattern<NoPayload, Int>("context.late-stream")
+    static let keptStream = StreamPattern<NoPayload, Int>("context.kept-stream")
+
+    /// Polls `condition` until it holds or `limit` passes.
+    static func eventually(within limit: Duration = .seconds(10), _ condition: () -> Bool) async throws {
+        let clock = ContinuousClock()
+        let end = clock.now + limit
+        while !condition(), clock.now < end { try await Task.sleep(for: .milliseconds(10)) }
+    }
+
+    /// A downstream handler's deadline extension must not make an onward call wait past the calling handler's
+    /// own deadline.
+    @Test(.timeLimit(.minutes(1))) func anOnwardCallIsNotExtendedPastTheHandlersDeadline() async throws {
+        let memory = InMemoryTransport()
+        let onwardClient = CourierClient(transport: memory.makeClient())
+        let onwardTook = Mutex<Duration?>(nil)
+        var router = MessageRouter()
+        router.on(Self.outer) { _, context in
+            let clock = ContinuousClock()
+            let start = clock.now
+            let result = await capture { try await context.client!.send(Self.inner, NoPayload()) }
+            onwardTook.withLock { $0 = clock.now - start }
+            return "\(result)"
+        }
+        router.on(Self.inner) { _, context in
+            // Asks its caller (the outer handler's onward call) to wait 10 s more, and takes 3 s.
+            try await context.extendDeadline(by: .seconds(10))
+            try await Task.sleep(for: .seconds(3))
+            return "late"
+        }
+        let worker = Microservice(router: router, transport: memory.server, client: onwardClient,
+                                  logger: MicroserviceTests.quietLogger)
+        let client = CourierClient(transport: memory.makeClient())
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await worker.run() }
+            await memory.waitUntilServing()
+            // The outer handler has 500 ms; its onward call must give up then, not wait for the 3 s reply.
+            _ = await capture { try await client.send(Self.outer, NoPayload(), timeout: .milliseconds(500)) }
+            try await Self.eventually { onwardTook.withLock { $0 } != nil }
+            let took = try #require(onwardTook.withLock { $0 })
+            #expect(took < .milliseconds(2_000), "the onward call waited \(took), past its handler's 500 ms")
+            group.cancelAll()
+        }
+        await client.shutdown()
+        await onwardClient.shutdown()
+    }
+}
