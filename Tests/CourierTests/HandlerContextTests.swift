@@ -58,4 +58,47 @@ import Testing
         await client.shutdown()
         await onwardClient.shutdown()
     }
+    /// Once the caller's deadline has passed, it no longer listens: an extension asked for then cannot bring it back,
+    /// so the handler's next `replies.send` must still fail (as the docs promise for a caller that has gone).
+    @Test(.timeLimit(.minutes(1))) func anExtensionAfterTheDeadlineDoesNotReviveTheStream() async throws {
+        let memory = InMemoryTransport()
+        let outcome = Mutex<String?>(nil)
+        var router = MessageRouter()
+        router.on(Self.lateStream) { _, context, replies in
+            try await Task.sleep(for: .milliseconds(700))  // the caller allows 200 ms
+            do {
+                try await context.extendDeadline(by: .seconds(10))
+                for value in 0..<20 {
+                    try await replies.send(value)
+                    try await Task.sleep(for: .milliseconds(5))
+                }
+                outcome.withLock { $0 = "sent every element to a caller that had gone" }
+            } catch let error as CourierError {
+                outcome.withLock { $0 = "stopped: \(error.code)" }
+            }
+        }
+        let worker = Microservice(router: router, transport: memory.server, logger: MicroserviceTests.quietLogger)
+        let client = CourierClient(transport: memory.makeClient())
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await worker.run() }
+            await memory.waitUntilServing()
+            let result = await capture {
+                for try await _ in try await client.sendStream(Self.lateStream, NoPayload(), timeout: .milliseconds(200)) {}
+            }
+            #expect((result.failureCode) == .timedOut, "\(result)")
+            try await Self.eventually { outcome.withLock { $0 } != nil }
+            let seen = outcome.withLock { $0 } ?? "the handler never finished"
+            #expect(seen.hasPrefix("stopped"), "\(seen)")
+            group.cancelAll()
+        }
+        await client.shutdown()
+    }
+}
+
+extension Result {
+    /// The code of a `CourierError` failure.
+    var failureCode: CourierError.Code? {
+        guard case .failure(let error) = self else { return nil }
+        return (error as? CourierError)?.code
+    }
 }

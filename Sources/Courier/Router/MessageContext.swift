@@ -97,11 +97,18 @@ public struct MessageContext: Sendable {
     /// Use it from long-running handlers, as Ascender's `defer_response`. It is a no-op for events and for
     /// callers that announced no deadline (NestJS callers have none, and would not understand the packet).
     ///
-    /// - Throws: ``CourierError`` when the extension cannot be sent (the caller's connection is gone).
+    /// - Throws: ``CourierError`` when the extension cannot be sent (the caller's connection is gone), and
+    ///   ``CourierError/Code/timedOut`` once the caller's deadline has passed (it no longer waits).
     public func extendDeadline(by duration: Duration) async throws {
         guard storage.hasDeadline, let replies else { return }
-        let proposed = NIODeadline.now() + .nanoseconds(duration.nanosecondCount)
-        storage.deadline.withLock { $0 = max($0, proposed) }
+        // Once the deadline has passed the caller has stopped waiting: an extension cannot bring it back.
+        let passed = storage.deadline.withLock { deadline -> Bool in
+            let now = NIODeadline.now()
+            guard deadline >= now else { return true }
+            deadline = max(deadline, now + .nanoseconds(duration.nanosecondCount))
+            return false
+        }
+        if passed { throw CourierError(.timedOut, "the caller's deadline passed; it no longer listens") }
         try await replies.write(WireReply(correlationID: replies.correlationID, extendDeadline: duration))
     }
 }
