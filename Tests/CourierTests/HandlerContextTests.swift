@@ -93,6 +93,33 @@ import Testing
         }
         await client.shutdown()
     }
+
+    /// A stream ends when its handler returns: a writer kept beyond that must not send into the finished call as
+    /// though the caller still listened.
+    @Test(.timeLimit(.minutes(1))) func sendingAfterTheStreamEndedFails() async throws {
+        let memory = InMemoryTransport()
+        let kept = Mutex<StreamWriter<Int>?>(nil)
+        var router = MessageRouter()
+        router.on(Self.keptStream) { _, _, replies in
+            kept.withLock { $0 = replies }
+            try await replies.send(1)
+        }
+        let worker = Microservice(router: router, transport: memory.server, logger: MicroserviceTests.quietLogger)
+        let client = CourierClient(transport: memory.makeClient())
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await worker.run() }
+            await memory.waitUntilServing()
+            var seen: [Int] = []
+            for try await value in try await client.sendStream(Self.keptStream, NoPayload(), timeout: .seconds(10)) {
+                seen.append(value)
+            }
+            #expect(seen == [1])
+            let writer = try #require(kept.withLock { $0 })
+            await #expect(throws: CourierError.self) { try await writer.send(2) }
+            group.cancelAll()
+        }
+        await client.shutdown()
+    }
 }
 
 extension Result {

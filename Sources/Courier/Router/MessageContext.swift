@@ -25,6 +25,8 @@ public struct MessageContext: Sendable {
         let hasDeadline: Bool
         let deadline: Mutex<NIODeadline>
         let replies: ReplyEmitter?
+        /// Whether the handler has returned or thrown: its final reply is sent, and the call is over.
+        let hasEnded = Atomic<Bool>(false)
 
         init(pattern: String, route: String, correlationID: String?, headers: [String: String],
              transport: TransportMetadata, client: CourierClient?, baseLogger: Logger,
@@ -79,6 +81,12 @@ public struct MessageContext: Sendable {
     /// The caller's deadline as it stands now (a handler may have extended it); `nil` when it announced none.
     var deadline: NIODeadline? { storage.hasDeadline ? storage.deadline.withLock { $0 } : nil }
     var replies: ReplyEmitter? { storage.replies }
+
+    /// Whether the handler has finished (its final reply is sent or being sent).
+    var hasEnded: Bool { storage.hasEnded.load(ordering: .acquiring) }
+
+    /// Marks the handler as finished, before its final reply is written.
+    func end() { storage.hasEnded.store(true, ordering: .releasing) }
 
     /// Whether the message is an event (no reply is ever sent).
     public var isEvent: Bool { correlationID == nil }
@@ -140,9 +148,13 @@ public struct StreamWriter<Element: Encodable & Sendable>: Sendable {
     ///
     /// - Throws: ``CourierError`` if the element cannot be encoded or the caller is unreachable, and
     ///   ``CourierError/Code/timedOut`` once the caller's deadline has passed (it stopped listening, so the
-    ///   handler should stop producing).
+    ///   handler should stop producing). Once the handler has returned or thrown, the stream has ended and every
+    ///   `send` throws.
     public func send(_ element: Element) async throws {
         guard let replies = context.replies else { return }
+        if context.hasEnded {
+            throw CourierError(.unprocessable, "the stream of '\(context.pattern)' has ended: its handler returned")
+        }
         if let deadline = context.deadline, deadline < .now() {
             throw CourierError(.timedOut, "the caller's deadline passed; it no longer listens")
         }

@@ -279,8 +279,10 @@ final class HandlerDispatcher: InboundDispatcher {
                 }
             }
         } catch {
+            context.end()
             return await handleFailure(error, of: request, context: context, replies: replies)
         }
+        context.end()
         guard let replies else { return .succeeded }
         return await reply(value, kind: handler.kind, replies: replies, context: context)
     }
