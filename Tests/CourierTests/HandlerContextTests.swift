@@ -65,7 +65,9 @@ import Testing
         let outcome = Mutex<String?>(nil)
         var router = MessageRouter()
         router.on(Self.lateStream) { _, context, replies in
-            try await Task.sleep(for: .milliseconds(700))  // the caller allows 200 ms
+            outcome.withLock { $0 = "started" }
+            // Past the caller's 1 s. Not `try`: a cancelled sleep would end the handler without an outcome.
+            try? await Task.sleep(for: .milliseconds(1_500))
             do {
                 try await context.extendDeadline(by: .seconds(10))
                 for value in 0..<20 {
@@ -83,11 +85,11 @@ import Testing
             group.addTask { try await worker.run() }
             await memory.waitUntilServing()
             let result = await capture {
-                for try await _ in try await client.sendStream(Self.lateStream, NoPayload(), timeout: .milliseconds(200)) {}
+                for try await _ in try await client.sendStream(Self.lateStream, NoPayload(), timeout: .seconds(1)) {}
             }
             #expect((result.failureCode) == .timedOut, "\(result)")
-            try await Self.eventually { outcome.withLock { $0 } != nil }
-            let seen = outcome.withLock { $0 } ?? "the handler never finished"
+            try await Self.eventually(within: .seconds(30)) { (outcome.withLock { $0 } ?? "started") != "started" }
+            let seen = outcome.withLock { $0 } ?? "the handler never started"
             #expect(seen.hasPrefix("stopped"), "\(seen)")
             group.cancelAll()
         }
