@@ -415,14 +415,16 @@ import Testing
         #expect(try await client.send(ExampleService.sum, [1, 2]) == 3)
         let goodChannel = try await client.unwrap(as: (any Channel).self)
 
-        let bad = try await RawConnection.connect(port: worker.port)
+        // The raw connection closes itself after 20 s: the bound below tells the worker's close from that one.
+        let bad = try await RawConnection.connect(port: worker.port, lifetime: .seconds(20))
         var reader = bad.reader()
         let clock = ContinuousClock()
         let start = clock.now
         try await bad.send(input)
         let leftover = await reader.readUntilClosed()
         #expect(leftover.isEmpty, "\(name): the server answered \(String(decoding: leftover, as: UTF8.self))")
-        #expect(clock.now - start < .seconds(3), "\(name): closed only after \(clock.now - start)")
+        // Generous: in a CI run with every suite at once, these closes took up to 3.9 s.
+        #expect(clock.now - start < .seconds(10), "\(name): closed only after \(clock.now - start)")
 
         // The good connection is still the same, still open, and still served.
         #expect(try await client.send(ExampleService.sum, [3, 4]) == 7)
