@@ -22,13 +22,13 @@ import Testing
         try await withRedis { redis in
             let streams = [uniqueName("slot-a"), uniqueName("slot-b"), uniqueName("slot-c")]
             let configuration = RedisTransportTests.quickClaims(redis, block: .milliseconds(100),
-                                                                idle: .milliseconds(600))
+                                                                idle: .seconds(2))
             let runs = Mutex<[String: Int]>([:])
             var router = MessageRouter()
             for stream in streams {
                 router.onEvent(stream) { (_: JSONValue, _) in
                     runs.withLock { $0[stream, default: 0] += 1 }
-                    try? await Task.sleep(for: .milliseconds(1_500))  // two and a half claim idle times
+                    try? await Task.sleep(for: .milliseconds(4_000))  // two claim idle times
                 }
             }
             func worker() -> Microservice {
@@ -48,9 +48,9 @@ import Testing
             try await Task.sleep(for: .milliseconds(300))  // A has read the three entries: one runs
             let runningB = Task { try await workerB.run() }
             let clock = ContinuousClock()
-            let deadline = clock.now + .seconds(10)
+            let deadline = clock.now + .seconds(30)
             while runs.withLock({ $0.count }) < 3, clock.now < deadline { try await Task.sleep(for: .milliseconds(50)) }
-            try await Task.sleep(for: .milliseconds(2_500))  // room for A to run the third entry too
+            try await Task.sleep(for: .milliseconds(5_000))  // room for A to run the third entry too
             runningA.cancel()
             runningB.cancel()
             _ = try? await runningA.value
