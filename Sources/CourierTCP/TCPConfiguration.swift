@@ -116,6 +116,15 @@ public struct TCPConfiguration: Sendable {
         return flag
     }
 
+    /// The milliseconds option `name` of `url`, if given: `.some(nil)` for `0` (no timeout).
+    private static func optionalTimeout(_ name: String, in url: TransportURL) throws -> Duration?? {
+        guard let value = url.options[name] else { return nil }
+        guard let ms = Int64(value), ms >= 0 else {
+            throw CourierError(.unprocessable, "\(name) must be a non-negative integer")
+        }
+        return .some(ms == 0 ? nil : .milliseconds(ms))
+    }
+
     /// Reads a `tcp://host:port` URL. Query options: `maxFrameLength` (characters), `incompleteFrameTimeoutMs`,
     /// `stalledWriteTimeoutMs` (both `0` for none), `connectTimeoutMs`, `handlersOnEventLoop` (`true`/`false`),
     /// `format` (`nestjs` or `ascender`), `eventAcks` (`true`/`false`, ``awaitsEventAcknowledgement``),
@@ -140,18 +149,8 @@ public struct TCPConfiguration: Sendable {
             }
             maxFrameLength = limit
         }
-        if let value = url.options["incompleteFrameTimeoutMs"] {
-            guard let ms = Int64(value), ms >= 0 else {
-                throw CourierError(.unprocessable, "incompleteFrameTimeoutMs must be a non-negative integer")
-            }
-            incompleteFrameTimeout = ms == 0 ? nil : .milliseconds(ms)
-        }
-        if let value = url.options["stalledWriteTimeoutMs"] {
-            guard let ms = Int64(value), ms >= 0 else {
-                throw CourierError(.unprocessable, "stalledWriteTimeoutMs must be a non-negative integer")
-            }
-            stalledWriteTimeout = ms == 0 ? nil : .milliseconds(ms)
-        }
+        if let timeout = try Self.optionalTimeout("incompleteFrameTimeoutMs", in: url) { incompleteFrameTimeout = timeout }
+        if let timeout = try Self.optionalTimeout("stalledWriteTimeoutMs", in: url) { stalledWriteTimeout = timeout }
         if let value = url.options["connectTimeoutMs"] {
             guard let ms = Int64(value), ms > 0 else {
                 throw CourierError(.unprocessable, "connectTimeoutMs must be a positive integer")

@@ -44,24 +44,18 @@ public enum NestPatternNormalizer {
         return text + "}"
     }
 
-    /// `String(value)` as JavaScript writes it (for the numbers Swift and JavaScript write alike).
+    /// `String(value)` as JavaScript writes it.
     static func javaScriptNumber(_ value: Double) -> String {
-        guard value.isFinite, value == value.rounded(), abs(value) < 1e21 else { return javaScriptNonInteger(value) }
-        if let integer = Int64(exactly: value) { return String(integer) }
-        // An integer beyond Int64 (the number came from the network; `Int64(value)` would trap): JavaScript writes
-        // it in full, its shortest round-trip digits followed by zeros. Swift writes the same digits as "d.ddde+XX".
-        let text = String(value)
-        guard let e = text.firstIndex(of: "e"), let exponent = Int(text[text.index(after: e)...]) else { return text }
-        let sign = value < 0 ? "-" : ""
-        let digits = text[..<e].filter { $0 != "." && $0 != "-" }
-        let zeros = exponent - (digits.count - 1)
-        return zeros >= 0 ? sign + digits + String(repeating: "0", count: zeros) : text
+        if value == value.rounded(), let integer = Int64(exactly: value) { return String(integer) }
+        return javaScriptForm(of: value)
     }
 
-    /// A number that is not an integer below 1e21, as JavaScript writes it. Both languages write the shortest digits
-    /// that round-trip, but Swift switches to an exponent below 1e-4 and pads it to two digits ("1e-05"), where
-    /// JavaScript writes decimals down to 1e-6 and no padding ("0.00001", "1.5e-7").
-    private static func javaScriptNonInteger(_ value: Double) -> String {
+    /// A number that is not an integer in Int64's range, as JavaScript writes it. Both languages write the shortest
+    /// digits that round-trip, but they place them differently: Swift switches to an exponent below 1e-4 and from
+    /// 2^53 on, and pads it to two digits ("1e-05", "9.223372036854776e+18"), where JavaScript writes decimals from
+    /// 1e-6 up to 1e21 and no padding ("0.00001", "1.5e-7", "9223372036854776000"). Swift's digits, placed by
+    /// JavaScript's rules.
+    private static func javaScriptForm(of value: Double) -> String {
         let text = String(value)
         guard value.isFinite, let e = text.firstIndex(of: "e"),
             let exponent = Int(text[text.index(after: e)...].drop { $0 == "+" })

@@ -130,14 +130,22 @@ public final class KafkaServerTransport: ServerTransport {
             // The lane of the previous message: consecutive records mostly come from one partition (the poll
             // thread takes them in fetched batches), so this spares hashing the topic name for each of them.
             var recent: (topic: String, partition: Int32, lane: Lane?)?
+            // Decided once per topic: a dead-letter topic's decision matches the topic against the subscriptions'
+            // regular expressions.
+            var foreignTopics: [String: Bool] = [:]
+            func isForeign(_ topic: String) -> Bool {
+                if let known = foreignTopics[topic] { return known }
+                let foreign = Self.isForeignTopic(topic, subscribed: subscriptions,
+                                                  deadLetterSuffix: configuration.eventFailures.deadLetterSuffix)
+                foreignTopics[topic] = foreign
+                return foreign
+            }
             for await event in consumer.events {
                 if let message = event.message {
                     let lane: Lane?
                     if let recent, recent.partition == message.partition, recent.topic == message.topic {
                         lane = recent.lane
-                    } else if Self.isForeignReply(message.topic, subscribed: subscriptions,
-                                                  deadLetterSuffix: configuration.eventFailures.deadLetterSuffix)
-                    {
+                    } else if isForeign(message.topic) {
                         lane = nil
                     } else if let existing = lanes[message.topicPartition] {
                         lane = existing
@@ -215,7 +223,7 @@ public final class KafkaServerTransport: ServerTransport {
     /// would fail again and be parked in `<topic>.dlq.dlq`, and so on. A dead-letter topic is the worker's own when
     /// the topic it came from (`topic` without `deadLetterSuffix`) is subscribed too; a route written for dead
     /// letters (`orders.*.dlq`) still gets them.
-    static func isForeignReply(_ topic: String, subscribed: [String], deadLetterSuffix: String? = nil) -> Bool {
+    static func isForeignTopic(_ topic: String, subscribed: [String], deadLetterSuffix: String? = nil) -> Bool {
         guard !subscribed.contains(topic) else { return false }
         if topic.hasSuffix(KafkaTopicName.replySuffix) { return true }
         guard let deadLetterSuffix, !deadLetterSuffix.isEmpty, topic.hasSuffix(deadLetterSuffix) else { return false }

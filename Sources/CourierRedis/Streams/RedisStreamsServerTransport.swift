@@ -216,6 +216,8 @@ public final class RedisStreamsServerTransport: ServerTransport {
         }
     }
 
+    /// Hands `entry` to the dispatcher, or acknowledges or dead-letters it when it is not to be handled. The caller
+    /// holds its lease (renewed while it waits for a handler slot); this releases it once the entry is done.
     private func dispatch(
         _ entry: RedisStreamEntry,
         deliveries: Int,
@@ -254,8 +256,8 @@ public final class RedisStreamsServerTransport: ServerTransport {
         let writer = replyTo.map { RedisReplyPublisher(connection: commands, destination: .caller(channel: $0)) }
         let maxDeliveries = configuration.maxDeliveries
         let isEvent = request.isEvent
+        // Held by the caller since it read or claimed the entry (see `readLoop`); released once handled.
         let leases = self.leases
-        leases.hold(entry.id, of: entry.stream)
         let message = InboundMessage(
             request: request,
             metadata: metadata,
