@@ -18,26 +18,37 @@ import Testing
         let value = Atomic(0)
     }
 
+    /// Lets only the first of the body and the time limit through.
+    final class Once: Sendable {
+        private let taken = Atomic<Bool>(false)
+        func take() -> Bool { taken.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged }
+    }
+
     /// Runs `body`, failing with `Hung` if it takes longer than `limit` (generous: one round of the semaphore test
     /// passed 10 s once, in a CI run with every suite running at once and heavy tests beside it; it takes
-    /// milliseconds alone).
+    /// milliseconds alone). A body that never ends is cancelled and left behind, so a hang fails the test instead of
+    /// blocking it (a task group would wait for it; a stuck continuation ignores cancellation).
     static func within<T: Sendable>(
         _ limit: Duration = .seconds(30),
         _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
+        let once = Once()
+        let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>?, Never>) in
+            let work = Task {
+                let result: Result<T, any Error>
+                do { result = .success(try await body()) } catch { result = .failure(error) }
+                if once.take() { continuation.resume(returning: result) }
+            }
+            Task {
                 try? await Task.sleep(for: limit)
-                return nil
+                if once.take() {
+                    work.cancel()
+                    continuation.resume(returning: nil)
+                }
             }
-            guard let first = try await group.next(), let value = first else {
-                group.cancelAll()
-                throw Hung()
-            }
-            group.cancelAll()
-            return value
         }
+        guard let outcome else { throw Hung() }
+        return try outcome.get()
     }
 
     // MARK: AsyncSemaphore

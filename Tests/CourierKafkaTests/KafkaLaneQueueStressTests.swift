@@ -10,32 +10,11 @@ import Testing
 
 /// A lane's queue and a record's pending state under concurrent producers: nothing lost, reordered or left waiting.
 @Suite struct KafkaLaneQueueStressTests {
-    struct Hung: Error {}
-
-    static func within<T: Sendable>(
-        _ limit: Duration = .seconds(10),
-        _ body: @escaping @Sendable () async throws -> T
-    ) async throws -> T {
-        try await withThrowingTaskGroup(of: T?.self) { group in
-            group.addTask { try await body() }
-            group.addTask {
-                try? await Task.sleep(for: limit)
-                return nil
-            }
-            guard let first = try await group.next(), let value = first else {
-                group.cancelAll()
-                throw Hung()
-            }
-            group.cancelAll()
-            return value
-        }
-    }
-
     @Test func theReaderGetsEveryElementInOrderThenNil() async throws {
         for round in 0..<200 {
             let queue = KafkaLaneQueue<Int>()
             let count = round % 50
-            let seen = try await Self.within {
+            let seen = try await finish(within: .seconds(10), "round \(round)") {
                 async let reader: [Int] = {
                     var seen: [Int] = []
                     while let element = await queue.next() {
@@ -62,7 +41,7 @@ import Testing
                 KafkaConsumerMessage(topic: "t", partition: 0, offset: Int64(round), key: nil, value: nil, headers: []))
             let replies = round % 4
             for _ in 0..<replies { pending.expectDelivery() }
-            let outcome = try await Self.within {
+            let outcome = try await finish(within: .seconds(10), "round \(round)") {
                 await withTaskGroup(of: Void.self) { group in
                     group.addTask { _ = await pending.deliveriesSettled() }
                     group.addTask { _ = await pending.finished() }

@@ -101,28 +101,17 @@ import Testing
             }) { value in runs.withLock { $0["\(name) \(value)", default: 0] += 1 } }
         }
         func count(_ key: String) -> Int { runs.withLock { $0[key, default: 0] } }
-        func wait(atMost seconds: Int, until condition: () -> Bool) async throws {
-            for _ in 0..<(seconds * 10) where !condition() { try await Task.sleep(for: .milliseconds(100)) }
-        }
         let (first, second) = (worker("first"), worker("second"))
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
         try cluster.setLeader(of: "pipe.replies", partition: 0, to: nil)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await first.run() }
-            for value in [1, 2] {
-                let request = WireRequest(pattern: "pipe.req", payload: ByteBuffer(string: "\(value)"),
-                                          correlationID: "c\(value)")
-                let record = try KafkaRecordCodec.encodeRequest(
-                    request, replyTo: .init(topic: "pipe.replies", partition: 0)
-                )
-                _ = try await producer.send(topic: record.topic, partition: Int32(value - 1), value: record.value,
-                                            headers: record.producerHeaders)
-            }
+            try await Self.sendRequests([(1, 0), (2, 1)], with: producer)
             // Both replies time out: the first worker handles both records again, and again.
-            try await wait(atMost: 30) { count("first 1") >= 2 && count("first 2") >= 2 }
+            try await Self.wait(atMost: 30) { count("first 1") >= 2 && count("first 2") >= 2 }
             #expect(count("first 1") >= 2 && count("first 2") >= 2)
             group.addTask { try await second.run() }
-            try await wait(atMost: 60) { count("second 1") + count("second 2") > 0 }
+            try await Self.wait(atMost: 60) { count("second 1") + count("second 2") > 0 }
             let lost = count("second 1") > 0 ? 1 : 2
             #expect(count("second \(lost)") > 0)
             try await Task.sleep(for: .seconds(1))
@@ -151,27 +140,16 @@ import Testing
             }) { value in runs.withLock { $0["\(name) \(value)", default: 0] += 1 } }
         }
         func count(_ key: String) -> Int { runs.withLock { $0[key, default: 0] } }
-        func wait(atMost seconds: Int, until condition: () -> Bool) async throws {
-            for _ in 0..<(seconds * 10) where !condition() { try await Task.sleep(for: .milliseconds(100)) }
-        }
         let (first, second) = (worker("first"), worker("second"))
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
         try cluster.setLeader(of: "pipe.replies", partition: 0, to: nil)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await first.run() }
-            for (value, partition) in [(1, Int32(0)), (2, Int32(1)), (3, Int32(0))] {
-                let request = WireRequest(pattern: "pipe.req", payload: ByteBuffer(string: "\(value)"),
-                                          correlationID: "c\(value)")
-                let record = try KafkaRecordCodec.encodeRequest(
-                    request, replyTo: .init(topic: "pipe.replies", partition: 0)
-                )
-                _ = try await producer.send(topic: record.topic, partition: partition, value: record.value,
-                                            headers: record.producerHeaders)
-            }
-            try await wait(atMost: 30) { count("first 1") >= 2 && count("first 2") >= 2 }
+            try await Self.sendRequests([(1, 0), (2, 1), (3, 0)], with: producer)
+            try await Self.wait(atMost: 30) { count("first 1") >= 2 && count("first 2") >= 2 }
             #expect(count("first 1") >= 2 && count("first 2") >= 2)
             group.addTask { try await second.run() }
-            try await wait(atMost: 60) { count("second 1") + count("second 2") > 0 }
+            try await Self.wait(atMost: 60) { count("second 1") + count("second 2") > 0 }
             let lost = count("second 1") > 0 ? 1 : 2
             #expect(count("second \(lost)") > 0)
             try await Task.sleep(for: .seconds(1))
@@ -241,6 +219,23 @@ import Testing
 
     /// Replies time out 300 ms after they were produced (librdkafka notices within about a second), and a record
     /// whose reply timed out is handled again after 100 ms, then every 200 ms.
+    /// Sends a request to `pipe.req` for each value, on the partition given, with replies to `pipe.replies`'s
+    /// partition 0 (correlation id `c<value>`).
+    static func sendRequests(_ requests: [(value: Int, partition: Int32)], with producer: KafkaProducer) async throws {
+        for (value, partition) in requests {
+            let request = WireRequest(pattern: "pipe.req", payload: ByteBuffer(string: "\(value)"),
+                                      correlationID: "c\(value)")
+            let record = try KafkaRecordCodec.encodeRequest(request, replyTo: .init(topic: "pipe.replies", partition: 0))
+            _ = try await producer.send(topic: record.topic, partition: partition, value: record.value,
+                                        headers: record.producerHeaders)
+        }
+    }
+
+    /// Polls `condition` every 100 ms for at most `seconds`.
+    static func wait(atMost seconds: Int, until condition: () -> Bool) async throws {
+        for _ in 0..<(seconds * 10) where !condition() { try await Task.sleep(for: .milliseconds(100)) }
+    }
+
     static func redeliverQuickly(_ configuration: inout KafkaConfiguration) {
         configuration.producerProperties["message.timeout.ms"] = "300"
         configuration.redeliveryBackoff = .milliseconds(100)

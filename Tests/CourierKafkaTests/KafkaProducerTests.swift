@@ -325,22 +325,15 @@ import Testing
         for _ in 0..<3 {
             let producer = try KafkaProducer(bootstrapServers: "127.0.0.1:1", logger: quiet)
             let callbacks = Mutex(0)
-            // On a thread of its own: the copy takes a while, and a test must not hold one of the few threads of
-            // Swift's concurrency pool that every test running beside it shares.
-            let outcome = Mutex<Bool??>(.none)
-            let done = DispatchGroup()
-            done.enter()
-            DispatchQueue.global().async {
+            // Off the concurrency pool: the copy takes a while.
+            async let enqueued = offThePool {
                 // nil: the call threw.
-                let returned = try? producer.produce(topic: "nowhere", partition: nil, key: nil, value: value,
-                                                     headers: [], onDelivery: { _ in callbacks.withLock { $0 += 1 } })
-                outcome.withLock { $0 = .some(returned) }
-                done.leave()
+                try? producer.produce(topic: "nowhere", partition: nil, key: nil, value: value, headers: [],
+                                      onDelivery: { _ in callbacks.withLock { $0 += 1 } })
             }
             try await Task.sleep(for: .milliseconds(5))
             await producer.close(flushTimeout: .zero)
-            await withCheckedContinuation { continuation in done.notify(queue: .global()) { continuation.resume() } }
-            let returned = outcome.withLock { $0 } ?? nil
+            let returned = try await enqueued
             let calls = callbacks.withLock { $0 }
             // Enqueued (true): exactly one callback. Not enqueued (false) or thrown (nil): none.
             #expect(calls == (returned == true ? 1 : 0), "returned \(String(describing: returned)), \(calls) callback(s)")

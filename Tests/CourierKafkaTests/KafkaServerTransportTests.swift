@@ -410,21 +410,21 @@ import Testing
     }
 
     @Test func wildcardSubscriptionsSkipReplyTopicsAndTheirOwnDeadLetters() throws {
-        #expect(KafkaServerTransport.isForeignReply("orders.reply", subscribed: ["^orders\\.[^.]+$"]))
-        #expect(!KafkaServerTransport.isForeignReply("orders.reply", subscribed: ["orders.reply"]))
-        #expect(!KafkaServerTransport.isForeignReply("orders.created", subscribed: ["^orders\\.[^.]+$"]))
+        #expect(KafkaServerTransport.isForeignTopic("orders.reply", subscribed: ["^orders\\.[^.]+$"]))
+        #expect(!KafkaServerTransport.isForeignTopic("orders.reply", subscribed: ["orders.reply"]))
+        #expect(!KafkaServerTransport.isForeignTopic("orders.created", subscribed: ["^orders\\.[^.]+$"]))
         // Dead-letter topics too: `orders.**` also matches `orders.created.dlq`.
-        #expect(KafkaServerTransport.isForeignReply("orders.created.dlq", subscribed: ["^orders\\..+$"],
+        #expect(KafkaServerTransport.isForeignTopic("orders.created.dlq", subscribed: ["^orders\\..+$"],
                                                     deadLetterSuffix: ".dlq"))
-        #expect(!KafkaServerTransport.isForeignReply("orders.created.dlq", subscribed: ["orders.created.dlq"],
+        #expect(!KafkaServerTransport.isForeignTopic("orders.created.dlq", subscribed: ["orders.created.dlq"],
                                                      deadLetterSuffix: ".dlq"))
-        #expect(!KafkaServerTransport.isForeignReply("orders.created.dlq", subscribed: ["^orders\\..+$"],
+        #expect(!KafkaServerTransport.isForeignTopic("orders.created.dlq", subscribed: ["^orders\\..+$"],
                                                      deadLetterSuffix: nil))
         // A route written for dead letters gets them: `orders.created` is not one of its topics.
         let deadLetters = try KafkaTopicName.subscription(for: RoutePattern("orders.*.dlq"))
-        #expect(!KafkaServerTransport.isForeignReply("orders.created.dlq", subscribed: [deadLetters],
+        #expect(!KafkaServerTransport.isForeignTopic("orders.created.dlq", subscribed: [deadLetters],
                                                      deadLetterSuffix: ".dlq"))
-        #expect(KafkaServerTransport.isForeignReply("orders.created.dlq",
+        #expect(KafkaServerTransport.isForeignTopic("orders.created.dlq",
                                                     subscribed: [deadLetters, "orders.created"],
                                                     deadLetterSuffix: ".dlq"))
     }

@@ -309,32 +309,9 @@ struct TansuTests {
 // MARK: - Helpers
 
 extension TansuTests {
-    struct TimedOut: Error, CustomStringConvertible {
-        var description: String
-    }
-
-    /// Runs `body`, failing with `what` if it takes longer than `limit`. `body` need not react to cancellation (it
-    /// is cancelled, and left behind, when the limit passes).
+    /// Runs `body`, failing with `what` if it takes longer than `limit` (see ``finish(within:_:_:)``).
     static func within(_ limit: Duration, _ what: String, _ body: @escaping @Sendable () async -> Void) async throws {
-        final class Once: Sendable {
-            let taken = Atomic<Bool>(false)
-            func take() -> Bool { taken.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged }
-        }
-        let once = Once()
-        let finished = await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            let work = Task {
-                await body()
-                if once.take() { continuation.resume(returning: true) }
-            }
-            Task {
-                try? await Task.sleep(for: limit)
-                if once.take() {
-                    work.cancel()
-                    continuation.resume(returning: false)
-                }
-            }
-        }
-        if !finished { throw TimedOut(description: "\(what) took longer than \(limit)") }
+        try await finish(within: limit, what, body)
     }
 
     /// Keeps a failed test's logs and journals: moves its scratch folder to `courier-tansu-failed-…` (which the
