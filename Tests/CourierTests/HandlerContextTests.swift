@@ -48,6 +48,10 @@ import Testing
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await worker.run() }
             await memory.waitUntilServing()
+            // Connected first: connecting counts against a call's deadline, and on a loaded machine it could use
+            // up the outer call's 500 ms before its request was ever sent.
+            try await client.connect()
+            try await onwardClient.connect()
             // The outer handler has 500 ms; its onward call must give up then, not wait for the 5 s reply.
             _ = await capture { try await client.send(Self.outer, NoPayload(), timeout: .milliseconds(500)) }
             // Generous for a loaded machine (a CI run with every suite at once saw no outcome within 10 s).

@@ -230,6 +230,20 @@ public final class CourierClient: Sendable {
 
     // MARK: Native client and lifecycle
 
+    /// Connects now rather than on the first call (NestJS's `ClientProxy.connect()`), so that the first call's
+    /// deadline is not spent connecting and a broker that cannot be reached is found at start-up.
+    ///
+    /// Calls connect by themselves; this is never required. It returns at once when the client is connected.
+    ///
+    /// - Throws: ``CourierError/Code/transportUnavailable`` when the transport cannot connect.
+    public func connect() async throws {
+        do {
+            try await transport.connect(replies: correlator)
+        } catch {
+            throw CourierError.wrapping(error, as: .transportUnavailable, "cannot connect (\(transport.name))")
+        }
+    }
+
     /// The transport's native client, for what Courier does not wrap (for TCP, the NIO `Channel`).
     ///
     /// - Throws: ``CourierError`` when the transport cannot connect or its native client is not a `Native`.
@@ -274,14 +288,6 @@ public final class CourierClient: Sendable {
             try await outcome.value.get()
         } onCancel: {
             outcome.deliver(.failure(CourierError(.cancelled, "the call to '\(pattern)' was cancelled while connecting")))
-        }
-    }
-
-    private func connect() async throws {
-        do {
-            try await transport.connect(replies: correlator)
-        } catch {
-            throw CourierError.wrapping(error, as: .transportUnavailable, "cannot connect (\(transport.name))")
         }
     }
 
