@@ -126,7 +126,13 @@ let package = Package(
             ],
             swiftSettings: strictSettings
         ),
-        .testTarget(name: "CourierCoreTests", dependencies: ["CourierCore"], swiftSettings: strictSettings),
+        // What the test targets share: keeping blocking and CPU-heavy test work off Swift concurrency's pool.
+        .target(name: "CourierTestSupport", path: "Tests/CourierTestSupport", swiftSettings: strictSettings),
+        .testTarget(
+            name: "CourierCoreTests",
+            dependencies: ["CourierCore", "CourierTestSupport"],
+            swiftSettings: strictSettings
+        ),
         .testTarget(
             name: "CourierTests",
             dependencies: ["Courier", "CourierTesting", "CourierExample"],
@@ -135,7 +141,7 @@ let package = Package(
         .testTarget(
             name: "CourierTCPTests",
             dependencies: [
-                "CourierTCP", "CourierTesting", "CourierExample",
+                "CourierTCP", "CourierTesting", "CourierExample", "CourierTestSupport",
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
@@ -146,18 +152,24 @@ let package = Package(
             dependencies: [
                 // CourierCLI so the `courier` binary is built next to the tests (worker processes).
                 "CourierRedis", "CourierCore", "Courier", "CourierTesting", "CourierExample", "CourierCLI", "CourierTCP",
+                "CourierTestSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
             ],
             swiftSettings: strictSettings
         ),
-        .testTarget(name: "CourierCLITests", dependencies: ["CourierCLI"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "CourierCLITests",
+            dependencies: ["CourierCLI", "CourierTestSupport"],
+            swiftSettings: strictSettings
+        ),
         // CourierCLI is a dependency so the `courier` binary is built next to the tests (dev-broker tests).
         .testTarget(
             name: "CourierKafkaTests",
             dependencies: [
                 "CourierKafka", "CourierCLI", "CRdKafka", "Courier", "CourierExample", "CourierTesting",
+                "CourierTestSupport",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings

@@ -45,7 +45,7 @@ struct Demo: AsyncParsableCommand {
         if transport == "kafka" {
             let topics = ["math.sum": 4, "math.countdown": 1, "math.fail": 1, "math.nope": 1, "audit.log": 2,
                           "audit.count": 1, KafkaReplyStrategy.singleInstance.topic: 1]
-            let embedded = try EmbeddedKafkaCluster(topics: topics)
+            let embedded = try await EmbeddedKafkaCluster(topics: topics)
             cluster = embedded
             var configuration = KafkaConfiguration(bootstrapServers: embedded.bootstrapServers)
             configuration.consumerProperties["session.timeout.ms"] = "6000"

@@ -52,7 +52,7 @@ struct DevBroker: AsyncParsableCommand {
         let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
         let cluster: EmbeddedKafkaCluster
         do {
-            cluster = try EmbeddedKafkaCluster(brokers: brokers, topics: try parsedTopics())
+            cluster = try await EmbeddedKafkaCluster(brokers: brokers, topics: try parsedTopics())
         } catch {
             printError(error)
             throw ExitCode(1)

@@ -43,16 +43,30 @@ public final class EmbeddedKafkaCluster: Sendable {
 
     /// Starts a cluster.
     ///
+    /// librdkafka's mock cluster answers its commands (starting, creating a topic) on its own thread while the
+    /// caller blocks; those calls run on a thread of their own, never on Swift concurrency's pool.
+    ///
     /// - Parameters:
     ///   - brokers: How many brokers to run. Default: `1`.
     ///   - topics: Topics to create up front, name to partition count. Default: none (topics auto-create
     ///     with 4 partitions).
     /// - Throws: ``CourierError/Code/transportUnavailable`` if the cluster cannot start, or
     ///   ``CourierError/Code/unprocessable`` if a topic cannot be created.
-    public init(brokers: Int = 1, topics: [String: Int] = [:]) throws {
+    public init(brokers: Int = 1, topics: [String: Int] = [:]) async throws {
         guard brokers >= 1, brokers <= Int(Int32.max) else {
             throw CourierError(.unprocessable, "an embedded Kafka cluster needs at least one broker, not \(brokers)")
         }
+        for (name, partitions) in topics { try Self.validate(partitions: partitions, of: name) }
+        let (host, mock, bootstrapServers) = try await BlockingCall.run("rdkafka-mock-start") {
+            try Self.start(brokers: brokers, topics: topics)
+        }
+        self.host = host
+        self.cluster = Mutex(mock)
+        self.bootstrapServers = bootstrapServers
+    }
+
+    /// Starts the mock brokers and creates `topics`; blocks.
+    private static func start(brokers: Int, topics: [String: Int]) throws -> (RDKafkaClient, MockCluster, String) {
         let host = try RDKafkaClient(
             type: RD_KAFKA_PRODUCER,
             // The host handle never connects anywhere, so its notices ("No bootstrap.servers configured") are
@@ -70,17 +84,16 @@ public final class EmbeddedKafkaCluster: Sendable {
         // The host's poll thread destroys the cluster once stopped, before the host handle: destroying it joins
         // the brokers' threads, which must not block a caller's task.
         host.start(name: "rdkafka-mock", didStop: { rd_kafka_mock_cluster_destroy(mock.pointer) })
-        self.host = host
-        self.cluster = Mutex(mock)
-        self.bootstrapServers = String(cString: rd_kafka_mock_cluster_bootstraps(pointer))
+        let bootstrapServers = String(cString: rd_kafka_mock_cluster_bootstraps(pointer))
         do {
             for (name, partitions) in topics.sorted(by: { $0.key < $1.key }) {
-                try createTopic(name, partitions: partitions)
+                try createTopic(name, partitions: partitions, on: mock)
             }
         } catch {
-            close()
+            host.requestStop()
             throw error
         }
+        return (host, mock, bootstrapServers)
     }
 
     /// Creates a topic with `partitions` partitions (replication factor 1).
@@ -89,16 +102,32 @@ public final class EmbeddedKafkaCluster: Sendable {
     ///
     /// - Throws: ``CourierError/Code/unprocessable`` naming librdkafka's error, or
     ///   ``CourierError/Code/transportUnavailable`` if the cluster is closed.
-    public func createTopic(_ name: String, partitions: Int) throws {
+    public func createTopic(_ name: String, partitions: Int) async throws {
+        try Self.validate(partitions: partitions, of: name)
+        try await command("rdkafka-mock-topic") { mock in try Self.createTopic(name, partitions: partitions, on: mock) }
+    }
+
+    private static func validate(partitions: Int, of name: String) throws {
         guard partitions >= 1, partitions <= Int(Int32.max) else {
             throw CourierError(.unprocessable, "topic '\(name)' needs at least one partition, not \(partitions)")
         }
-        let err = try cluster.withLock { cluster throws -> rd_kafka_resp_err_t in
-            guard let cluster else { throw CourierError.unavailable("the embedded Kafka cluster is closed") }
-            return rd_kafka_mock_topic_create(cluster.pointer, name, Int32(partitions), 1)
-        }
+    }
+
+    private static func createTopic(_ name: String, partitions: Int, on mock: MockCluster) throws {
+        let err = rd_kafka_mock_topic_create(mock.pointer, name, Int32(partitions), 1)
         guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
             throw RDKafkaConfig.error(.unprocessable, "creating topic '\(name)'", err)
+        }
+    }
+
+    /// Runs a mock-cluster command (which waits for the mock's thread) on a thread of its own, holding the cluster
+    /// open meanwhile: ``close()`` waits for a command under way.
+    private func command(_ name: String, _ body: @escaping @Sendable (MockCluster) throws -> Void) async throws {
+        try await BlockingCall.run(name) { [self] in
+            try cluster.withLock { cluster throws in
+                guard let cluster else { throw CourierError.unavailable("the embedded Kafka cluster is closed") }
+                try body(cluster)
+            }
         }
     }
 
@@ -109,10 +138,9 @@ public final class EmbeddedKafkaCluster: Sendable {
     /// imitated this way. Other requests for the topic still work.
     ///
     /// - Throws: ``CourierError/Code/transportUnavailable`` if the cluster is closed.
-    func simulateMissingTopic(_ name: String) throws {
-        try cluster.withLock { cluster throws in
-            guard let cluster else { throw CourierError.unavailable("the embedded Kafka cluster is closed") }
-            rd_kafka_mock_topic_set_error(cluster.pointer, name, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
+    func simulateMissingTopic(_ name: String) async throws {
+        try await command("rdkafka-mock-topic-error") { mock in
+            rd_kafka_mock_topic_set_error(mock.pointer, name, RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART)
         }
     }
 
@@ -121,13 +149,12 @@ public final class EmbeddedKafkaCluster: Sendable {
     ///
     /// - Throws: ``CourierError/Code/transportUnavailable`` if the cluster is closed,
     ///   ``CourierError/Code/unprocessable`` naming librdkafka's error.
-    func setLeader(of topic: String, partition: Int32, to broker: Int32?) throws {
-        let err = try cluster.withLock { cluster throws in
-            guard let cluster else { throw CourierError.unavailable("the embedded Kafka cluster is closed") }
-            return rd_kafka_mock_partition_set_leader(cluster.pointer, topic, partition, broker ?? -1)
-        }
-        guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
-            throw RDKafkaConfig.error(.unprocessable, "setting the leader of \(topic)[\(partition)]", err)
+    func setLeader(of topic: String, partition: Int32, to broker: Int32?) async throws {
+        try await command("rdkafka-mock-leader") { mock in
+            let err = rd_kafka_mock_partition_set_leader(mock.pointer, topic, partition, broker ?? -1)
+            guard err == RD_KAFKA_RESP_ERR_NO_ERROR else {
+                throw RDKafkaConfig.error(.unprocessable, "setting the leader of \(topic)[\(partition)]", err)
+            }
         }
     }
 

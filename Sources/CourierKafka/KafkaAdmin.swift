@@ -129,17 +129,11 @@ public final class KafkaAdmin: Sendable {
         let milliseconds = Int32(clamping: timeout.milliseconds)
         let client = self.client
         // rd_kafka_metadata blocks for up to the timeout, so it gets a thread of its own.
-        return try await withCheckedThrowingContinuation { continuation in
-            let thread = Thread {
-                continuation.resume(with: Result {
-                    // Holding the handle alive meanwhile: close() waits for this request (at most `timeout`).
-                    try client.withLiveHandle { handle in
-                        try Self.partitionCount(of: topic, timeoutMilliseconds: milliseconds, handle: handle)
-                    }
-                })
+        return try await BlockingCall.run("rdkafka-metadata") {
+            // Holding the handle alive meanwhile: close() waits for this request (at most `timeout`).
+            try client.withLiveHandle { handle in
+                try Self.partitionCount(of: topic, timeoutMilliseconds: milliseconds, handle: handle)
             }
-            thread.name = "rdkafka-metadata"
-            thread.start()
         }
     }
 

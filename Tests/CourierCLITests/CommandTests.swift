@@ -3,16 +3,9 @@
 // Licensed under Apache License v2.0. See LICENSE for license information.
 //===----------------------------------------------------------------------===//
 
+import CourierTestSupport
 import Foundation
 import Testing
-
-/// Runs blocking work (process waits, pipe reads) on a thread of its own, so it never holds one of the few threads
-/// Swift concurrency shares with the other suites running in parallel.
-func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
-    }
-}
 
 /// Runs the built `courier` executable as a user would: an example worker in its own process, and the calling
 /// commands against it over loopback TCP.

@@ -3,6 +3,7 @@
 // Licensed under Apache License v2.0. See LICENSE for license information.
 //===----------------------------------------------------------------------===//
 
+import CourierTestSupport
 import Foundation
 import Testing
 
@@ -388,7 +389,7 @@ private let ada = Person(
 
 // MARK: - Encoding and decoding
 
-@Suite("Fast Codable JSON agrees with Foundation")
+@Suite("Fast Codable JSON agrees with Foundation", .cpuBound)
 struct CodableJSONAgreementTests {
     @Test func nestedStructsWithOptionals() throws {
         try expectSameAsFoundation(ada)
@@ -611,7 +612,7 @@ private struct Introspection: Decodable, Equatable {
     }
 }
 
-@Suite("Fast decoding agrees with Foundation")
+@Suite("Fast decoding agrees with Foundation", .cpuBound)
 struct CodableJSONDecodingTests {
     @Test(arguments: [
         #"{"id":1,"name":"a"}"#,
@@ -990,7 +991,7 @@ extension Float {
     fileprivate var nonInfinite: Float { isFinite ? self : 1 }
 }
 
-@Suite("Randomised round trips")
+@Suite("Randomised round trips", .cpuBound)
 struct CodableJSONRandomTests {
     @Test(arguments: [1, 2, 3, 0xC0FFEE] as [UInt64])
     func randomValuesRoundTripAndAgreeWithFoundation(seed: UInt64) throws {

@@ -3,6 +3,7 @@
 // Licensed under Apache License v2.0. See LICENSE for license information.
 //===----------------------------------------------------------------------===//
 
+import CourierTestSupport
 import Foundation
 import NIOCore
 import Testing
@@ -12,7 +13,7 @@ import Testing
 /// Input from the network must never crash a worker: the envelope, JSON and typed payload decoders get mutated
 /// packets (seeded, so a failure repeats) and may only return or throw. 5,000 inputs by default;
 /// `COURIER_FUZZ_COUNT=300000` ran clean on 2026-11-23 (it found nothing the review had not).
-@Suite struct DecoderFuzzTests {
+@Suite(.cpuBound) struct DecoderFuzzTests {
     /// The JSON consistency tests' generator: seeded, so every run feeds the same inputs.
     typealias Seeded = JSONConsistencyTests.SplitMix
 

@@ -3,6 +3,7 @@
 // Licensed under Apache License v2.0. See LICENSE for license information.
 //===----------------------------------------------------------------------===//
 
+import CourierTestSupport
 import Foundation
 import Testing
 
@@ -728,7 +729,7 @@ struct JSONScannerTests {
 
 // MARK: - Cross-check against Foundation
 
-@Suite("Cross-check with Foundation's JSONSerialization")
+@Suite("Cross-check with Foundation's JSONSerialization", .cpuBound)
 struct JSONCrossCheckTests {
     static let documents: [String] = [
         "{}", "[]", "null", "true", "false", "0", "-0", "42", "-17", "3.14159", "-2.5e-3", "1E10", "6.02e23",
@@ -798,7 +799,7 @@ struct JSONCrossCheckTests {
 
 // MARK: - Differential checks
 
-@Suite("Scanner and parser consistency")
+@Suite("Scanner and parser consistency", .cpuBound)
 struct JSONConsistencyTests {
     /// A small deterministic generator (SplitMix64), so failures reproduce.
     struct SplitMix: RandomNumberGenerator {

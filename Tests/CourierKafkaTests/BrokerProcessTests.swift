@@ -6,6 +6,7 @@
 import Courier
 import CourierExample
 import CourierKafka
+import CourierTestSupport
 import Foundation
 import Testing
 

@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 import CourierKafka
+import CourierTestSupport
 import Foundation
 import Testing
 

@@ -42,7 +42,7 @@ import Testing
 
     /// (The mock cluster creates any topic a metadata request names, so "unknown is nil" is checked on tansu.)
     @Test func readsPartitionCounts() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["existing": 2])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["existing": 2])
         defer { cluster.close() }
         let admin = try KafkaAdmin(bootstrapServers: cluster.bootstrapServers, logger: KafkaMockHarness.quietLogger)
         #expect(try await admin.partitionCount(of: "existing") == 2)

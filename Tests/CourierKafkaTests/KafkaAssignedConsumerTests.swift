@@ -50,7 +50,7 @@ import Testing
     @Test(.timeLimit(.minutes(1))) func skipsEverythingProducedBeforeReadyAndDeliversWhatFollowsInOrder()
         async throws
     {
-        let cluster = try EmbeddedKafkaCluster(topics: ["replies": 2])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["replies": 2])
         defer { cluster.close() }
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
         for index in 0..<10 { try producer.produce(topic: "replies", partition: 0, value: Array("old-\(index)".utf8)) }
@@ -74,7 +74,7 @@ import Testing
     }
 
     @Test(.timeLimit(.minutes(1))) func listenersOnDifferentPartitionsReceiveOnlyTheirOwn() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["replies": 2])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["replies": 2])
         defer { cluster.close() }
         let listeners = try (0..<Int32(2)).map { partition in
             try KafkaAssignedConsumer(
@@ -105,7 +105,7 @@ import Testing
     }
 
     @Test(.timeLimit(.minutes(1))) func aMessageProducedRightAfterReadyIsAlwaysReceived() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["replies": 1])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["replies": 1])
         defer { cluster.close() }
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
         for round in 0..<5 {
@@ -127,10 +127,10 @@ import Testing
     }
 
     @Test(.timeLimit(.minutes(1))) func aMissingTopicOrPartitionFailsReadyNamingIt() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["replies": 1])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["replies": 1])
         defer { cluster.close() }
         // The mock would auto-create it; a real broker with auto-creation off answers like this.
-        try cluster.simulateMissingTopic("no-such-replies")
+        try await cluster.simulateMissingTopic("no-such-replies")
         for (topic, partition) in [("no-such-replies", Int32(0)), ("replies", 3)] {
             let listener = try KafkaAssignedConsumer(
                 bootstrapServers: cluster.bootstrapServers,
@@ -148,7 +148,7 @@ import Testing
     }
 
     @Test(.timeLimit(.minutes(1))) func closeIsIdempotentEndsTheMessagesAndFailsReady() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["replies": 1])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["replies": 1])
         defer { cluster.close() }
         let listener = try KafkaAssignedConsumer(
             bootstrapServers: cluster.bootstrapServers,

@@ -24,8 +24,8 @@ final class KafkaMockHarness: ConformanceHarness {
     let cluster: EmbeddedKafkaCluster
     let configuration: KafkaConfiguration
 
-    init() throws {
-        cluster = try EmbeddedKafkaCluster(topics: Self.topics)
+    init() async throws {
+        cluster = try await EmbeddedKafkaCluster(topics: Self.topics)
         var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers)
         configuration.properties["topic.metadata.refresh.interval.ms"] = "1000"
         configuration.consumerProperties.merge([
@@ -64,6 +64,6 @@ final class KafkaMockHarness: ConformanceHarness {
 @Suite(.serialized) struct KafkaConformanceTests {
     @Test(arguments: TransportConformance.scenarios)
     func conformance(_ scenario: TransportConformance.Scenario) async throws {
-        try await scenario.run(try KafkaMockHarness())
+        try await scenario.run(try await KafkaMockHarness())
     }
 }

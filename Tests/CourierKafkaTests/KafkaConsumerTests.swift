@@ -19,7 +19,7 @@ import Testing
     ]
 
     @Test func deliversAssignmentMessagesAndRevocationInOrderThenCommits() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["orders": 4])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["orders": 4])
         defer { cluster.close() }
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
         for index in 0..<100 {
@@ -85,7 +85,7 @@ import Testing
     }
 
     @Test func pausesWhenTheReaderFallsBehindAndLosesNothing() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["backlog": 1])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["backlog": 1])
         defer { cluster.close() }
         let consumer = try await Self.backlogConsumer(cluster, pauseDelay: .milliseconds(50))
         #expect(try await Self.readAfterStalling(consumer, count: 600, for: .milliseconds(500)) == Array(0..<600))
@@ -94,7 +94,7 @@ import Testing
     }
 
     @Test func aReaderBehindForLessThanThePauseDelayIsWaitedForWithoutPausing() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["backlog": 1])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["backlog": 1])
         defer { cluster.close() }
         let consumer = try await Self.backlogConsumer(cluster, pauseDelay: .seconds(60))
         #expect(try await Self.readAfterStalling(consumer, count: 600, for: .milliseconds(500)) == Array(0..<600))
@@ -144,7 +144,7 @@ import Testing
     }
 
     @Test func storingAfterCloseThrows() async throws {
-        let cluster = try EmbeddedKafkaCluster()
+        let cluster = try await EmbeddedKafkaCluster()
         defer { cluster.close() }
         let consumer = try KafkaConsumer(bootstrapServers: cluster.bootstrapServers, groupID: "g", topics: ["t"])
         await consumer.close()

@@ -5,6 +5,7 @@
 
 import CRdKafka
 import Courier
+import CourierTestSupport
 import Logging
 import NIOCore
 import Synchronization
@@ -16,13 +17,13 @@ import Testing
 /// previous record's reply, yet stores offsets strictly in order.
 @Suite struct KafkaPipeliningTests {
     @Test func aPendingReplyDoesNotHoldBackTheNextHandlerButHoldsBackItsOffset() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["pipe.req": 1, "pipe.replies": 2])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["pipe.req": 1, "pipe.replies": 2])
         defer { cluster.close() }
         let handled = Mutex<[Int]>([])
         let worker = Self.echoWorker(cluster, group: "pipe-workers") { value in handled.withLock { $0.append(value) } }
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
         // The first request's reply goes to a partition without a leader: its delivery stays pending.
-        try cluster.setLeader(of: "pipe.replies", partition: 0, to: nil)
+        try await cluster.setLeader(of: "pipe.replies", partition: 0, to: nil)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await worker.run() }
             try await Self.sendTwoRequests(producer)
@@ -38,7 +39,7 @@ import Testing
             #expect(try await Self.committedOffset(cluster, group: "pipe-workers") < 0)
 
             // Once the first reply is delivered, both offsets are stored and committed.
-            try cluster.setLeader(of: "pipe.replies", partition: 0, to: 1)
+            try await cluster.setLeader(of: "pipe.replies", partition: 0, to: 1)
             let committed = try await Self.committedOffset(cluster, group: "pipe-workers", reaching: 2)
             #expect(committed == 2)
             group.cancelAll()
@@ -50,14 +51,14 @@ import Testing
     /// `message.timeout.ms` passes) is handled again in place until its reply is delivered: its partition goes on
     /// once the broker takes the reply, without a restart or a rebalance, and no later offset is stored before it.
     @Test func aRecordWhoseReplyTimedOutIsHandledAgainUntilItsReplyIsDelivered() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["pipe.req": 1, "pipe.replies": 2])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["pipe.req": 1, "pipe.replies": 2])
         defer { cluster.close() }
         let runs = Mutex<[Int: Int]>([:])
         let worker = Self.echoWorker(cluster, group: "again-workers", configure: Self.redeliverQuickly) { value in
             runs.withLock { $0[value, default: 0] += 1 }
         }
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
-        try cluster.setLeader(of: "pipe.replies", partition: 0, to: nil)
+        try await cluster.setLeader(of: "pipe.replies", partition: 0, to: nil)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await worker.run() }
             try await Self.sendTwoRequests(producer)
@@ -72,7 +73,7 @@ import Testing
 
             // Once the partition has a leader again, the next attempt's reply is delivered and both offsets are
             // committed, with no restart or rebalance.
-            try cluster.setLeader(of: "pipe.replies", partition: 0, to: 1)
+            try await cluster.setLeader(of: "pipe.replies", partition: 0, to: 1)
             let committed = try await Self.committedOffset(cluster, group: "again-workers", reaching: 2)
             #expect(committed == 2)
             let replies = try await offThePool {
@@ -91,7 +92,7 @@ import Testing
     /// record's reply. Two records, one per partition, are being handled again when a second worker joins; each
     /// worker then owns one partition, and the first no longer handles the record of the partition it lost.
     @Test func aRevokedPartitionsRecordIsLeftToItsNextOwner() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["pipe.req": 2, "pipe.replies": 2])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["pipe.req": 2, "pipe.replies": 2])
         defer { cluster.close() }
         let runs = Mutex<[String: Int]>([:])
         func worker(_ name: String) -> Microservice {
@@ -103,7 +104,7 @@ import Testing
         func count(_ key: String) -> Int { runs.withLock { $0[key, default: 0] } }
         let (first, second) = (worker("first"), worker("second"))
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
-        try cluster.setLeader(of: "pipe.replies", partition: 0, to: nil)
+        try await cluster.setLeader(of: "pipe.replies", partition: 0, to: nil)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await first.run() }
             try await Self.sendRequests([(1, 0), (2, 1)], with: producer)
@@ -129,7 +130,7 @@ import Testing
     /// reach the revocation behind it. The worker must still stop handling the record of the partition it lost
     /// (its next owner handles it), instead of doing so until the broker takes the reply.
     @Test func aRevokedPartitionsRecordIsLeftToItsNextOwnerWhileTheBudgetIsSpent() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["pipe.req": 2, "pipe.replies": 2])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["pipe.req": 2, "pipe.replies": 2])
         defer { cluster.close() }
         let runs = Mutex<[String: Int]>([:])
         func worker(_ name: String) -> Microservice {
@@ -142,7 +143,7 @@ import Testing
         func count(_ key: String) -> Int { runs.withLock { $0[key, default: 0] } }
         let (first, second) = (worker("first"), worker("second"))
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
-        try cluster.setLeader(of: "pipe.replies", partition: 0, to: nil)
+        try await cluster.setLeader(of: "pipe.replies", partition: 0, to: nil)
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { try await first.run() }
             try await Self.sendRequests([(1, 0), (2, 1), (3, 0)], with: producer)
@@ -165,7 +166,7 @@ import Testing
     /// `storeEvery` records): after the last of a run that is not a multiple of it, the whole run is committed.
     @Test func aRunOfHandledEventsIsCommittedToItsLastRecord() async throws {
         let count = KafkaServerTransport.storeEvery * 2 + 5
-        let cluster = try EmbeddedKafkaCluster(topics: ["pipe.req": 1])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["pipe.req": 1])
         defer { cluster.close() }
         var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "run-workers")
         configuration.consumerProperties.merge(KafkaConsumerTests.fastGroup) { _, new in new }

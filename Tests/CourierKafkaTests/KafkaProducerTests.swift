@@ -5,6 +5,7 @@
 
 import CRdKafka
 import CourierCore
+import CourierTestSupport
 import Foundation
 import Logging
 import Synchronization
@@ -22,7 +23,7 @@ import Testing
     }
 
     @Test func sendReportsDistinctOffsetsAndTheBytesReadBackExactly() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["events": 4])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["events": 4])
         defer { cluster.close() }
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers, properties: ["linger.ms": "1"])
         let reports = try await withThrowingTaskGroup(of: (Int, KafkaDeliveryReport).self) { group in
@@ -74,7 +75,7 @@ import Testing
     /// milliseconds when none does (seconds on a loaded machine, hence the bound of 5 s).
     @Test func firstMessagesToNewTopicsAreNotHeldForLibrdkafkasTopicScan() async throws {
         let topics = (0..<10).map { "fresh-\($0)" }
-        let cluster = try EmbeddedKafkaCluster(
+        let cluster = try await EmbeddedKafkaCluster(
             topics: Dictionary(uniqueKeysWithValues: (topics + ["warm-up"]).map { ($0, 1) })
         )
         defer { cluster.close() }
@@ -140,7 +141,7 @@ import Testing
     }
 
     @Test func sendAndProduceWhenRoomWaitForAFullQueueWhereProduceFails() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["narrow": 1])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["narrow": 1])
         defer { cluster.close() }
         // Room for 5 messages, and each batch waits 20 ms: concurrent senders find the queue full.
         let producer = try KafkaProducer(
@@ -184,7 +185,7 @@ import Testing
     }
 
     @Test func produceThenFlushEmptiesTheQueue() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["flushed": 2])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["flushed": 2])
         defer { cluster.close() }
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
         var ids: Set<UInt64> = []
@@ -206,7 +207,7 @@ import Testing
     }
 
     @Test func closeFromACancelledTaskStillDeliversWhatIsQueued() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["cancelled-close": 1])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["cancelled-close": 1])
         defer { cluster.close() }
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
         for index in 0..<200 { try producer.produce(topic: "cancelled-close", value: [UInt8(index % 256)]) }
@@ -224,7 +225,7 @@ import Testing
     }
 
     @Test func concurrentClosesBothWaitForTheFlush() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["closing": 1])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["closing": 1])
         defer { cluster.close() }
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
         for index in 0..<200 { try producer.produce(topic: "closing", value: [UInt8(index % 256)]) }
@@ -240,7 +241,7 @@ import Testing
     }
 
     @Test func everythingFailsAfterClose() async throws {
-        let cluster = try EmbeddedKafkaCluster()
+        let cluster = try await EmbeddedKafkaCluster()
         defer { cluster.close() }
         let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
         let report = try await producer.send(topic: "before", value: [1])
@@ -318,7 +319,7 @@ import Testing
     /// the enqueue then finds the handle closed. The waiter must still run exactly once and the call must not also
     /// fail: `send` resumed its continuation from both, which crashes the process. A large value keeps the enqueue
     /// busy copying it (between reserving the id and reaching the handle) while the producer closes.
-    @Test func closeDuringAnEnqueueRunsItsDeliveryCallbackOnlyIfTheCallSucceeds() async throws {
+    @Test(.cpuBound) func closeDuringAnEnqueueRunsItsDeliveryCallbackOnlyIfTheCallSucceeds() async throws {
         var quiet = Logger(label: "courier.kafka.test")
         quiet.logLevel = .critical
         let value = [UInt8](repeating: 7, count: 400_000_000)

@@ -6,6 +6,7 @@
 import CRdKafka
 import Courier
 import CourierExample
+import CourierTestSupport
 import Logging
 import NIOCore
 import Synchronization
@@ -72,7 +73,7 @@ import Testing
     ) async throws {
         let topics = ["math.sum": 4, "math.countdown": 2, "math.fail": 1, "audit.log": 2, "audit.count": 1,
                       replyTopic: 1, KafkaReplyStrategy.singleInstance.topic: 1]
-        let cluster = try EmbeddedKafkaCluster(topics: topics)
+        let cluster = try await EmbeddedKafkaCluster(topics: topics)
         defer { cluster.close() }
         var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "workers")
         configuration.consumerProperties.merge(KafkaConsumerTests.fastGroup) { _, new in new }
@@ -179,7 +180,7 @@ import Testing
     /// fatal error, such as being fenced, takes the same path; `rd_kafka_test_fatal_error` on a consumer makes
     /// librdkafka 2.0.2's main thread spin, so it is not tested here.)
     @Test func aFatalErrorStopsTheWorkerWithIt() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["math.sum": 1])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["math.sum": 1])
         defer { cluster.close() }
         var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "fatal")
         configuration.consumerProperties.merge(KafkaConsumerTests.fastGroup) { _, new in new }
@@ -211,7 +212,7 @@ import Testing
     }
 
     @Test func failingEventsAreRetriedThenDeadLettered() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["audit.bad": 1, "audit.bad.dlq": 1])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["audit.bad": 1, "audit.bad.dlq": 1])
         defer { cluster.close() }
         var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "dlq-workers")
         configuration.consumerProperties.merge(KafkaConsumerTests.fastGroup) { _, new in new }
@@ -259,7 +260,7 @@ import Testing
     /// blocks it for a bounded time only". The next record of the partition is handled.
     @Test func anEventWhoseDeadLetterCanNeverBeProducedDoesNotStopItsPartition() async throws {
         let topic = "audit." + String(repeating: "x", count: KafkaTopicName.maximumLength - "audit.".count)
-        let cluster = try EmbeddedKafkaCluster(topics: [topic: 1])
+        let cluster = try await EmbeddedKafkaCluster(topics: [topic: 1])
         defer { cluster.close() }
         var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: "dlq-illegal")
         configuration.consumerProperties.merge(KafkaConsumerTests.fastGroup) { _, new in new }
@@ -363,13 +364,13 @@ import Testing
 
     /// A request librdkafka cannot deliver fails its call with the delivery error, not with the call's timeout.
     @Test func anUndeliverableRequestFailsItsCallAtOnce() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["math.sum": 1, KafkaReplyStrategy.singleInstance.topic: 1])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["math.sum": 1, KafkaReplyStrategy.singleInstance.topic: 1])
         defer { cluster.close() }
         let client = Self.clientGivingUpAfter300Milliseconds(on: cluster)
         // Connects (the reply partition is assigned) before the topic loses its leader.
         _ = try await client.unwrap(as: (KafkaProducer, KafkaAssignedConsumer).self)
         // Without a leader, the request waits in librdkafka until its message timeout.
-        try cluster.setLeader(of: "math.sum", partition: 0, to: nil)
+        try await cluster.setLeader(of: "math.sum", partition: 0, to: nil)
         let started = ContinuousClock.now
         let error = await #expect(throws: CourierError.self) {
             _ = try await client.send(ExampleService.sum, [1, 2], timeout: .seconds(60))
@@ -382,11 +383,11 @@ import Testing
 
     /// A batch of events awaiting acknowledgements fails with the delivery error once librdkafka gives up on one.
     @Test func aBatchWhoseEventsCannotBeDeliveredFails() async throws {
-        let cluster = try EmbeddedKafkaCluster(topics: ["audit.log": 1, KafkaReplyStrategy.singleInstance.topic: 1])
+        let cluster = try await EmbeddedKafkaCluster(topics: ["audit.log": 1, KafkaReplyStrategy.singleInstance.topic: 1])
         defer { cluster.close() }
         let client = Self.clientGivingUpAfter300Milliseconds(on: cluster)
         try await client.emitBatch(ExampleService.auditLog, [1, 2, 3])
-        try cluster.setLeader(of: "audit.log", partition: 0, to: nil)
+        try await cluster.setLeader(of: "audit.log", partition: 0, to: nil)
         let error = await #expect(throws: CourierError.self) {
             try await client.emitBatch(ExampleService.auditLog, [4, 5, 6])
         }

@@ -5,6 +5,7 @@
 
 import CourierCore
 import CourierKafka
+import CourierTestSupport
 import CourierTesting
 import Foundation
 import NIOCore
@@ -960,7 +961,7 @@ import Testing
 
 /// Records from the broker never crash the codec: random and mutated headers and values (seeded, so a failure
 /// repeats) may only decode or be refused.
-@Suite struct KafkaRecordFuzzTests {
+@Suite(.cpuBound) struct KafkaRecordFuzzTests {
     @Test func mutatedRecordsNeverCrashTheCodec() async {
         var random = SeededRandom(state: 0x4B_AF_CA_FE)
         let names = [KafkaHeaderName.correlationID, KafkaHeaderName.replyTopic, KafkaHeaderName.replyPartition,

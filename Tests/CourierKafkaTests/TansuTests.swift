@@ -7,6 +7,7 @@ import CRdKafka
 import Courier
 import CourierExample
 import CourierKafka
+import CourierTestSupport
 import CourierTesting
 import Foundation
 import Logging

@@ -4,18 +4,11 @@
 //===----------------------------------------------------------------------===//
 
 import CRdKafka
+import CourierTestSupport
 import CourierTesting
 import Foundation
 import Synchronization
 import Testing
-
-/// Runs blocking work (librdkafka consumer polls, process waits, pipe reads) on a thread of its own, so it never
-/// holds one of the few threads Swift concurrency shares with the suites running in parallel.
-func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
-    }
-}
 
 /// A test's step that took longer than its limit.
 struct TimedOut: Error, CustomStringConvertible {

@@ -8,6 +8,7 @@ import CourierCore
 import CourierExample
 import CourierRedis
 import CourierTCP
+import CourierTestSupport
 import CourierTesting
 import Foundation
 import NIOCore

@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 import CourierCore
+import CourierTestSupport
 import CourierTesting
 import NIOCore
 import NIOEmbedded
@@ -11,7 +12,7 @@ import Testing
 
 @testable import CourierRedis
 
-@Suite struct RESPReplyDecoderTests {
+@Suite(.cpuBound) struct RESPReplyDecoderTests {
     private func decode(_ chunks: [[UInt8]]) throws -> [RESPValue] {
         let channel = EmbeddedChannel(handler: ByteToMessageHandler(RESPReplyDecoder()))
         var values: [RESPValue] = []

@@ -7,6 +7,7 @@ import Courier
 import CourierCore
 import CourierExample
 import CourierRedis
+import CourierTestSupport
 import CourierTesting
 import Foundation
 import Synchronization

@@ -5,6 +5,7 @@
 
 import CourierCore
 import CourierRedis
+import CourierTestSupport
 import CourierTesting
 import Foundation
 import NIOCore
@@ -262,10 +263,3 @@ func courierError(
     return nil
 }
 
-/// Runs blocking work (process waits, pipe reads) on a thread of its own. Processes started there get a signal
-/// mask that lets SIGTERM through, unlike children of Swift concurrency's threads.
-func offThePool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-    try await withCheckedThrowingContinuation { continuation in
-        Thread { continuation.resume(with: Result { try body() }) }.start()
-    }
-}

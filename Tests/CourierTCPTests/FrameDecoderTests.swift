@@ -5,12 +5,13 @@
 
 import CourierCore
 @testable import CourierTCP
+import CourierTestSupport
 import NIOCore
 import NIOEmbedded
 import Testing
 
 /// The frame decoder under peers that send a large frame in many small reads.
-@Suite struct FrameDecoderTests {
+@Suite(.cpuBound) struct FrameDecoderTests {
     /// A frame arriving in many reads is gathered in time proportional to its size: the cumulation is appended to
     /// in place, not copied whole on every read (which made an 8 MiB frame in 1 KiB reads copy about 34 GB on the
     /// event loop, stalling every connection on it). 16 MiB in 1 KiB reads: well under a second in place, over 20 s

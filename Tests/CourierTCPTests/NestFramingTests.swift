@@ -5,13 +5,14 @@
 
 import CourierCore
 @testable import CourierTCP
+import CourierTestSupport
 import CourierTesting
 import NIOCore
 import NIOEmbedded
 import Testing
 
 /// The NestJS TCP framing (`<utf16 length>#<json>`), checked against the byte vectors of the wire notes (§2).
-@Suite struct NestFramingTests {
+@Suite(.cpuBound) struct NestFramingTests {
     // MARK: Vectors (wire notes §2, normative)
 
     static let requestVector = #"56#{"pattern":{"cmd":"sum"},"data":[1,2,3],"id":"7c1d3b0e"}"#

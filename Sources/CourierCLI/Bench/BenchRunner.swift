@@ -105,7 +105,7 @@ struct BenchRunner {
                 measured = try await measure(id: "redis-streams", title: "Redis Streams", courierURL: url, rawURL: nil,
                                              broker: redisPID)
             case "kafka-embedded":
-                let cluster = try EmbeddedKafkaCluster(topics: Self.kafkaTopics)
+                let cluster = try await EmbeddedKafkaCluster(topics: Self.kafkaTopics)
                 defer { cluster.close() }
                 measured = try await measureKafka(id: "kafka-embedded", title: "Kafka (embedded)",
                                                   bootstrap: cluster.bootstrapServers)
