@@ -21,11 +21,11 @@ public struct RedisConfiguration: Sendable, Hashable {
         ///
         /// Default: `.seconds(5)`
         public var maximumDelay: Duration
-        /// What each further failed attempt multiplies the wait by.
+        /// What each further failed attempt multiplies the wait by; below 1 (or not a finite number) counts as 1.
         ///
         /// Default: `2`
         public var multiplier: Double
-        /// The largest fraction of a wait added at random.
+        /// The largest fraction of a wait added at random; 0 or less (or not a finite number) adds none.
         ///
         /// Default: `0.2`
         public var jitter: Double
@@ -50,8 +50,10 @@ public struct RedisConfiguration: Sendable, Hashable {
             let maximum = maximumDelay.seconds
             var seconds = initial
             // Multiply step by step (exponents are small), stopping once the cap is reached.
+            // A NaN or infinite factor would make the wait NaN, and `Duration` traps on that.
+            let factor = multiplier.isFinite ? max(multiplier, 1) : 1
             for _ in 1..<max(failedAttempts, 1) where seconds < maximum {
-                seconds *= max(multiplier, 1)
+                seconds *= factor
             }
             seconds = min(seconds, maximum)
             return .seconds(max(seconds, 0))
@@ -60,7 +62,8 @@ public struct RedisConfiguration: Sendable, Hashable {
         /// ``delay(afterFailedAttempts:)`` with a random share of up to ``jitter`` of it added.
         func jitteredDelay(afterFailedAttempts failedAttempts: Int) -> Duration {
             let base = delay(afterFailedAttempts: failedAttempts)
-            guard jitter > 0 else { return base }
+            // `Double.random(in: 0...jitter)` traps on an infinite bound.
+            guard jitter > 0, jitter.isFinite else { return base }
             return base + .seconds(base.seconds * Double.random(in: 0...jitter))
         }
     }
