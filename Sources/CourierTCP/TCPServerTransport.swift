@@ -200,6 +200,12 @@ public final class TCPServerTransport: ServerTransport {
                 await dispatcher.dispatch(message, in: &group, startImmediately: onEventLoop)
             }
         }
+        // In a graceful shutdown, the replies of handlers that finished may still be queued (a reply larger than the
+        // socket takes at once, or a peer reading slowly), and closing drops them: wait until they are written, but
+        // not past the shutdown's deadline, so that a peer that does not read cannot hold the worker.
+        if let deadline = dispatcher.shutdownDeadline, channel.isActive {
+            await writer.written(before: deadline)
+        }
         try? await channel.close()
     }
 
@@ -297,6 +303,22 @@ final class TCPReplyWriter: ReplyWriter {
         } else {
             writer.write(frame, promise: nil)
         }
+    }
+
+    /// Waits until every reply queued on the connection so far is written, the connection fails, or `deadline`
+    /// passes (this does not end when the task is cancelled: the deadline bounds it).
+    func written(before deadline: NIODeadline) async {
+        let eventLoop = channel.eventLoop
+        let written = eventLoop.makePromise(of: Void.self)
+        let waited = eventLoop.makePromise(of: Void.self)
+        written.futureResult.cascade(to: waited)
+        let expired = eventLoop.scheduleTask(deadline: deadline) {
+            waited.fail(CourierError(.timedOut, "the replies were not written before the shutdown's deadline"))
+        }
+        written.futureResult.whenComplete { _ in expired.cancel() }
+        // Writes go out in order: an empty one is written once everything queued before it is.
+        writer.write(channel.allocator.buffer(capacity: 0), promise: written)
+        try? await waited.futureResult.get()  // a later completion of `waited` is ignored
     }
 
     /// The reply's frame, or an error reply in its place when it exceeds the frame limit.

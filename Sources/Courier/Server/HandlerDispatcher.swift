@@ -15,6 +15,8 @@ final class HandlerDispatcher: InboundDispatcher {
     /// message went through value witnesses.
     private struct DrainState {
         var isDraining = false
+        /// When the graceful shutdown stops waiting for in-flight work, once it has begun.
+        var deadline: NIODeadline?
         var inFlight = 0
         var drainWaiters: [(UInt64, UnsafeContinuation<Void, Never>)] = []
         var nextWaiterID: UInt64 = 0
@@ -166,10 +168,13 @@ final class HandlerDispatcher: InboundDispatcher {
 
     // MARK: Draining
 
-    /// Stops taking new work: messages dispatched from now on are held back.
-    func beginDraining() {
+    /// Stops taking new work: messages dispatched from now on are held back. `timeout` is how long the shutdown
+    /// waits for in-flight work (``shutdownDeadline``).
+    func beginDraining(timeout: Duration) {
+        let deadline = NIODeadline.now() + .nanoseconds(timeout.nanosecondCount)
         let waiters = state.withLock { state -> [(UInt64, UnsafeContinuation<Void, Never>)] in
             state.isDraining = true
+            if state.deadline == nil { state.deadline = deadline }
             defer { state.drainWaiters.removeAll() }
             return state.drainWaiters
         }
@@ -213,6 +218,8 @@ final class HandlerDispatcher: InboundDispatcher {
 
     /// Whether the graceful shutdown has begun.
     var isDraining: Bool { state.withLock { $0.isDraining } }
+
+    var shutdownDeadline: NIODeadline? { state.withLock { $0.deadline } }
 
     /// Gives back the message's handler slot and reports how it went.
     private func finished(_ message: InboundMessage, _ outcome: HandlingOutcome) {

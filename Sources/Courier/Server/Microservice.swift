@@ -105,7 +105,7 @@ public final class Microservice: Service, Sendable {
                     return  // cancelled: the group is going down anyway
                 }
                 logger.info("draining", metadata: ["in-flight": "\(dispatcher.inFlight)"])
-                dispatcher.beginDraining()
+                dispatcher.beginDraining(timeout: timeout)
                 if await dispatcher.waitUntilIdle(timeout: timeout) {
                     logger.info("drained")
                 } else {

@@ -176,6 +176,11 @@ public protocol InboundDispatcher: Sendable {
     /// Returns once the service has begun its graceful shutdown (stop taking new work).
     func draining() async
 
+    /// Once the graceful shutdown has begun, when it stops waiting for in-flight work (its start plus the service's
+    /// graceful shutdown timeout); `nil` before. A transport that closes connections as it stops may wait until then
+    /// for the replies of handlers that finished to be written, instead of dropping what is still queued.
+    var shutdownDeadline: NIODeadline? { get }
+
     /// How many handlers could start now without waiting, or `nil` if the dispatcher cannot tell. A transport that
     /// takes messages in batches (Redis Streams) takes no more than this, so that none waits long in the worker
     /// for a slot (another worker would claim it as idle).
@@ -188,6 +193,9 @@ public protocol InboundDispatcher: Sendable {
 extension InboundDispatcher {
     /// `nil`: unknown.
     public var availableHandlerSlots: Int? { nil }
+
+    /// `nil`: no deadline is known, so nothing is waited for.
+    public var shutdownDeadline: NIODeadline? { nil }
 
     /// Returns `false`: every message goes through ``dispatch(_:in:)``.
     public func handleNowIfSynchronous(_ message: InboundMessage) -> Bool { false }
