@@ -138,6 +138,48 @@ extension CourierError {
 }
 
 extension CourierError {
+    /// The error of a batch of `count` events on `pattern` (``ClientTransport/emit(batch:)``) of which the events at
+    /// `failures` (indices from 0, in order) failed and, from `firstUnsent` on, the others were not sent; the rest
+    /// were accepted.
+    ///
+    /// It has the code of the first failure (``Code/transportUnavailable`` for an error that is not a
+    /// `CourierError`), a message naming the failed events (from 1) with their reasons and saying what became of the
+    /// others, `details` `{"failed":[indices from 0],"accepted":N,"notSent":N}`, and the first failure as
+    /// `underlying`.
+    package static func batch(
+        _ pattern: String,
+        count: Int,
+        failures: [(index: Int, error: any Error)],
+        firstUnsent: Int? = nil
+    ) -> CourierError {
+        precondition(!failures.isEmpty, "a failed batch has a failed event")
+        let unsentFrom = firstUnsent ?? count
+        let notSent = max(0, count - unsentFrom) - failures.count { $0.index >= unsentFrom }
+        let accepted = count - failures.count - notSent
+        let shown = 3
+        var reasons = failures.prefix(shown).map { index, error in
+            "event \(index + 1): \((error as? CourierError)?.message ?? "\(error)")"
+        }
+        if failures.count > shown { reasons.append("\(failures.count - shown) more") }
+        var message = "\(failures.count) of \(count) '\(pattern)' events failed (\(reasons.joined(separator: "; ")))"
+        if notSent > 0 {
+            message += unsentFrom == 0 ? "; the other \(notSent) were not sent"
+                : "; the \(notSent) after event \(unsentFrom) were not sent"
+        }
+        message += accepted > 0 ? "; \(accepted) accepted" : "; none accepted"
+        let first = failures[0].error
+        return CourierError(
+            (first as? CourierError)?.code ?? .transportUnavailable,
+            message,
+            details: [
+                "failed": .array(failures.map { .integer(Int64($0.index)) }),
+                "accepted": .integer(Int64(accepted)),
+                "notSent": .integer(Int64(notSent)),
+            ],
+            underlying: first
+        )
+    }
+
     /// Whether this error says that a message itself cannot be sent, now or ever (too large, not encodable, or
     /// refused for what it is, such as a reply address that is not legal), as opposed to a transport that could
     /// not take it now. Sending the same message again cannot help.

@@ -83,20 +83,17 @@ public final class RedisStreamsClientTransport: ClientTransport {
         }
     }
 
-    /// Pipelines one `XADD` per event and waits for every answer.
+    /// Pipelines one `XADD` per event and waits for every answer; throws
+    /// ``CourierCore/CourierError/batch(_:count:failures:firstUnsent:)`` naming every event Redis did not add.
     public func emit(batch events: [WireRequest]) async throws {
         guard let connection = connection.current else {
             throw CourierError.unavailable("the Redis Streams client is not connected")
         }
-        do {
-            let answers = events.map { connection.commands.enqueue(addCommand($0, replyTo: nil)) }
-            for answer in answers { _ = try await answer.get() }
-        } catch let error as CourierError {
-            throw error
-        } catch {
-            throw CourierError.wrapping(error, as: .transportUnavailable,
-                                        "could not add '\(events[0].pattern)' to its stream")
-        }
+        guard let pattern = events.first?.pattern else { return }
+        try await RedisBatchAnswers.wait(
+            for: events.map { connection.commands.enqueue(addCommand($0, replyTo: nil)) },
+            pattern: pattern
+        )
     }
 
     public func close() async {

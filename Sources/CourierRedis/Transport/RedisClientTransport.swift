@@ -165,26 +165,35 @@ public final class RedisClientTransport: ClientTransport {
     }
 
     /// Pipelines one `PUBLISH` per event on the command connection. With event acknowledgements it waits for every
-    /// answer; without, it waits only where an event finds `maxUnacknowledgedEvents` unanswered, as ``emit(_:)``.
+    /// answer and throws ``CourierCore/CourierError/batch(_:count:failures:firstUnsent:)`` naming every event Redis
+    /// did not take; without, it waits only where an event finds `maxUnacknowledgedEvents` unanswered, as
+    /// ``emit(_:)``, and stops at the first such wait that fails.
     public func emit(batch events: [WireRequest]) async throws {
         guard let connection = connection.current else {
             throw CourierError.unavailable("the Redis client is not connected")
         }
+        guard let pattern = events.first?.pattern else { return }
         let publishes = events.map { event -> [RESPArgument] in
             ["PUBLISH", RESPArgument(event.pattern), RESPArgument(configuration.format.encode(event))]
         }
-        do {
-            if configuration.awaitsEventAcknowledgement {
-                let answers = publishes.map { connection.commands.enqueue($0) }
-                for answer in answers { _ = try await answer.get() }
-                return
-            }
-            for publish in publishes { try await publishUnacknowledged(publish, on: connection) }
-        } catch let error as CourierError {
-            throw error
-        } catch {
-            throw CourierError.wrapping(error, as: .transportUnavailable, "could not publish '\(events[0].pattern)'")
+        if configuration.awaitsEventAcknowledgement {
+            try await RedisBatchAnswers.wait(for: publishes.map { connection.commands.enqueue($0) }, pattern: pattern)
+            return
         }
+        for (index, publish) in publishes.enumerated() {
+            do {
+                try await publishUnacknowledged(publish, on: connection)
+            } catch {
+                throw CourierError.batch(pattern, count: events.count, failures: [(index, Self.publishFailure(error))],
+                                         firstUnsent: index + 1)
+            }
+        }
+    }
+
+    /// The error of a `PUBLISH` that failed: the connection's own, or Redis's answer as
+    /// ``CourierCore/CourierError/Code/transportUnavailable``.
+    private static func publishFailure(_ error: any Error) -> CourierError {
+        CourierError.wrapping(error, as: .transportUnavailable, "Redis refused it")
     }
 
     /// Queues an event's `PUBLISH` without waiting for its answer, unless `maxUnacknowledgedEvents` are unanswered:
