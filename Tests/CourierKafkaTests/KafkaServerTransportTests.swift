@@ -396,6 +396,36 @@ import Testing
         await client.shutdown()
     }
 
+    /// A batch whose second event librdkafka refuses at once (larger than `message.max.bytes`) while the first is
+    /// produced but cannot be delivered (no leader): the error reports both, and the third as not sent. Before,
+    /// the refusal was thrown at once and the first event's delivery report went to a tally nobody waited for: its
+    /// failure was neither thrown nor logged.
+    @Test func aBatchStoppedByARefusedEventStillReportsTheDeliveryOfTheEventsBeforeIt() async throws {
+        let cluster = try await EmbeddedKafkaCluster(topics: ["audit.log": 1, KafkaReplyStrategy.singleInstance.topic: 1])
+        defer { cluster.close() }
+        let client = Self.clientGivingUpAfter300Milliseconds(on: cluster)
+        let oversized = JSONValue.string(String(repeating: "x", count: 1_100_000))
+        // Delivered: the error names the refused event alone, and counts the first as accepted.
+        let refusal = await #expect(throws: CourierError.self) {
+            try await client.emitBatch("audit.log", json: [1, oversized, 3])
+        }
+        #expect(refusal?.message.contains("1 of 3 'audit.log' events failed (event 2: ") == true, "\(String(describing: refusal))")
+        #expect(refusal?.details == ["failed": [1], "accepted": 1, "notSent": 1], "\(String(describing: refusal))")
+
+        try await cluster.setLeader(of: "audit.log", partition: 0, to: nil)
+        let started = ContinuousClock.now
+        let error = await #expect(throws: CourierError.self) {
+            try await client.emitBatch("audit.log", json: [1, oversized, 3])
+        }
+        let described = String(describing: error)
+        #expect(error?.message.contains("2 of 3 'audit.log' events failed (event 1: ") == true, "\(described)")
+        #expect(error?.message.contains("; event 2: ") == true, "\(described)")
+        #expect(error?.message.contains("the 1 after event 2 were not sent; none accepted") == true, "\(described)")
+        #expect(error?.details == ["failed": [0, 1], "accepted": 0, "notSent": 1], "\(described)")
+        #expect(ContinuousClock.now - started < .seconds(30), "the delivery report came within its message timeout")
+        await client.shutdown()
+    }
+
     /// A Courier client speaking Spring's binary headers to a Courier worker, which reads both forms.
     @Test func courierClientsWithSpringHeadersGetTheirReplies() async throws {
         try await Self.withWorker { fixture in

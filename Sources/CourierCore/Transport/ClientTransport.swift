@@ -37,7 +37,7 @@ public protocol ClientTransport: Sendable {
     /// An event the transport refuses up front (too large for a TCP frame) fails the batch before any is sent.
     /// Otherwise the error of the first event that failed is thrown; events before it may have been accepted, and on
     /// a transport that stops at the failure (the default, TCP), those after it were not sent. A transport that
-    /// learns every event's outcome (Redis's pipelined answers) waits for them all and throws
+    /// learns every event's outcome (Redis's pipelined answers, Kafka's delivery reports) waits for them all and throws
     /// ``CourierError/batch(_:count:failures:firstUnsent:)``, which names every failed event.
     func emit(batch events: [WireRequest]) async throws
 

@@ -130,22 +130,45 @@ public final class KafkaClientTransport: ClientTransport {
     }
 
     /// Encodes every event first (one that cannot be encoded fails the batch before any is produced), then
-    /// produces them in one loop, in order. With event acknowledgements it then waits once for every delivery
-    /// report and throws the first failure; a message librdkafka refuses at once stops the loop.
+    /// produces them in one loop, in order; a message librdkafka refuses at once (too large, for example) stops the
+    /// loop. With event acknowledgements it then waits once for the delivery reports of every message produced,
+    /// also when the loop stopped, and throws ``CourierCore/CourierError/batch(_:count:failures:firstUnsent:)``
+    /// naming each event that failed to be delivered or was refused, and the events not sent after it.
     public func emit(batch events: [WireRequest]) async throws {
         guard let connection = openConnection.withLock({ $0 }) else {
             throw CourierError.unavailable("the Kafka client is not connected")
         }
+        guard let pattern = events.first?.pattern else { return }
         let records = try events.map { try KafkaRecordCodec.encodeEvent($0) }
         guard configuration.awaitsEventAcknowledgement else {
-            for record in records { try await connection.producer.produceWhenRoom(record) }
+            for (index, record) in records.enumerated() {
+                do {
+                    try await connection.producer.produceWhenRoom(record)
+                } catch {
+                    throw CourierError.batch(pattern, count: records.count, failures: [(index, error)],
+                                             firstUnsent: index + 1)
+                }
+            }
             return
         }
         let tally = KafkaDeliveryTally(expecting: records.count)
-        for record in records {
-            try await connection.producer.produceWhenRoom(record, onDelivery: { tally.report($0) })
+        var refused: (index: Int, error: any Error)?
+        for (index, record) in records.enumerated() {
+            do {
+                try await connection.producer.produceWhenRoom(record, onDelivery: { tally.report(index, $0) })
+            } catch {
+                // The messages before it are on their way: their reports are still awaited, so that a failure
+                // among them is reported too rather than dropped.
+                tally.expectOnly(index)
+                refused = (index, error)
+                break
+            }
         }
-        try await tally.wait()
+        var failures = await tally.wait()
+        if let refused { failures.append(refused) }
+        guard !failures.isEmpty else { return }
+        throw CourierError.batch(pattern, count: records.count, failures: failures,
+                                 firstUnsent: refused.map { $0.index + 1 })
     }
 
     public func close() async {

@@ -10,42 +10,50 @@ import Synchronization
 final class KafkaDeliveryTally: Sendable {
     private struct State {
         var remaining: Int
-        var firstError: (any Error)?
-        var waiter: UnsafeContinuation<Void, any Error>?
+        var failures: [(index: Int, error: any Error)] = []
+        var waiter: UnsafeContinuation<[(index: Int, error: any Error)], Never>?
     }
 
+    private let count: Int
     private let state: Mutex<State>
 
-    /// A tally expecting `count` reports.
+    /// A tally expecting `count` reports, one for each message of the batch (indices `0..<count`).
     init(expecting count: Int) {
+        self.count = count
         state = Mutex(State(remaining: count))
     }
 
-    /// Records one message's report; runs on the producer's poll thread (or as it closes), once per message.
-    func report(_ result: Result<KafkaDeliveryReport, any Error>) {
-        let done = state.withLock { state -> (UnsafeContinuation<Void, any Error>, (any Error)?)? in
+    /// Records the report of the message at `index`; runs on the producer's poll thread (or as it closes), once
+    /// per message.
+    func report(_ index: Int, _ result: Result<KafkaDeliveryReport, any Error>) {
+        let done = state.withLock { state -> (UnsafeContinuation<[(index: Int, error: any Error)], Never>, [(index: Int, error: any Error)])? in
             state.remaining -= 1
-            if case .failure(let error) = result, state.firstError == nil { state.firstError = error }
+            if case .failure(let error) = result { state.failures.append((index, error)) }
             guard state.remaining == 0, let waiter = state.waiter else { return nil }
             state.waiter = nil
-            return (waiter, state.firstError)
+            return (waiter, state.failures)
         }
-        guard let (waiter, error) = done else { return }
-        if let error { waiter.resume(throwing: error) } else { waiter.resume() }
+        guard let (waiter, failures) = done else { return }
+        waiter.resume(returning: failures.sorted { $0.index < $1.index })
     }
 
-    /// Returns once every report arrived; throws the first failure among them.
-    func wait() async throws {
-        try await withUnsafeThrowingContinuation { (continuation: UnsafeContinuation<Void, any Error>) in
-            let finished = state.withLock { state -> (any Error)?? in
+    /// Only the first `produced` messages were handed to librdkafka (the next one was refused): expects no report
+    /// for the others. Call it before ``wait()``.
+    func expectOnly(_ produced: Int) {
+        state.withLock { $0.remaining -= count - produced }
+    }
+
+    /// Returns once every expected report arrived, with the failed messages in index order.
+    func wait() async -> [(index: Int, error: any Error)] {
+        await withUnsafeContinuation { (continuation: UnsafeContinuation<[(index: Int, error: any Error)], Never>) in
+            let finished = state.withLock { state -> [(index: Int, error: any Error)]? in
                 guard state.remaining == 0 else {
                     state.waiter = continuation
                     return nil
                 }
-                return .some(state.firstError)
+                return state.failures
             }
-            guard let finished else { return }
-            if let error = finished { continuation.resume(throwing: error) } else { continuation.resume() }
+            if let finished { continuation.resume(returning: finished.sorted { $0.index < $1.index }) }
         }
     }
 }
