@@ -101,18 +101,23 @@ public final class TCPClientTransport: ClientTransport {
         }
     }
 
-    /// Frames every event first (a batch with one too large for a frame sends nothing), then queues them all in one
+    /// Frames every event first (a batch with one too large for a frame sends nothing, and its error names every such
+    /// event), then queues them all in one
     /// write batch and waits for the last to be written (with acknowledgements off, only where the batch does not
     /// fit within ``TCPConfiguration/maxUnwrittenEvents``, as for ``emit(_:)``).
     public func emit(batch events: [WireRequest]) async throws {
         var frames: [ByteBuffer] = []
         frames.reserveCapacity(events.count)
-        for event in events {
+        var tooLargeEvents: [(index: Int, error: any Error)] = []
+        for (index, event) in events.enumerated() {
             let frame = configuration.format.frame(event)
             if configuration.format.exceeds(frame, maxFrameLength: configuration.maxFrameLength) {
-                throw tooLarge(event)
+                tooLargeEvents.append((index, tooLarge(event)))
             }
             frames.append(frame)
+        }
+        if !tooLargeEvents.isEmpty {
+            throw CourierError.batch(events[0].pattern, count: events.count, failures: tooLargeEvents, firstUnsent: 0)
         }
         guard case .connected(let channel, let writer) = state.withLock({ $0 }) else {
             throw CourierError.unavailable("not connected to \(endpoint)")

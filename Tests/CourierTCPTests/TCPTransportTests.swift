@@ -753,6 +753,10 @@ import Testing
                                        [.string("small"), .string(String(repeating: "b", count: 2_000)), .string("small")])
         }
         #expect(batchError?.code == .payloadTooLarge)
+        // The error says which event was too large, and that none was sent.
+        #expect(batchError?.message.contains("1 of 3 'audit.log' events failed (event 2: ") == true)
+        #expect(batchError?.message.contains("the other 2 were not sent; none accepted") == true)
+        #expect(batchError?.details == ["failed": [1], "accepted": 0, "notSent": 2])
         #expect(client.pendingCalls == 0)
 
         // Nothing reached the worker, and the connection is untouched.
