@@ -172,4 +172,46 @@ import Testing
         #expect(secondValues.sorted() == ["1", "2", "3"], "\(secondValues)")
         await producer.close()
     }
+
+    /// A reply the broker cannot take (its partition has no leader) is retried by librdkafka for
+    /// `message.timeout.ms`, 5 minutes by default. The worker must not wait that long past its graceful shutdown
+    /// timeout to stop, and the record must not be lost: it is left uncommitted, and the next worker in the group
+    /// handles it again. Before the fix the worker had not stopped 60 s after a 30 s timeout.
+    @Test func aReplyTheBrokerCannotTakeDoesNotHoldTheShutdownPastItsTimeout() async throws {
+        let cluster = try await EmbeddedKafkaCluster(topics: ["pipe.req": 1, "pipe.replies": 2])
+        defer { cluster.close() }
+        let handled = Runs()
+        let first = KafkaPipeliningTests.echoWorker(
+            cluster, group: "stuck-reply-workers",
+            configure: { $0.consumerProperties["auto.commit.interval.ms"] = "600000" },
+            microservice: MicroserviceConfiguration(gracefulShutdownTimeout: .seconds(2))
+        ) { handled.append("first \($0)") }
+        let producer = try KafkaProducer(bootstrapServers: cluster.bootstrapServers)
+        try await cluster.setLeader(of: "pipe.replies", partition: 0, to: nil)
+        try await KafkaPipeliningTests.sendRequests([(1, 0)], with: producer)
+        let group = ServiceGroup(services: [first], logger: Logger(label: "test"))
+        let running = Task { try await group.run() }
+        defer { running.cancel() }
+        try await finish(within: .seconds(60), "the first worker handling the request") {
+            while handled.handled(by: "first").isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        await group.triggerGracefulShutdown()
+        // 2 s of graceful timeout, and generous room for a loaded machine; not the 5 minutes of message.timeout.ms.
+        try await finish(within: .seconds(30), "the first worker stopping") { try await running.value }
+
+        try await cluster.setLeader(of: "pipe.replies", partition: 0, to: 1)
+        let second = KafkaPipeliningTests.echoWorker(cluster, group: "stuck-reply-workers") {
+            handled.append("second \($0)")
+        }
+        let secondGroup = ServiceGroup(services: [second], logger: Logger(label: "test"))
+        let secondRunning = Task { try await secondGroup.run() }
+        defer { secondRunning.cancel() }
+        try await finish(within: .seconds(60), "the second worker handling the request again") {
+            while handled.handled(by: "second").isEmpty { try await Task.sleep(for: .milliseconds(10)) }
+        }
+        #expect(handled.handled(by: "second") == ["second 1"])
+        await secondGroup.triggerGracefulShutdown()
+        try await finish(within: .seconds(30), "the second worker stopping") { try await secondRunning.value }
+        await producer.close()
+    }
 }

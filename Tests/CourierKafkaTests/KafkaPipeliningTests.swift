@@ -201,6 +201,7 @@ import Testing
         _ cluster: EmbeddedKafkaCluster,
         group: String,
         configure: (inout KafkaConfiguration) -> Void = { _ in },
+        microservice: MicroserviceConfiguration = .init(),
         handled: @escaping @Sendable (Int) -> Void
     ) -> Microservice {
         var configuration = KafkaConfiguration(bootstrapServers: cluster.bootstrapServers, groupID: group)
@@ -215,7 +216,7 @@ import Testing
         var logger = Logger(label: "test")
         logger.logLevel = .critical
         let server = KafkaServerTransport(configuration: configuration, logger: logger)
-        return Microservice(router: router, transport: server, logger: logger)
+        return Microservice(router: router, transport: server, configuration: microservice, logger: logger)
     }
 
     /// Replies time out 300 ms after they were produced (librdkafka notices within about a second), and a record

@@ -13,6 +13,8 @@ import Synchronization
 /// the lane's acknowledger then waits here, record after record in offset order, before it stores an offset.
 final class KafkaPendingRecord: Sendable {
     let record: KafkaConsumerMessage
+    /// Ends the waits for delivery reports once a stopping worker stops waiting.
+    private let waitLimit: KafkaDeliveryWaitLimit
 
     /// Waiters are unsafe continuations (each taken out under the lock and resumed once): see `OneShot`.
     private struct State {
@@ -22,12 +24,17 @@ final class KafkaPendingRecord: Sendable {
         var deliveryFailure: (any Error)?
         var settledWaiters: [UnsafeContinuation<Void, Never>] = []
         var finishedWaiters: [UnsafeContinuation<Void, Never>] = []
+        /// The worker stopped waiting for this record's delivery reports (``giveUp()``).
+        var gaveUp = false
     }
 
     private let state = Mutex(State())
 
-    init(_ record: KafkaConsumerMessage) {
+    /// - Parameter waitLimit: What ends the waits for delivery reports when the worker stops; by default,
+    ///   nothing does.
+    init(_ record: KafkaConsumerMessage, waitLimit: KafkaDeliveryWaitLimit = KafkaDeliveryWaitLimit()) {
         self.record = record
+        self.waitLimit = waitLimit
     }
 
     /// Counts a reply its writer is about to enqueue; returns how many came before it.
@@ -68,38 +75,64 @@ final class KafkaPendingRecord: Sendable {
         })
     }
 
-    /// Waits until every reply enqueued so far is acknowledged; returns the first delivery failure, if any.
+    /// Waits until every reply enqueued so far is acknowledged; returns the first delivery failure, if any (or,
+    /// when the worker stopped waiting first, why).
     func deliveriesSettled() async -> (any Error)? {
         // A request's only reply finds nothing outstanding: no suspension.
         let settled = state.withLock { state -> (any Error)?? in
             state.outstanding == 0 ? .some(state.deliveryFailure) : .none
         }
         if case .some(let failure) = settled { return failure }
-        await withUnsafeContinuation { continuation in
-            let now = state.withLock { state -> Bool in
-                if state.outstanding == 0 { return true }
-                state.settledWaiters.append(continuation)
-                return false
+        await waitLimit.waiting(on: self) {
+            await withUnsafeContinuation { continuation in
+                let now = state.withLock { state -> Bool in
+                    if state.outstanding == 0 || state.gaveUp { return true }
+                    state.settledWaiters.append(continuation)
+                    return false
+                }
+                if now { continuation.resume() }
             }
-            if now { continuation.resume() }
         }
-        return state.withLock { $0.deliveryFailure }
+        return state.withLock { state in
+            state.deliveryFailure ?? (state.outstanding == 0 ? nil : Self.stoppedWaiting)
+        }
     }
 
     /// Waits until the handler finished and every reply it produced was acknowledged; returns the outcome to
     /// acknowledge the record by: ``HandlingOutcome/abandoned`` if a reply could not be delivered (its caller may not
     /// have the answer, so the record must come back).
+    /// A stopping worker that stops waiting (``giveUp()``) gets ``HandlingOutcome/abandoned`` for a record not
+    /// finished by then: its offset is not stored, so it comes back to the next worker.
     func finished() async -> HandlingOutcome {
-        await withUnsafeContinuation { continuation in
-            let now = state.withLock { state -> Bool in
-                if state.outcome != nil, state.outstanding == 0 { return true }
-                state.finishedWaiters.append(continuation)
-                return false
+        await waitLimit.waiting(on: self) {
+            await withUnsafeContinuation { continuation in
+                let now = state.withLock { state -> Bool in
+                    if state.outcome != nil, state.outstanding == 0 { return true }
+                    if state.gaveUp { return true }
+                    state.finishedWaiters.append(continuation)
+                    return false
+                }
+                if now { continuation.resume() }
             }
-            if now { continuation.resume() }
         }
         return finishedOutcome ?? .abandoned
     }
+
+    /// The worker stops waiting for this record: every wait for it returns now, and later ones at once.
+    func giveUp() {
+        resume(state.withLock { state in
+            state.gaveUp = true
+            defer {
+                state.settledWaiters = []
+                state.finishedWaiters = []
+            }
+            return state.settledWaiters + state.finishedWaiters
+        })
+    }
+
+    private static let stoppedWaiting = CourierError.unavailable(
+        "the worker stopped before the broker acknowledged an earlier reply"
+    )
 
     /// The outcome of a finished record whose reply failed to reach the broker: a reply the broker refused for what
     /// it is (too large for it, or its topic unknown or not allowed) would be refused again after redelivery, so
@@ -137,6 +170,47 @@ final class KafkaPendingRecord: Sendable {
 
     private func resume(_ waiters: [UnsafeContinuation<Void, Never>]) {
         for waiter in waiters { waiter.resume() }
+    }
+}
+
+/// Ends the waits for delivery reports of a stopping worker: once ``fire()`` runs, every record waited for now or
+/// later gives up (``KafkaPendingRecord/giveUp()``). A reply the broker cannot take (its partition has no leader) is
+/// retried by librdkafka until `message.timeout.ms` (5 minutes by default); without this, a worker would wait that
+/// long past its graceful shutdown timeout.
+final class KafkaDeliveryWaitLimit: Sendable {
+    private struct State {
+        var fired = false
+        /// The records waited for now, with how many waits each.
+        var waiting: [ObjectIdentifier: (record: KafkaPendingRecord, waits: Int)] = [:]
+    }
+
+    private let state = Mutex(State())
+
+    /// Runs `wait`, a wait for `record`'s delivery reports, ending it through the record if the limit fires.
+    func waiting(on record: KafkaPendingRecord, _ wait: () async -> Void) async {
+        let key = ObjectIdentifier(record)
+        let fired = state.withLock { state -> Bool in
+            if state.fired { return true }
+            state.waiting[key, default: (record, 0)].waits += 1
+            return false
+        }
+        if fired { record.giveUp() }
+        await wait()
+        guard !fired else { return }
+        state.withLock { state in
+            guard let entry = state.waiting[key] else { return }
+            if entry.waits == 1 { state.waiting[key] = nil } else { state.waiting[key]?.waits -= 1 }
+        }
+    }
+
+    /// Gives up every record waited for now, and makes later waits give up at once. Idempotent.
+    func fire() {
+        let records = state.withLock { state in
+            state.fired = true
+            defer { state.waiting = [:] }
+            return state.waiting.values.map(\.record)
+        }
+        for record in records { record.giveUp() }
     }
 }
 

@@ -109,6 +109,21 @@ public final class KafkaServerTransport: ServerTransport {
         logger.info("kafka worker subscribed", metadata: ["group": "\(configuration.groupID)",
                                                          "topics": "\(subscriptions)"])
         let budget = AsyncSemaphore(permits: max(1, configuration.maxBufferedRecords))
+        // A reply the broker cannot take is retried by librdkafka for `message.timeout.ms`; the lanes wait for
+        // delivery reports no longer than the graceful shutdown lets them (or, stopped without one, not at all), and
+        // leave those records uncommitted for the next worker.
+        let deliveryWaits = KafkaDeliveryWaitLimit()
+        let shutdownWatch = Task {
+            await dispatcher.draining()
+            guard !Task.isCancelled else { return }
+            if let deadline = dispatcher.shutdownDeadline {
+                let left = (deadline - .now()).nanoseconds
+                if left > 0 { try? await Task.sleep(for: .nanoseconds(left)) }
+            }
+            guard !Task.isCancelled else { return }
+            deliveryWaits.fire()
+        }
+        defer { shutdownWatch.cancel() }
         let laneContext = LaneContext(
             consumer: consumer,
             producer: producer,
@@ -120,78 +135,84 @@ public final class KafkaServerTransport: ServerTransport {
             streamProducer: streamProducer,
             redeliveryBackoff: configuration.redeliveryBackoff,
             maxRedeliveryBackoff: configuration.maxRedeliveryBackoff,
+            deliveryWaits: deliveryWaits,
             logger: logger
         )
-        await withDiscardingTaskGroup { group in
-            var lanes: [KafkaTopicPartition: Lane] = [:]
-            // Lanes of revoked partitions, which may still be finishing (after `revocationTimeout`): a lane for the
-            // same partition, assigned again, starts after them, so that one partition never runs in two lanes.
-            var revokedLanes: [KafkaTopicPartition: OneShot<Void>] = [:]
-            // The lane of the previous message: consecutive records mostly come from one partition (the poll
-            // thread takes them in fetched batches), so this spares hashing the topic name for each of them.
-            var recent: (topic: String, partition: Int32, lane: Lane?)?
-            // Decided once per topic: a dead-letter topic's decision matches the topic against the subscriptions'
-            // regular expressions.
-            var foreignTopics: [String: Bool] = [:]
-            func isForeign(_ topic: String) -> Bool {
-                if let known = foreignTopics[topic] { return known }
-                let foreign = Self.isForeignTopic(topic, subscribed: subscriptions,
-                                                  deadLetterSuffix: configuration.eventFailures.deadLetterSuffix)
-                foreignTopics[topic] = foreign
-                return foreign
-            }
-            for await event in consumer.events {
-                if let message = event.message {
-                    let lane: Lane?
-                    if let recent, recent.partition == message.partition, recent.topic == message.topic {
-                        lane = recent.lane
-                    } else if isForeign(message.topic) {
-                        lane = nil
-                    } else if let existing = lanes[message.topicPartition] {
-                        lane = existing
-                    } else {
-                        let new = Lane(records: KafkaLaneQueue(), finished: OneShot<Void>())
-                        lanes[message.topicPartition] = new
-                        let previous = revokedLanes.removeValue(forKey: message.topicPartition)
-                        group.addTask {
-                            await previous?.value
-                            await Self.runLane(new.records, context: laneContext)
-                            new.finished.deliver(())
+        await withTaskCancellationHandler {
+            await withDiscardingTaskGroup { group in
+                var lanes: [KafkaTopicPartition: Lane] = [:]
+                // Lanes of revoked partitions, which may still be finishing (after `revocationTimeout`): a lane for the
+                // same partition, assigned again, starts after them, so that one partition never runs in two lanes.
+                var revokedLanes: [KafkaTopicPartition: OneShot<Void>] = [:]
+                // The lane of the previous message: consecutive records mostly come from one partition (the poll
+                // thread takes them in fetched batches), so this spares hashing the topic name for each of them.
+                var recent: (topic: String, partition: Int32, lane: Lane?)?
+                // Decided once per topic: a dead-letter topic's decision matches the topic against the subscriptions'
+                // regular expressions.
+                var foreignTopics: [String: Bool] = [:]
+                func isForeign(_ topic: String) -> Bool {
+                    if let known = foreignTopics[topic] { return known }
+                    let foreign = Self.isForeignTopic(topic, subscribed: subscriptions,
+                                                      deadLetterSuffix: configuration.eventFailures.deadLetterSuffix)
+                    foreignTopics[topic] = foreign
+                    return foreign
+                }
+                for await event in consumer.events {
+                    if let message = event.message {
+                        let lane: Lane?
+                        if let recent, recent.partition == message.partition, recent.topic == message.topic {
+                            lane = recent.lane
+                        } else if isForeign(message.topic) {
+                            lane = nil
+                        } else if let existing = lanes[message.topicPartition] {
+                            lane = existing
+                        } else {
+                            let new = Lane(records: KafkaLaneQueue(), finished: OneShot<Void>())
+                            lanes[message.topicPartition] = new
+                            let previous = revokedLanes.removeValue(forKey: message.topicPartition)
+                            group.addTask {
+                                await previous?.value
+                                await Self.runLane(new.records, context: laneContext)
+                                new.finished.deliver(())
+                            }
+                            lane = new
                         }
-                        lane = new
-                    }
-                    recent = (message.topic, message.partition, lane)
-                    guard let lane else {
-                        // A wildcard (`orders.*`) also matches reply topics (`orders.reply`), and `orders.**` dead-letter
-                        // topics (`orders.created.dlq`): neither is work.
-                        try? consumer.storeOffset(message)
-                        continue
-                    }
-                    guard await budget.acquire() else { break }
-                    lane.records.push(message)
-                } else if event.assigned != nil {
-                    assigned.deliver(())
-                } else if let revoked = event.revoked {
-                    // The consumer holds the rebalance (up to `revocationTimeout`) while the lanes of these
-                    // partitions finish the records they hold and store their offsets; librdkafka then commits
-                    // them as it gives the partitions up.
-                    recent = nil
-                    var finishing: [Lane] = []
-                    for partition in revoked {
-                        guard let lane = lanes.removeValue(forKey: partition) else { continue }
-                        lane.records.finish()
-                        revokedLanes[partition] = lane.finished
-                        finishing.append(lane)
-                    }
-                    // Their lanes are finished, which stops what `isRevoking` stopped until now.
-                    consumer.revocationSeen(revoked)
-                    group.addTask {
-                        for lane in finishing { await lane.finished.value }
-                        consumer.revocationHandled(for: event)
+                        recent = (message.topic, message.partition, lane)
+                        guard let lane else {
+                            // A wildcard (`orders.*`) also matches reply topics (`orders.reply`), and `orders.**` dead-letter
+                            // topics (`orders.created.dlq`): neither is work.
+                            try? consumer.storeOffset(message)
+                            continue
+                        }
+                        guard await budget.acquire() else { break }
+                        lane.records.push(message)
+                    } else if event.assigned != nil {
+                        assigned.deliver(())
+                    } else if let revoked = event.revoked {
+                        // The consumer holds the rebalance (up to `revocationTimeout`) while the lanes of these
+                        // partitions finish the records they hold and store their offsets; librdkafka then commits
+                        // them as it gives the partitions up.
+                        recent = nil
+                        var finishing: [Lane] = []
+                        for partition in revoked {
+                            guard let lane = lanes.removeValue(forKey: partition) else { continue }
+                            lane.records.finish()
+                            revokedLanes[partition] = lane.finished
+                            finishing.append(lane)
+                        }
+                        // Their lanes are finished, which stops what `isRevoking` stopped until now.
+                        consumer.revocationSeen(revoked)
+                        group.addTask {
+                            for lane in finishing { await lane.finished.value }
+                            consumer.revocationHandled(for: event)
+                        }
                     }
                 }
+                for lane in lanes.values { lane.records.finish() }
             }
-            for lane in lanes.values { lane.records.finish() }
+        } onCancel: {
+            // Stopped at once (not by a graceful shutdown, which bounds the waits by its own deadline).
+            if dispatcher.shutdownDeadline == nil { deliveryWaits.fire() }
         }
         clients.withLock { $0 = (nil, nil) }
         if let fatal = consumer.fatalError {
@@ -208,8 +229,13 @@ public final class KafkaServerTransport: ServerTransport {
             throw fatal
         }
         await consumer.close()
-        await streamProducer?.close()
-        await producer.close()
+        // Within what is left of a graceful shutdown's timeout: a reply still undelivered then belongs to a record
+        // whose offset was not stored, which the next worker handles again.
+        let flushTimeout = dispatcher.shutdownDeadline.map { deadline in
+            min(Duration.seconds(10), .nanoseconds(max(0, (deadline - .now()).nanoseconds)))
+        } ?? .seconds(10)
+        await streamProducer?.close(flushTimeout: flushTimeout)
+        await producer.close(flushTimeout: flushTimeout)
     }
 
     /// The records of one partition, handled in order by one task.
@@ -248,6 +274,8 @@ public final class KafkaServerTransport: ServerTransport {
         let streamProducer: KafkaStreamReplyProducer?
         let redeliveryBackoff: Duration
         let maxRedeliveryBackoff: Duration
+        /// Ends the waits for delivery reports when the worker stops (see ``KafkaDeliveryWaitLimit``).
+        let deliveryWaits: KafkaDeliveryWaitLimit
         let logger: Logger
     }
 
@@ -325,7 +353,7 @@ public final class KafkaServerTransport: ServerTransport {
                             }
                         }
                     } else {
-                        let pending = replying ?? KafkaPendingRecord(record)
+                        let pending = replying ?? KafkaPendingRecord(record, waitLimit: context.deliveryWaits)
                         if replying == nil { pending.handled(handled) }
                         store(&unstored, context: context)
                         waiting.added()
@@ -333,7 +361,7 @@ public final class KafkaServerTransport: ServerTransport {
                     }
                     continue
                 }
-                let pending = KafkaPendingRecord(record)
+                let pending = KafkaPendingRecord(record, waitLimit: context.deliveryWaits)
                 waiting.added()
                 acknowledging.push(pending)
                 guard await slots.acquire() else {
@@ -534,7 +562,7 @@ public final class KafkaServerTransport: ServerTransport {
     ) async -> HandlingOutcome {
         var writer: (any ReplyWriter)?
         if let replyTo = inbound.replyTo, let correlation = inbound.correlationBytes {
-            let replying = pending ?? KafkaPendingRecord(record)
+            let replying = pending ?? KafkaPendingRecord(record, waitLimit: context.deliveryWaits)
             pending = replying
             writer = KafkaReplyWriter(producer: context.producer, address: replyTo, correlationBytes: correlation,
                                       pending: replying, streamProducer: context.streamProducer)

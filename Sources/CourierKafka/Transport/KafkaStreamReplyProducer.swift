@@ -87,13 +87,13 @@ final class KafkaStreamReplyProducer: Sendable {
         state.withLock { if case .open = $0 { true } else { false } }
     }
 
-    /// Closes the producer, if it was created, flushing what it holds; later uses fail.
-    func close() async {
+    /// Closes the producer, if it was created, flushing what it holds for at most `flushTimeout`; later uses fail.
+    func close(flushTimeout: Duration = .seconds(10)) async {
         let open = state.withLock { state -> KafkaProducer? in
             defer { state = .closed }
             if case .open(let producer) = state { return producer }
             return nil
         }
-        await open?.close()
+        await open?.close(flushTimeout: flushTimeout)
     }
 }
