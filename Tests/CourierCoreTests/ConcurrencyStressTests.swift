@@ -3,6 +3,7 @@
 // Licensed under Apache License v2.0. See LICENSE for license information.
 //===----------------------------------------------------------------------===//
 
+import CourierTestSupport
 import NIOCore
 import Synchronization
 import Testing
@@ -12,43 +13,18 @@ import Testing
 /// Adversarial interleavings of the concurrency primitives: many tasks, cancellation at every await point, and an
 /// end (delivery, shutdown) while waiters exist. Each test is bounded: a hang fails it instead of blocking.
 @Suite struct ConcurrencyStressTests {
-    struct Hung: Error {}
-
     final class Counter: Sendable {
         let value = Atomic(0)
     }
 
-    /// Lets only the first of the body and the time limit through.
-    final class Once: Sendable {
-        private let taken = Atomic<Bool>(false)
-        func take() -> Bool { taken.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged }
-    }
-
-    /// Runs `body`, failing with `Hung` if it takes longer than `limit` (generous: one round of the semaphore test
-    /// passed 10 s once, in a CI run with every suite running at once and heavy tests beside it; it takes
-    /// milliseconds alone). A body that never ends is cancelled and left behind, so a hang fails the test instead of
-    /// blocking it (a task group would wait for it; a stuck continuation ignores cancellation).
+    /// Runs `body` with CourierTestSupport's ``finish(within:_:_:)``: a hang fails the test instead of blocking it.
+    /// The limit is generous: one round of the semaphore test passed 10 s once, in a CI run with every suite running
+    /// at once and heavy tests beside it; it takes milliseconds alone.
     static func within<T: Sendable>(
         _ limit: Duration = .seconds(30),
         _ body: @escaping @Sendable () async throws -> T
     ) async throws -> T {
-        let once = Once()
-        let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>?, Never>) in
-            let work = Task {
-                let result: Result<T, any Error>
-                do { result = .success(try await body()) } catch { result = .failure(error) }
-                if once.take() { continuation.resume(returning: result) }
-            }
-            Task {
-                try? await Task.sleep(for: limit)
-                if once.take() {
-                    work.cancel()
-                    continuation.resume(returning: nil)
-                }
-            }
-        }
-        guard let outcome else { throw Hung() }
-        return try outcome.get()
+        try await finish(within: limit, "the stress round", body)
     }
 
     // MARK: AsyncSemaphore

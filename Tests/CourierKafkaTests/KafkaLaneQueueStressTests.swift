@@ -4,6 +4,7 @@
 //===----------------------------------------------------------------------===//
 
 import CourierCore
+import CourierTestSupport
 import Testing
 
 @testable import CourierKafka

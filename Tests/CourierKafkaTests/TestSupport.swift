@@ -10,44 +10,6 @@ import Foundation
 import Synchronization
 import Testing
 
-/// A test's step that took longer than its limit.
-struct TimedOut: Error, CustomStringConvertible {
-    var description: String
-}
-
-/// Runs `body`, throwing ``TimedOut`` (naming `what`) if it has not finished within `limit`. `body` need not react to
-/// cancellation: it is cancelled, and left behind, when the limit passes, so a hang fails the test instead of
-/// blocking it (a task group would wait for it).
-func finish<T: Sendable>(
-    within limit: Duration,
-    _ what: String,
-    _ body: @escaping @Sendable () async throws -> T
-) async throws -> T {
-    let once = Once()
-    let outcome = await withCheckedContinuation { (continuation: CheckedContinuation<Result<T, any Error>?, Never>) in
-        let work = Task {
-            let result: Result<T, any Error>
-            do { result = .success(try await body()) } catch { result = .failure(error) }
-            if once.take() { continuation.resume(returning: result) }
-        }
-        Task {
-            try? await Task.sleep(for: limit)
-            if once.take() {
-                work.cancel()
-                continuation.resume(returning: nil)
-            }
-        }
-    }
-    guard let outcome else { throw TimedOut(description: "\(what) took longer than \(limit)") }
-    return try outcome.get()
-}
-
-/// Lets only the first of several racing parties through.
-private final class Once: Sendable {
-    private let taken = Atomic<Bool>(false)
-    func take() -> Bool { taken.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged }
-}
-
 /// The NUL-terminated text in a C error buffer.
 func text(of buffer: [CChar]) -> String {
     buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
