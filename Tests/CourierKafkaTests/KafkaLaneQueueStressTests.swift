@@ -39,7 +39,8 @@ import Testing
     @Test func pendingRecordWaitersAllWakeWhateverTheOrder() async throws {
         for round in 0..<300 {
             let pending = KafkaPendingRecord(
-                KafkaConsumerMessage(topic: "t", partition: 0, offset: Int64(round), key: nil, value: nil, headers: []))
+                KafkaConsumerMessage(topic: "t", partition: 0, offset: Int64(round), key: nil, value: nil, headers: []),
+                waitLimit: KafkaDeliveryWaitLimit())
             let replies = round % 4
             for _ in 0..<replies { pending.expectDelivery() }
             let outcome = try await finish(within: .seconds(10), "round \(round)") {

@@ -30,9 +30,8 @@ final class KafkaPendingRecord: Sendable {
 
     private let state = Mutex(State())
 
-    /// - Parameter waitLimit: What ends the waits for delivery reports when the worker stops; by default,
-    ///   nothing does.
-    init(_ record: KafkaConsumerMessage, waitLimit: KafkaDeliveryWaitLimit = KafkaDeliveryWaitLimit()) {
+    /// - Parameter waitLimit: What ends the waits for delivery reports when the worker stops (one per worker).
+    init(_ record: KafkaConsumerMessage, waitLimit: KafkaDeliveryWaitLimit) {
         self.record = record
         self.waitLimit = waitLimit
     }
@@ -104,6 +103,9 @@ final class KafkaPendingRecord: Sendable {
     /// A stopping worker that stops waiting (``giveUp()``) gets ``HandlingOutcome/abandoned`` for a record not
     /// finished by then: its offset is not stored, so it comes back to the next worker.
     func finished() async -> HandlingOutcome {
+        // Finished already (the usual case once the acknowledger has caught up): no registration with the limit,
+        // whose lock every lane of the worker shares.
+        if let outcome = finishedOutcome { return outcome }
         await waitLimit.waiting(on: self) {
             await withUnsafeContinuation { continuation in
                 let now = state.withLock { state -> Bool in
