@@ -102,9 +102,8 @@ public final class TCPClientTransport: ClientTransport {
     }
 
     /// Frames every event first (a batch with one too large for a frame sends nothing, and its error names every such
-    /// event), then queues them all in one
-    /// write batch and waits for the last to be written (with acknowledgements off, only where the batch does not
-    /// fit within ``TCPConfiguration/maxUnwrittenEvents``, as for ``emit(_:)``).
+    /// event), then queues them all in one write batch and waits for the last to be written (with acknowledgements
+    /// off, only where the batch does not fit within ``TCPConfiguration/maxUnwrittenEvents``, as for ``emit(_:)``).
     public func emit(batch events: [WireRequest]) async throws {
         var frames: [ByteBuffer] = []
         frames.reserveCapacity(events.count)

@@ -8,10 +8,13 @@ import Synchronization
 /// Counts the delivery reports of a batch of messages and lets one task wait for them all: a batch of events with
 /// acknowledgements waits once, not once per message.
 final class KafkaDeliveryTally: Sendable {
+    /// The messages whose delivery failed: their indices in the batch, and why.
+    typealias Failures = [(index: Int, error: any Error)]
+
     private struct State {
         var remaining: Int
-        var failures: [(index: Int, error: any Error)] = []
-        var waiter: UnsafeContinuation<[(index: Int, error: any Error)], Never>?
+        var failures: Failures = []
+        var waiter: UnsafeContinuation<Failures, Never>?
     }
 
     private let count: Int
@@ -26,7 +29,7 @@ final class KafkaDeliveryTally: Sendable {
     /// Records the report of the message at `index`; runs on the producer's poll thread (or as it closes), once
     /// per message.
     func report(_ index: Int, _ result: Result<KafkaDeliveryReport, any Error>) {
-        let done = state.withLock { state -> (UnsafeContinuation<[(index: Int, error: any Error)], Never>, [(index: Int, error: any Error)])? in
+        let done = state.withLock { state -> (UnsafeContinuation<Failures, Never>, Failures)? in
             state.remaining -= 1
             if case .failure(let error) = result { state.failures.append((index, error)) }
             guard state.remaining == 0, let waiter = state.waiter else { return nil }
@@ -34,7 +37,7 @@ final class KafkaDeliveryTally: Sendable {
             return (waiter, state.failures)
         }
         guard let (waiter, failures) = done else { return }
-        waiter.resume(returning: failures.sorted { $0.index < $1.index })
+        waiter.resume(returning: failures)
     }
 
     /// Only the first `produced` messages were handed to librdkafka (the next one was refused): expects no report
@@ -44,16 +47,18 @@ final class KafkaDeliveryTally: Sendable {
     }
 
     /// Returns once every expected report arrived, with the failed messages in index order.
-    func wait() async -> [(index: Int, error: any Error)] {
-        await withUnsafeContinuation { (continuation: UnsafeContinuation<[(index: Int, error: any Error)], Never>) in
-            let finished = state.withLock { state -> [(index: Int, error: any Error)]? in
+    func wait() async -> Failures {
+        let failures = await withUnsafeContinuation { (continuation: UnsafeContinuation<Failures, Never>) in
+            let finished = state.withLock { state -> Failures? in
                 guard state.remaining == 0 else {
                     state.waiter = continuation
                     return nil
                 }
                 return state.failures
             }
-            if let finished { continuation.resume(returning: finished.sorted { $0.index < $1.index }) }
+            if let finished { continuation.resume(returning: finished) }
         }
+        // Reports arrive in any order.
+        return failures.sorted { $0.index < $1.index }
     }
 }

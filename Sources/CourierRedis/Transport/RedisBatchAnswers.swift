@@ -17,11 +17,17 @@ enum RedisBatchAnswers {
             do {
                 _ = try await answer.get()
             } catch {
-                failures.append((index, CourierError.wrapping(error, as: .transportUnavailable, "Redis refused it")))
+                failures.append((index, failure(error)))
             }
         }
         guard failures.isEmpty else {
             throw CourierError.batch(pattern, count: answers.count, failures: failures)
         }
+    }
+
+    /// The error of one event's command: the connection's own, or Redis's error answer as
+    /// ``CourierCore/CourierError/Code/transportUnavailable``.
+    static func failure(_ error: any Error) -> CourierError {
+        CourierError.wrapping(error, as: .transportUnavailable, "Redis refused it")
     }
 }

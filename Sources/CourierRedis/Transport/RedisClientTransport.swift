@@ -184,16 +184,10 @@ public final class RedisClientTransport: ClientTransport {
             do {
                 try await publishUnacknowledged(publish, on: connection)
             } catch {
-                throw CourierError.batch(pattern, count: events.count, failures: [(index, Self.publishFailure(error))],
-                                         firstUnsent: index + 1)
+                throw CourierError.batch(pattern, count: events.count,
+                                         failures: [(index, RedisBatchAnswers.failure(error))], firstUnsent: index + 1)
             }
         }
-    }
-
-    /// The error of a `PUBLISH` that failed: the connection's own, or Redis's answer as
-    /// ``CourierCore/CourierError/Code/transportUnavailable``.
-    private static func publishFailure(_ error: any Error) -> CourierError {
-        CourierError.wrapping(error, as: .transportUnavailable, "Redis refused it")
     }
 
     /// Queues an event's `PUBLISH` without waiting for its answer, unless `maxUnacknowledgedEvents` are unanswered:
